@@ -1,0 +1,96 @@
+//! Hot-path micro-benchmarks: normalization + route match + key build,
+//! memory lookup, and `Cache-Status` rendering.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use cachecar::cache::memory::MemoryStore;
+use cachecar::cache::{Entry, Store};
+use cachecar::config::load_str;
+use cachecar::proxy::respond::{CacheOutcome, Fwd};
+use cachecar::proxy::{key, normalize};
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, Request, StatusCode};
+
+const CONFIG: &str = r#"
+upstream: { url: "http://127.0.0.1:8000" }
+identity: { hash_key: "benchmark-identity-key" }
+routes:
+  - { name: conversation-list, match: GET /api/conversations, scope: user, key: { headers: [accept-language] } }
+  - { name: conversation-messages, match: "GET /api/conversations/{id}/messages", scope: user }
+  - { name: conversation, match: "GET /api/conversations/{id}", scope: user }
+  - { name: documents, match: "GET /api/documents/{*path}" }
+invalidate:
+  - { match: "PUT /api/conversations/{id}", purge: ["GET /api/conversations/{id}", "GET /api/conversations/{id}/*", GET /api/conversations] }
+"#;
+
+fn request() -> Request<()> {
+    Request::builder()
+        .uri("/api/conversations/42?b=2&a=1")
+        .header("host", "api.example")
+        .header("authorization", "Bearer alice")
+        .body(())
+        .unwrap()
+}
+
+fn bench_key(c: &mut Criterion) {
+    let config = load_str(CONFIG, &|_| None).unwrap();
+    let req = request();
+    c.bench_function("normalize+route+key", |b| {
+        b.iter(|| {
+            let target = normalize::request(req.uri(), req.headers()).unwrap();
+            let m = config.routes.find(&target.path).unwrap();
+            let id = key::identity(&config.identity, req.headers());
+            black_box(key::for_request(
+                m.value,
+                &m.captures,
+                &target,
+                req.headers(),
+                id,
+            ))
+        })
+    });
+}
+
+fn bench_memory_lookup(c: &mut Criterion) {
+    let config = load_str(CONFIG, &|_| None).unwrap();
+    let req = request();
+    let target = normalize::request(req.uri(), req.headers()).unwrap();
+    let m = config.routes.find(&target.path).unwrap();
+    let id = key::identity(&config.identity, req.headers());
+    let k = key::for_request(m.value, &m.captures, &target, req.headers(), id);
+    let store = MemoryStore::new(64 << 20, None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let generations = rt.block_on(store.lookup(&k)).unwrap().generations;
+    let now = SystemTime::now();
+    let entry = Entry {
+        key: k.hash,
+        status: StatusCode::OK,
+        headers: HeaderMap::new(),
+        body: Bytes::from(vec![b'x'; 2048]),
+        stored_at: now,
+        initial_age: Duration::ZERO,
+        fresh_until: now + Duration::from_secs(3600),
+        keep_until: now + Duration::from_secs(3600),
+        vary: Vec::new(),
+        generations,
+        shareable_with_auth: false,
+    };
+    rt.block_on(store.insert(&k, Arc::new(entry))).unwrap();
+    c.bench_function("memory lookup (hit)", |b| {
+        b.iter(|| black_box(rt.block_on(store.lookup(&k)).unwrap()))
+    });
+}
+
+fn bench_cache_status(c: &mut Criterion) {
+    c.bench_function("cache-status render", |b| {
+        b.iter(|| black_box(CacheOutcome::miss(Fwd::Miss).stored().cache_status()))
+    });
+}
+
+criterion_group!(benches, bench_key, bench_memory_lookup, bench_cache_status);
+criterion_main!(benches);

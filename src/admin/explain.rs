@@ -1,0 +1,205 @@
+//! `GET /admin/explain?method=GET&url=/path[&header=Name: value]...`: what
+//! cachecar would do with a request, using the same functions the proxy
+//! uses (normalize, route, precheck, key, lookup, usable), so the answer
+//! cannot drift from the behaviour. The identity is shown only as
+//! present/absent; no raw credential is echoed.
+
+use std::time::SystemTime;
+
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use serde_json::{Value, json};
+
+use super::{json_response, text};
+use crate::cache::{Cache, Token};
+use crate::config::{Route, RuntimeConfig, Scope};
+use crate::proxy::body::Body;
+use crate::proxy::{NotUsable, Usable, has_credentials, key, normalize, precheck, usable};
+
+/// Answers an explain request.
+pub(super) async fn explain(config: &RuntimeConfig, cache: &Cache, uri: &Uri) -> Response<Body> {
+    let request = match request_from_query(uri.query().unwrap_or("")) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
+    };
+    let target = match normalize::request(request.uri(), request.headers()) {
+        Ok(t) => t,
+        Err(e) => {
+            return json_response(
+                StatusCode::OK,
+                &json!({ "cacheable": false, "reason": e.to_string() }),
+            );
+        }
+    };
+    let method = request.method();
+    let mut out = json!({
+        "method": method.as_str(),
+        "normalized": { "host": target.host, "path": target.path, "query": target.query },
+    });
+    let found = config.routes.find(&target.path);
+    out["route"] = found.as_ref().map_or(Value::Null, |m| {
+        route_json(config, m.index, m.value, m.captures.iter())
+    });
+    if *method != Method::GET && *method != Method::HEAD {
+        out["cacheable"] = json!(false);
+        if method.is_safe() {
+            out["reason"] = json!("method");
+        } else {
+            let purge = config.invalidations.purge(method, &target.path);
+            let mut tokens = purge.tokens;
+            if found.is_some() {
+                tokens.push(Token::url(&target.path));
+            }
+            out["mutation"] = json!({
+                "rules": purge.rules.iter().map(|r| &**r).collect::<Vec<_>>(),
+                "tokens_bumped_on_success": tokens.iter().map(Token::as_str).collect::<Vec<_>>(),
+            });
+        }
+        return json_response(StatusCode::OK, &out);
+    }
+    let Some(m) = found else {
+        out["cacheable"] = json!(false);
+        out["reason"] = json!("no-route");
+        return json_response(StatusCode::OK, &out);
+    };
+    let identity = match precheck(config, m.value, request.headers(), false) {
+        Ok(identity) => identity,
+        Err(reason) => {
+            out["cacheable"] = json!(false);
+            out["reason"] = json!(reason.as_str());
+            return json_response(StatusCode::OK, &out);
+        }
+    };
+    out["cacheable"] = json!(true);
+    if target.host.is_none() {
+        out["note"] = json!(
+            "no Host given: the key covers the host, so add header=Host:<the host clients use> \
+             (or an absolute url) to see the entry they get"
+        );
+    }
+    let parts = key::parts(m.value, &target, request.headers(), identity);
+    let k = key::for_request(m.value, &m.captures, &target, request.headers(), identity);
+    out["key"] = json!({
+        "hash": k.hash.to_hex(),
+        "host": parts.host,
+        "path": parts.path,
+        "query": parts.query,
+        "headers": parts.headers.iter().map(|(n, v)| {
+            (n.as_str().to_string(), json!(v.and_then(|v| v.to_str().ok())))
+        }).collect::<serde_json::Map<_, _>>(),
+        "identity": match (m.value.scope, parts.identity) {
+            (Scope::Public, _) => "not-used",
+            (Scope::User, true) => "present",
+            (Scope::User, false) => "absent",
+        },
+    });
+    let credentials = m.value.scope == Scope::Public && has_credentials(request.headers());
+    match cache.lookup(&k).await {
+        Err(e) => out["entry"] = json!({ "error": e.to_string() }),
+        Ok(lookup) => {
+            out["tokens"] = json!(
+                k.tokens
+                    .iter()
+                    .zip(&lookup.generations)
+                    .map(|(t, g)| json!({ "token": t.as_str(), "generation": g }))
+                    .collect::<Vec<_>>()
+            );
+            let now = SystemTime::now();
+            let verdict = match usable(&lookup, &k, request.headers(), credentials, now) {
+                Usable::Yes(_) => "hit",
+                Usable::VaryMiss => "vary-miss",
+                Usable::No(why) => why.as_str(),
+            };
+            out["entry"] = match &lookup.entry {
+                None => json!({ "stored": false, "would_serve": NotUsable::Absent.as_str() }),
+                Some(e) => json!({
+                    "stored": true,
+                    "would_serve": verdict,
+                    "status": e.status.as_u16(),
+                    "age_seconds": e.age(now).as_secs(),
+                    "ttl_seconds": e.ttl_secs(now),
+                    "body_bytes": e.body.len(),
+                    "filled_under_generations": e.generations,
+                    "vary": e.vary.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                    "shareable_with_credentials": e.shareable_with_auth,
+                }),
+            };
+        }
+    }
+    json_response(StatusCode::OK, &out)
+}
+
+fn route_json<'a>(
+    config: &RuntimeConfig,
+    index: usize,
+    route: &Route,
+    captures: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Value {
+    let purged_by: Vec<Value> = config
+        .invalidations
+        .rules()
+        .flat_map(|rule| {
+            rule.targets
+                .iter()
+                .filter(move |(_, plans)| plans.iter().any(|p| p.route == index))
+                .map(move |(target, _)| json!({ "rule": &*rule.label, "target": &**target }))
+        })
+        .collect();
+    json!({
+        "name": &*route.name,
+        "position": index + 1,
+        "match": format!("GET {}", route.template),
+        "captures": captures.map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "scope": route.scope.as_str(),
+        "ttl_seconds": route.ttl.as_secs(),
+        "origin_cache_control": route.origin_cache_control.as_str(),
+        "key": {
+            "query": route.key.query.to_string(),
+            "headers": route.key.headers.iter().map(HeaderName::as_str).collect::<Vec<_>>(),
+        },
+        "store_private": route.store_private,
+        "share_authenticated": route.share_authenticated,
+        "purged_by": purged_by,
+    })
+}
+
+/// Builds the request to explain from `method`, `url` and `header` params.
+fn request_from_query(query: &str) -> Result<Request<()>, String> {
+    let mut method = Method::GET;
+    let mut url = None;
+    let mut headers = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*name {
+            "method" => {
+                method = Method::from_bytes(value.as_bytes())
+                    .map_err(|_| format!("`{value}` is not an HTTP method"))?;
+            }
+            "url" => url = Some(value.into_owned()),
+            "header" => {
+                let (n, v) = value
+                    .split_once(':')
+                    .ok_or_else(|| format!("header `{value}` must be `Name: value`"))?;
+                let n = HeaderName::from_bytes(n.trim().as_bytes())
+                    .map_err(|_| format!("`{n}` is not a header name"))?;
+                let v = HeaderValue::from_str(v.trim())
+                    .map_err(|_| format!("the value of `{n}` is not a valid header value"))?;
+                headers.push((n, v));
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter `{other}` (use method, url, header)"
+                ));
+            }
+        }
+    }
+    let url = url.ok_or("the `url` parameter is required, e.g. url=/api/items/1")?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| format!("`{url}` is not a request target"))?;
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    for (n, v) in headers {
+        request.headers_mut().append(n, v);
+    }
+    Ok(request)
+}

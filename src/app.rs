@@ -1,0 +1,182 @@
+//! The application: config, metrics, store, proxy and admin wired together,
+//! listeners bound, and the lifecycle from start to a drained exit.
+//!
+//! `App::bind` binds both listeners (so a test or `main` knows the ports
+//! before serving), `App::run` serves until the shutdown token fires, then:
+//! readiness turns 503, traffic is still served for `shutdown.drain_delay`,
+//! the proxy listener closes and in-flight requests get
+//! `shutdown.grace_period`, and finally the admin listener closes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::admin::Admin;
+use crate::cache::memory::MemoryStore;
+use crate::cache::{Cache, Store};
+use crate::config::{ConfigHandle, RuntimeConfig, StoreKind};
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::proxy::upstream::Upstream;
+use crate::shutdown::Readiness;
+
+/// How long the admin listener may take to close after the proxy drained.
+const ADMIN_GRACE: Duration = Duration::from_secs(1);
+
+/// A bound, ready-to-run cachecar.
+pub struct App {
+    config: Arc<ConfigHandle>,
+    proxy: Proxy,
+    admin: Admin,
+    readiness: Arc<Readiness>,
+    proxy_listener: TcpListener,
+    admin_listener: TcpListener,
+}
+
+/// Start-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// `proxy` or `admin`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered (a bug).
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl App {
+    /// Builds every part from `config` and binds both listeners.
+    ///
+    /// # Errors
+    ///
+    /// [`AppError::Bind`] when a port is taken or not permitted.
+    pub async fn bind(config: RuntimeConfig) -> Result<Self, AppError> {
+        let registry = Registry::new();
+        let metrics = Arc::new(Metrics::new(&registry)?);
+        let store = build_store(&config, &metrics);
+        let upstream = Upstream::new(&config.upstream);
+        let proxy_addr = config.listen;
+        let admin_addr = config.admin.listen;
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        let config = Arc::new(ConfigHandle::new(config));
+        metrics.config_generation.set(1);
+        metrics
+            .config_reloads_total
+            .with_label_values(&["ok"])
+            .inc();
+        let cache = Cache::new(store, metrics.clone());
+        let proxy = Proxy::new(config.clone(), cache.clone(), upstream, metrics);
+        let readiness = Arc::new(Readiness::default());
+        let admin = Admin::new(
+            config.clone(),
+            registry,
+            cache,
+            proxy.clone(),
+            readiness.clone(),
+        );
+        Ok(Self {
+            config,
+            proxy,
+            admin,
+            readiness,
+            proxy_listener: bind("proxy", proxy_addr).await?,
+            admin_listener: bind("admin", admin_addr).await?,
+        })
+    }
+
+    /// The bound proxy address (useful with port 0).
+    pub fn proxy_addr(&self) -> SocketAddr {
+        local_addr(&self.proxy_listener)
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        local_addr(&self.admin_listener)
+    }
+
+    /// Serves until `shutdown` fires, then drains and returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let config = self.config.load();
+        let (drain_delay, grace) = (config.shutdown.drain_delay, config.shutdown.grace_period);
+        let (proxy_addr, admin_addr) = (self.proxy_addr(), self.admin_addr());
+        let admin_stop = CancellationToken::new();
+        let admin_service = self.admin.service();
+        let admin_task = tokio::spawn(
+            crate::listener::serve(
+                "admin",
+                self.admin_listener,
+                move |_| admin_service.clone(),
+                admin_stop.clone(),
+                ADMIN_GRACE,
+            )
+            .instrument(tracing::info_span!("admin")),
+        );
+        let proxy_stop = CancellationToken::new();
+        let proxy = self.proxy.clone();
+        let proxy_task = tokio::spawn(
+            crate::listener::serve(
+                "proxy",
+                self.proxy_listener,
+                move |peer| proxy.service(peer),
+                proxy_stop.clone(),
+                grace,
+            )
+            .instrument(tracing::info_span!("proxy")),
+        );
+        self.readiness.set_ready();
+        tracing::info!(
+            listen = %proxy_addr,
+            admin = %admin_addr,
+            upstream = %config.upstream.url,
+            routes = config.routes.len(),
+            "cachecar ready"
+        );
+        drop(config);
+        shutdown.cancelled().await;
+        self.readiness.set_draining();
+        tracing::info!(?drain_delay, "draining: readiness is 503, still serving");
+        tokio::time::sleep(drain_delay).await;
+        proxy_stop.cancel();
+        let clean = proxy_task.await.unwrap_or(false);
+        admin_stop.cancel();
+        let _ = admin_task.await;
+        tracing::info!(clean, "cachecar stopped");
+    }
+}
+
+fn build_store(config: &RuntimeConfig, metrics: &Metrics) -> Arc<dyn Store> {
+    match config.cache.store {
+        // Validation refuses the other stores until they are implemented.
+        StoreKind::Memory | StoreKind::Redis | StoreKind::Tiered => Arc::new(MemoryStore::new(
+            config.cache.memory_max_bytes,
+            Some(metrics.memory_store_evictions_total.clone()),
+        )),
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { what, addr, source })
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        // A bound TCP listener always has a local address.
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}

@@ -1,0 +1,565 @@
+//! Storage: what a cache entry is, how it is keyed and invalidated, and the
+//! [`Store`] trait every backend implements (DESIGN.md §7).
+//!
+//! Invalidation is by generation counters, never by key scans. Every entry
+//! depends on a few [`Token`]s (its route, route + captures that some purge
+//! target binds, its URL). A lookup returns the entry *and* the current
+//! generation of each of its tokens; the entry is valid only if the
+//! generations it was filled under are the current ones. A purge bumps
+//! counters. Because a fill is stamped with the generations read *before* the
+//! upstream request was sent, a fill that raced a purge can never be served
+//! after it.
+//!
+//! This module holds the vocabulary only; `proxy/key.rs` builds keys and
+//! `proxy/policy.rs` decides what is stored.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::metrics::Metrics;
+
+pub mod memory;
+
+/// A 256-bit digest of everything that selects a response: route fingerprint,
+/// host, path, keyed query, keyed headers and the identity hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+/// A name whose generation counter some entries depend on, e.g.
+/// `r:conversation`, `b:conversation|id=42` or `u:/api/conversations/42`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(Box<str>);
+
+/// How one request is cached.
+///
+/// A wrong key is cache poisoning: two requests that may get different
+/// responses must never share a key. `proxy/key.rs` is the only place that
+/// builds one.
+#[derive(Clone, Debug)]
+pub struct CacheKey {
+    /// The route name: the metric label and the Redis key namespace.
+    pub route: Arc<str>,
+    /// The digest that selects the entry.
+    pub hash: KeyHash,
+    /// Tokens whose generations the entry depends on; never empty (the first
+    /// is always the route token).
+    pub tokens: Vec<Token>,
+}
+
+/// One stored response.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The key this entry was stored under; a mismatch on read is a miss.
+    pub key: KeyHash,
+    /// Response status.
+    pub status: StatusCode,
+    /// End-to-end response headers as received (no hop-by-hop headers, no `Age`).
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+    /// When the response was received.
+    pub stored_at: SystemTime,
+    /// `Age` the response already had when received (RFC 9111 §4.2.3).
+    pub initial_age: Duration,
+    /// Until when it is fresh.
+    pub fresh_until: SystemTime,
+    /// Until when the store keeps it (freshness + stale windows).
+    pub keep_until: SystemTime,
+    /// The request's values of the headers named by the response's `Vary`.
+    pub vary: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// Generations of the key's tokens when the fill started, in token order.
+    pub generations: Vec<u64>,
+    /// The response may also be served to requests with credentials
+    /// (RFC 9111 §3.5, or the route's `share_authenticated`).
+    pub shareable_with_auth: bool,
+}
+
+/// What [`Store::lookup`] found.
+#[derive(Clone, Debug, Default)]
+pub struct Lookup {
+    /// The stored entry, if any; not yet checked against `generations`.
+    pub entry: Option<Arc<Entry>>,
+    /// Current generation of each token of the key, in token order.
+    pub generations: Vec<u64>,
+}
+
+/// A storage backend failed. Never fails a request: a failed read is a miss,
+/// a failed write or purge is logged and counted.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend did not answer within its timeout.
+    #[error("store timed out after {0:?}")]
+    Timeout(Duration),
+    /// The backend answered with an error or is unreachable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A cache backend. Implementations: [`memory::MemoryStore`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The metric label of the backend (`memory`, `redis`, ...).
+    fn backend(&self) -> &'static str;
+
+    /// Called on every cacheable request. Returns the entry stored under
+    /// `key.hash` (if any) and the current generation of every token of the
+    /// key. A token without a counter must get a fresh value that no entry
+    /// can carry (never restart from an old value), so entries filled before
+    /// a counter was lost never match again.
+    ///
+    /// # Errors
+    ///
+    /// The caller treats any error as a miss and does not store.
+    async fn lookup(&self, key: &CacheKey) -> Result<Lookup, StoreError>;
+
+    /// Called after a fill decided to store `entry`. Replaces any entry under
+    /// the same key; keeps it until `entry.keep_until`.
+    ///
+    /// # Errors
+    ///
+    /// The caller logs and counts the error; the response is unaffected.
+    async fn insert(&self, key: &CacheKey, entry: Arc<Entry>) -> Result<(), StoreError>;
+
+    /// Called after a successful mutation or an admin purge: gives each token
+    /// a new generation, so every entry depending on any of them stops
+    /// matching. Must be O(tokens), never a scan.
+    ///
+    /// # Errors
+    ///
+    /// The caller logs and counts the error.
+    async fn bump(&self, tokens: &[Token]) -> Result<(), StoreError>;
+
+    /// Bytes and entries held in process memory, for the memory gauges.
+    fn usage(&self) -> Option<Usage> {
+        None
+    }
+}
+
+/// Memory held by a store.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// Approximate bytes of stored entries.
+    pub bytes: u64,
+    /// Number of stored entries.
+    pub entries: u64,
+}
+
+/// The store as the proxy uses it: every call timed and every error counted.
+#[derive(Clone)]
+pub struct Cache {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+/// The `X-Cache` value and the `cache_status` metric label of a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from the cache without contacting the upstream.
+    Hit,
+    /// Fetched from the upstream for a cacheable request.
+    Miss,
+    /// Served stale (stale-while-revalidate or stale-if-error).
+    Stale,
+    /// A stored response was revalidated with the upstream (304).
+    Revalidated,
+    /// The cache was not used for this request.
+    Bypass,
+}
+
+/// Why a response was not stored (or a request not served from the cache).
+/// The same string is the `Cache-Status` detail, the log field and the
+/// `not_stored_total{reason}` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoCacheReason {
+    /// HEAD misses are forwarded as HEAD and have no body to store.
+    Method,
+    /// The status code is not cacheable.
+    Status,
+    /// `206 Partial Content` is never stored.
+    Partial,
+    /// `Cache-Control: no-store` on the response.
+    NoStore,
+    /// `Cache-Control: no-store` on the request.
+    RequestNoStore,
+    /// `Cache-Control: private` (and the route does not allow it).
+    Private,
+    /// `Cache-Control: no-cache` on the response.
+    NoCache,
+    /// The response sets a cookie.
+    SetCookie,
+    /// `Vary: *`.
+    VaryStar,
+    /// The request carried credentials and the response does not allow
+    /// sharing it (RFC 9111 §3.5).
+    Authorization,
+    /// The response was already stale when received.
+    Expired,
+    /// The response is not storable for another RFC 9111 reason.
+    NotStorable,
+    /// The body exceeds `cache.max_body_bytes`.
+    TooLarge,
+    /// The upstream body failed or ended early while being read.
+    Incomplete,
+    /// The store failed.
+    StorageError,
+}
+
+/// Why a request bypassed the cache altogether.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BypassReason {
+    /// No route matches the request.
+    NoRoute,
+    /// `cache.enabled: false`.
+    Disabled,
+    /// A method that is never served from the cache.
+    Method,
+    /// A `scope: user` route and the request has no identity.
+    NoIdentity,
+    /// A GET or HEAD with a body.
+    RequestBody,
+    /// A request target that cannot be normalized (answered 400).
+    Invalid,
+}
+
+// === impl Token ===
+
+impl Token {
+    /// The token every entry of `route` depends on.
+    pub fn route(route: &str) -> Self {
+        Token(format!("r:{route}").into())
+    }
+
+    /// The token of the entries of `route` whose captures have these values.
+    pub fn binding<'a>(route: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut s = format!("b:{route}|");
+        for (i, (name, value)) in pairs.into_iter().enumerate() {
+            if i > 0 {
+                s.push('&');
+            }
+            s.push_str(name);
+            s.push('=');
+            push_escaped(&mut s, value);
+        }
+        Token(s.into())
+    }
+
+    /// The token of every entry stored for this normalized path, across
+    /// query strings, users and variants.
+    pub fn url(path: &str) -> Self {
+        let mut s = String::with_capacity(path.len() + 2);
+        s.push_str("u:");
+        push_escaped(&mut s, path);
+        Token(s.into())
+    }
+
+    /// The token's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Escapes the separators a token uses, so that two different bindings never
+/// spell the same token. (Escaping may merge `&` with `%26`: that only ever
+/// invalidates more, never less.)
+fn push_escaped(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("%26"),
+            '=' => out.push_str("%3D"),
+            '|' => out.push_str("%7C"),
+            c => out.push(c),
+        }
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// === impl KeyHash ===
+
+impl KeyHash {
+    /// Lower-case hex, for Redis keys and `/admin/explain`.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyHash({})", &self.to_hex()[..16])
+    }
+}
+
+// === impl Entry ===
+
+impl Entry {
+    /// `Age` at `now` (RFC 9111 §4.2.3): age when received plus resident time.
+    pub fn age(&self, now: SystemTime) -> Duration {
+        self.initial_age + now.duration_since(self.stored_at).unwrap_or_default()
+    }
+
+    /// Whether the entry is fresh at `now`.
+    pub fn is_fresh(&self, now: SystemTime) -> bool {
+        now < self.fresh_until
+    }
+
+    /// Seconds of freshness left at `now`; negative once stale.
+    pub fn ttl_secs(&self, now: SystemTime) -> i64 {
+        match self.fresh_until.duration_since(now) {
+            Ok(left) => left.as_secs() as i64,
+            Err(past) => {
+                let past = past.duration();
+                -(past.as_secs() as i64) - i64::from(past.subsec_nanos() > 0)
+            }
+        }
+    }
+
+    /// How much longer a store should keep the entry.
+    pub fn keep_for(&self, now: SystemTime) -> Duration {
+        self.keep_until.duration_since(now).unwrap_or_default()
+    }
+
+    /// Approximate memory footprint, for the byte-bounded memory store:
+    /// the body, each header's bytes plus its map slot and value buffer,
+    /// and the entry itself with its store bookkeeping.
+    pub fn weight(&self) -> u64 {
+        const PER_ENTRY: usize = 512;
+        const PER_HEADER: usize = 128;
+        let headers: usize = self
+            .headers
+            .iter()
+            .chain(self.vary.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))))
+            .map(|(k, v)| k.as_str().len() + v.len() + PER_HEADER)
+            .sum();
+        (PER_ENTRY + self.body.len() + headers + self.generations.len() * 8) as u64
+    }
+
+    /// Whether the request presents the same values for the headers named by
+    /// the response's `Vary` as the request that filled the entry.
+    pub fn vary_matches(&self, request: &HeaderMap) -> bool {
+        self.vary
+            .iter()
+            .all(|(name, value)| request.get(name) == value.as_ref())
+    }
+}
+
+/// A copy of `headers` that owns its bytes. Header values parsed by hyper
+/// are slices of the connection's read buffer; storing them as they are
+/// would keep that whole buffer alive as long as the entry.
+pub fn detached_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        out.append(name.clone(), detached_value(value));
+    }
+    out
+}
+
+/// A copy of one header value that owns its bytes.
+pub fn detached_value(value: &HeaderValue) -> HeaderValue {
+    let mut copy = HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
+        // The bytes came from a valid HeaderValue, so they are valid again.
+        .unwrap_or_else(|_| value.clone());
+    copy.set_sensitive(value.is_sensitive());
+    copy
+}
+
+// === impl Cache ===
+
+impl Cache {
+    /// Wraps a store with timing and error metrics.
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        Self { store, metrics }
+    }
+
+    /// The backend label.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
+    /// [`Store::lookup`], timed.
+    ///
+    /// # Errors
+    ///
+    /// As the store's, after counting it.
+    pub async fn lookup(&self, key: &CacheKey) -> Result<Lookup, StoreError> {
+        let start = Instant::now();
+        let result = self.store.lookup(key).await;
+        self.observe("lookup", start, result.as_ref().err());
+        result
+    }
+
+    /// [`Store::insert`], timed.
+    ///
+    /// # Errors
+    ///
+    /// As the store's, after counting it.
+    pub async fn insert(&self, key: &CacheKey, entry: Arc<Entry>) -> Result<(), StoreError> {
+        let start = Instant::now();
+        let result = self.store.insert(key, entry).await;
+        self.observe("insert", start, result.as_ref().err());
+        result
+    }
+
+    /// [`Store::bump`], timed.
+    ///
+    /// # Errors
+    ///
+    /// As the store's, after counting it.
+    pub async fn bump(&self, tokens: &[Token]) -> Result<(), StoreError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let result = self.store.bump(tokens).await;
+        self.observe("bump", start, result.as_ref().err());
+        result
+    }
+
+    /// Refreshes the memory gauges; called before `/metrics` is rendered.
+    pub fn refresh_gauges(&self) {
+        if let Some(usage) = self.store.usage() {
+            self.metrics
+                .memory_store_bytes
+                .set(i64::try_from(usage.bytes).unwrap_or(i64::MAX));
+            self.metrics
+                .memory_store_entries
+                .set(i64::try_from(usage.entries).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn observe(&self, op: &str, start: Instant, error: Option<&StoreError>) {
+        let backend = self.store.backend();
+        self.metrics
+            .store_operation_duration_seconds
+            .with_label_values(&[backend, op])
+            .observe(start.elapsed().as_secs_f64());
+        if let Some(error) = error {
+            self.metrics
+                .store_errors_total
+                .with_label_values(&[backend, op])
+                .inc();
+            tracing::warn!(backend, op, cause = %error, "cache store operation failed");
+        }
+    }
+}
+
+// === impl CacheStatus ===
+
+impl CacheStatus {
+    /// The `X-Cache` header value.
+    pub fn x_cache(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Bypass => "BYPASS",
+        }
+    }
+
+    /// The metric label and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Stale => "stale",
+            CacheStatus::Revalidated => "revalidated",
+            CacheStatus::Bypass => "bypass",
+        }
+    }
+}
+
+// === impl NoCacheReason ===
+
+impl NoCacheReason {
+    /// The detail token, log field and metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoCacheReason::Method => "method",
+            NoCacheReason::Status => "status",
+            NoCacheReason::Partial => "partial",
+            NoCacheReason::NoStore => "no-store",
+            NoCacheReason::RequestNoStore => "request-no-store",
+            NoCacheReason::Private => "private",
+            NoCacheReason::NoCache => "no-cache",
+            NoCacheReason::SetCookie => "set-cookie",
+            NoCacheReason::VaryStar => "vary-star",
+            NoCacheReason::Authorization => "authorization",
+            NoCacheReason::Expired => "expired",
+            NoCacheReason::NotStorable => "not-storable",
+            NoCacheReason::TooLarge => "too-large",
+            NoCacheReason::Incomplete => "incomplete",
+            NoCacheReason::StorageError => "storage-error",
+        }
+    }
+}
+
+// === impl BypassReason ===
+
+impl BypassReason {
+    /// The `Cache-Status` detail and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BypassReason::NoRoute => "no-route",
+            BypassReason::Disabled => "disabled",
+            BypassReason::Method => "method",
+            BypassReason::NoIdentity => "no-identity",
+            BypassReason::RequestBody => "request-body",
+            BypassReason::Invalid => "invalid-request",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_escape_their_separators() {
+        assert_eq!(Token::route("docs").as_str(), "r:docs");
+        assert_eq!(
+            Token::binding("c", [("id", "4&x=2"), ("m", "a|b")]).as_str(),
+            "b:c|id=4%26x%3D2&m=a%7Cb"
+        );
+        assert_ne!(
+            Token::binding("c", [("id", "1&m=2")]),
+            Token::binding("c", [("id", "1"), ("m", "2")])
+        );
+        assert_eq!(Token::url("/a/b").as_str(), "u:/a/b");
+    }
+
+    #[test]
+    fn entry_ttl_counts_down_and_goes_negative() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let entry = Entry {
+            key: KeyHash([0; 32]),
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            stored_at: now,
+            initial_age: Duration::from_secs(5),
+            fresh_until: now + Duration::from_secs(60),
+            keep_until: now + Duration::from_secs(60),
+            vary: Vec::new(),
+            generations: vec![1],
+            shareable_with_auth: false,
+        };
+        assert_eq!(entry.ttl_secs(now), 60);
+        assert_eq!(
+            entry.age(now + Duration::from_secs(10)),
+            Duration::from_secs(15)
+        );
+        assert!(entry.is_fresh(now + Duration::from_secs(59)));
+        assert!(!entry.is_fresh(now + Duration::from_secs(60)));
+        assert_eq!(entry.ttl_secs(now + Duration::from_secs(61)), -1);
+        assert_eq!(entry.ttl_secs(now + Duration::from_millis(60_500)), -1);
+    }
+}

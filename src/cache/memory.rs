@@ -1,0 +1,262 @@
+//! The in-process store: moka, bounded by bytes. The default when there is
+//! no Redis, and (later) the L1 of `tiered`. A production store, not a test
+//! double: eviction is counted and sizes are reported.
+//!
+//! Entries are `Arc<Entry>`, so a hit clones a pointer, never a body.
+//! Generation counters live in a second, count-bounded moka cache keyed by
+//! a 64-bit hash of the token. A hash collision makes two tokens share a
+//! counter, which can only invalidate more, never less. A counter that was
+//! evicted comes back with a fresh value from a process-wide sequence, so no
+//! entry filled under the old value can match again (DESIGN.md §7).
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use moka::notification::RemovalCause;
+use moka::sync::Cache as MokaCache;
+use prometheus::IntCounterVec;
+
+use super::{CacheKey, Entry, KeyHash, Lookup, Store, StoreError, Token, Usage};
+
+/// Counters kept per byte of entry capacity: a generous bound on distinct
+/// tokens (each entry depends on a handful), so counters are evicted only
+/// when their entries long have been.
+const TOKENS_PER_KIB: u64 = 16;
+
+/// Lower bound on the counter capacity, for tiny caches.
+const MIN_TOKEN_CAPACITY: u64 = 10_000;
+
+/// moka weighs entries in `u32`; bigger ones are weighed as the maximum.
+const MAX_WEIGHT: u64 = u32::MAX as u64;
+
+/// The memory store. Cheap to clone.
+#[derive(Clone)]
+pub struct MemoryStore {
+    entries: MokaCache<KeyHash, Arc<Entry>>,
+    generations: MokaCache<u64, u64>,
+    /// Source of generation values: strictly increasing, so a re-created
+    /// counter never repeats a value an entry may carry.
+    sequence: Arc<AtomicU64>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+struct EntryExpiry;
+
+impl moka::Expiry<KeyHash, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(&self, _: &KeyHash, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
+        Some(entry.keep_for(SystemTime::now()))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &KeyHash,
+        entry: &Arc<Entry>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.keep_for(SystemTime::now()))
+    }
+}
+
+impl MemoryStore {
+    /// A store holding at most `max_bytes` of entries (by [`Entry::weight`]).
+    /// Evictions are counted in `evictions{reason}` when given.
+    pub fn new(max_bytes: u64, evictions: Option<IntCounterVec>) -> Self {
+        let mut builder = MokaCache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_: &KeyHash, e: &Arc<Entry>| e.weight().min(MAX_WEIGHT) as u32)
+            .expire_after(EntryExpiry);
+        if let Some(evictions) = evictions {
+            builder = builder.eviction_listener(move |_, _, cause| {
+                let reason = match cause {
+                    RemovalCause::Size => "size",
+                    RemovalCause::Expired => "expired",
+                    RemovalCause::Explicit | RemovalCause::Replaced => return,
+                };
+                evictions.with_label_values(&[reason]).inc();
+            });
+        }
+        let token_capacity = (max_bytes / 1024 * TOKENS_PER_KIB).max(MIN_TOKEN_CAPACITY);
+        Self {
+            entries: builder.build(),
+            generations: MokaCache::new(token_capacity),
+            sequence: Arc::new(AtomicU64::new(1)),
+            hasher: Default::default(),
+        }
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.sequence.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn token_id(&self, token: &Token) -> u64 {
+        self.hasher.hash_one(token)
+    }
+
+    /// Current generations of `tokens`, creating missing counters.
+    pub fn generations(&self, tokens: &[Token]) -> Vec<u64> {
+        tokens
+            .iter()
+            .map(|t| {
+                *self
+                    .generations
+                    .entry(self.token_id(t))
+                    .or_insert_with(|| self.next_generation())
+                    .value()
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn lookup(&self, key: &CacheKey) -> Result<Lookup, StoreError> {
+        // Entry first, generations second: a purge landing in between makes
+        // the generations newer than the entry's, which reads as a miss.
+        let entry = self.entries.get(&key.hash);
+        Ok(Lookup {
+            entry,
+            generations: self.generations(&key.tokens),
+        })
+    }
+
+    async fn insert(&self, key: &CacheKey, entry: Arc<Entry>) -> Result<(), StoreError> {
+        if entry.keep_for(SystemTime::now()).is_zero() {
+            return Ok(());
+        }
+        self.entries.insert(key.hash, entry);
+        Ok(())
+    }
+
+    async fn bump(&self, tokens: &[Token]) -> Result<(), StoreError> {
+        for token in tokens {
+            self.generations
+                .insert(self.token_id(token), self.next_generation());
+        }
+        Ok(())
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.entries.run_pending_tasks();
+        Some(Usage {
+            bytes: self.entries.weighted_size(),
+            entries: self.entries.entry_count(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+
+    fn key(n: u8) -> CacheKey {
+        CacheKey {
+            route: "r".into(),
+            hash: KeyHash([n; 32]),
+            tokens: vec![Token::route("r"), Token::url(&format!("/{n}"))],
+        }
+    }
+
+    fn entry(key: &CacheKey, generations: Vec<u64>, body: usize, keep: Duration) -> Arc<Entry> {
+        let now = SystemTime::now();
+        Arc::new(Entry {
+            key: key.hash,
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from(vec![b'x'; body]),
+            stored_at: now,
+            initial_age: Duration::ZERO,
+            fresh_until: now + keep,
+            keep_until: now + keep,
+            vary: Vec::new(),
+            generations,
+            shareable_with_auth: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn lookup_returns_entry_and_stable_generations() {
+        let store = MemoryStore::new(1 << 20, None);
+        let k = key(1);
+        let first = store.lookup(&k).await.unwrap();
+        assert!(first.entry.is_none());
+        assert_eq!(first.generations.len(), 2);
+        let again = store.lookup(&k).await.unwrap();
+        assert_eq!(first.generations, again.generations);
+        store
+            .insert(
+                &k,
+                entry(&k, first.generations.clone(), 10, Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+        let hit = store.lookup(&k).await.unwrap();
+        assert_eq!(hit.entry.unwrap().generations, hit.generations);
+    }
+
+    #[tokio::test]
+    async fn bump_changes_only_the_named_tokens() {
+        let store = MemoryStore::new(1 << 20, None);
+        let (a, b) = (key(1), key(2));
+        let ga = store.lookup(&a).await.unwrap().generations;
+        let gb = store.lookup(&b).await.unwrap().generations;
+        store.bump(&[Token::url("/1")]).await.unwrap();
+        let ga2 = store.lookup(&a).await.unwrap().generations;
+        let gb2 = store.lookup(&b).await.unwrap().generations;
+        assert_eq!(ga[0], ga2[0], "route token untouched");
+        assert_ne!(ga[1], ga2[1], "url token bumped");
+        assert_eq!(gb, gb2);
+    }
+
+    #[tokio::test]
+    async fn evicted_counter_comes_back_with_a_value_never_used_before() {
+        let store = MemoryStore::new(1 << 20, None);
+        let k = key(1);
+        let before = store.lookup(&k).await.unwrap().generations;
+        store.generations.invalidate_all();
+        let after = store.lookup(&k).await.unwrap().generations;
+        for (b, a) in before.iter().zip(&after) {
+            assert!(a > b, "a re-created counter must be newer ({a} <= {b})");
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_are_bounded_by_bytes() {
+        let store = MemoryStore::new(64 * 1024, None);
+        for n in 0..40u8 {
+            let k = key(n);
+            let g = store.lookup(&k).await.unwrap().generations;
+            store
+                .insert(&k, entry(&k, g, 4096, Duration::from_secs(60)))
+                .await
+                .unwrap();
+        }
+        let usage = store.usage().unwrap();
+        assert!(usage.bytes <= 64 * 1024, "{usage:?}");
+        assert!(usage.entries < 40, "{usage:?}");
+    }
+
+    #[tokio::test]
+    async fn entries_expire_at_keep_until() {
+        let store = MemoryStore::new(1 << 20, None);
+        let k = key(1);
+        let g = store.lookup(&k).await.unwrap().generations;
+        store
+            .insert(&k, entry(&k, g, 1, Duration::from_millis(50)))
+            .await
+            .unwrap();
+        assert!(store.lookup(&k).await.unwrap().entry.is_some());
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(store.lookup(&k).await.unwrap().entry.is_none());
+    }
+}

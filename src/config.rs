@@ -1,0 +1,400 @@
+//! Configuration: the YAML file (DESIGN.md §2) turned into the validated
+//! [`RuntimeConfig`] the proxy runs on.
+//!
+//! Loading is: read -> `${VAR}` substitution (`env.rs`) -> YAML into a located
+//! tree (`yaml.rs`) -> [`RawConfig`](file::RawConfig), what the file says
+//! (`file.rs`) -> `RuntimeConfig`, what the proxy uses (`validate.rs`). Every
+//! step collects all of its problems before giving up, so an operator sees
+//! every mistake in one pass, each with line and column.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::HeaderName;
+use http::uri::Authority;
+
+use crate::proxy::invalidate::Invalidations;
+use crate::proxy::route::{RouteTable, Template};
+
+pub mod env;
+pub mod file;
+pub mod report;
+pub mod validate;
+pub mod yaml;
+
+pub use yaml::{Loc, Problem};
+
+/// The validated configuration. Immutable; a reload builds a new one.
+#[derive(Debug)]
+pub struct RuntimeConfig {
+    /// Data-plane listen address (restart to change).
+    pub listen: SocketAddr,
+    /// The app behind cachecar.
+    pub upstream: UpstreamConfig,
+    /// The admin listener.
+    pub admin: AdminConfig,
+    /// Store and size settings.
+    pub cache: CacheConfig,
+    /// Who "the user" is for `scope: user`.
+    pub identity: IdentityConfig,
+    /// Cache rules, first match wins.
+    pub routes: RouteTable<Arc<Route>>,
+    /// Invalidation rules.
+    pub invalidations: Invalidations,
+    /// Draining on SIGTERM.
+    pub shutdown: ShutdownConfig,
+    /// Where the config came from and its content hash.
+    pub source: ConfigSource,
+    /// Things that are allowed but probably not meant (e.g. unreachable routes).
+    pub warnings: Vec<String>,
+}
+
+/// Where the upstream is and how long to wait for it.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// The URL as configured, for `/status` and logs.
+    pub url: String,
+    /// `host:port` to connect to.
+    pub authority: Authority,
+    /// A path prefix from the URL (`http://app/base` -> `/base`), or empty.
+    pub base_path: String,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers.
+    pub timeout: Duration,
+}
+
+/// The admin listener.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// Listen address; loopback by default.
+    pub listen: SocketAddr,
+    /// Bearer token for `/admin/*`; `None` makes them answer 403.
+    pub token: Option<AdminToken>,
+}
+
+/// The admin bearer token. Compared in constant time; never printed.
+#[derive(Clone)]
+pub struct AdminToken(blake3::Hash);
+
+/// Cache-wide settings.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// `false`: pure pass-through.
+    pub enabled: bool,
+    /// Which backend.
+    pub store: StoreKind,
+    /// Byte bound of the memory store.
+    pub memory_max_bytes: u64,
+    /// Larger responses stream through unstored.
+    pub max_body_bytes: u64,
+}
+
+/// Cache backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// In-process moka store.
+    Memory,
+    /// Redis (shared by replicas).
+    Redis,
+    /// Memory L1 over Redis.
+    Tiered,
+}
+
+/// Where the user's identity is read from.
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    /// The header or cookie.
+    pub source: IdentitySource,
+    /// Key for hashing identities into cache keys. Configured
+    /// (`identity.hash_key`) so replicas agree, or random per process.
+    pub hash_key: [u8; 32],
+}
+
+/// Header or cookie.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// The whole value of this header.
+    Header(HeaderName),
+    /// The value of this cookie.
+    Cookie(String),
+}
+
+/// Shutdown timing.
+#[derive(Clone, Debug)]
+pub struct ShutdownConfig {
+    /// After SIGTERM, keep serving (readiness 503) this long so load
+    /// balancers stop sending traffic before the listener closes.
+    pub drain_delay: Duration,
+    /// Then wait at most this long for in-flight requests.
+    pub grace_period: Duration,
+}
+
+/// Provenance of a config.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigSource {
+    /// The file, if loaded from one.
+    pub path: Option<PathBuf>,
+    /// 1 for the config loaded at start, +1 for each applied reload.
+    pub generation: u64,
+    /// First 16 hex digits of the BLAKE3 hash of the substituted text.
+    pub hash: String,
+}
+
+/// The one place the running config lives (STYLE §4): a single `ArcSwap`,
+/// loaded once per request, so a request never sees half of two configs.
+#[derive(Debug)]
+pub struct ConfigHandle {
+    current: ArcSwap<RuntimeConfig>,
+}
+
+impl ConfigHandle {
+    /// Holds `config` as generation 1.
+    pub fn new(mut config: RuntimeConfig) -> Self {
+        config.source.generation = 1;
+        Self {
+            current: ArcSwap::from_pointee(config),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<RuntimeConfig> {
+        self.current.load_full()
+    }
+}
+
+/// One cache rule.
+#[derive(Debug)]
+pub struct Route {
+    /// Name: metric label and log field.
+    pub name: Arc<str>,
+    /// Path template.
+    pub template: Template,
+    /// Shared by everyone, or per user.
+    pub scope: Scope,
+    /// Freshness when the origin gives none (`respect`), or always (`override`).
+    pub ttl: Duration,
+    /// Whose freshness wins.
+    pub origin_cache_control: OriginCacheControl,
+    /// What besides the path selects an entry.
+    pub key: KeySpec,
+    /// `scope: user` only: store `Cache-Control: private` responses.
+    pub store_private: bool,
+    /// `scope: public` only: requests with credentials share the cache.
+    pub share_authenticated: bool,
+    /// Capture-name lists that purge targets bind on this route; each adds a
+    /// binding token to the route's keys.
+    pub binding_sets: Vec<Vec<Box<str>>>,
+    /// Hash of everything that shapes this route's keys, mixed into every
+    /// key, so entries stored under an earlier shape never match.
+    pub fingerprint: [u8; 32],
+}
+
+/// Route scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One entry for everyone.
+    Public,
+    /// One entry per identity.
+    User,
+}
+
+/// `origin_cache_control`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OriginCacheControl {
+    /// Origin `Cache-Control`/`Expires` win; `ttl` is the fallback.
+    Respect,
+    /// The rule's `ttl` wins.
+    Override,
+}
+
+/// `key:` of a route.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KeySpec {
+    /// Which query parameters are part of the key.
+    pub query: QueryKey,
+    /// Request headers (lower-case) whose values are part of the key.
+    pub headers: Vec<HeaderName>,
+}
+
+/// `key.query`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum QueryKey {
+    /// Every parameter, sorted by name.
+    All,
+    /// None: every query string shares one entry.
+    None,
+    /// Only these parameters, sorted by name.
+    Only(Vec<String>),
+}
+
+/// Loading failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file has problems; all of them are listed.
+    #[error("{}", render_problems(.path.as_deref(), .problems))]
+    Invalid {
+        /// The file, if any.
+        path: Option<PathBuf>,
+        /// Every problem, in file order.
+        problems: Vec<Problem>,
+    },
+}
+
+/// Looks environment variables up for `${VAR}` substitution.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, for [`load_file`] and [`load_str`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads and validates a config file.
+///
+/// # Errors
+///
+/// [`ConfigError::Io`] if the file cannot be read; [`ConfigError::Invalid`]
+/// with every problem otherwise.
+pub fn load_file(path: &Path, env: EnvLookup<'_>) -> Result<RuntimeConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str(&text, env)
+        .map(|mut c| {
+            c.source.path = Some(path.to_path_buf());
+            c
+        })
+        .map_err(|e| match e {
+            ConfigError::Invalid { problems, .. } => ConfigError::Invalid {
+                path: Some(path.to_path_buf()),
+                problems,
+            },
+            other => other,
+        })
+}
+
+/// Loads and validates config text.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] with every problem.
+pub fn load_str(text: &str, env: EnvLookup<'_>) -> Result<RuntimeConfig, ConfigError> {
+    let invalid = |problems| ConfigError::Invalid {
+        path: None,
+        problems,
+    };
+    let substituted = env::substitute(text, env).map_err(invalid)?;
+    let remap = |mut p: Problem| {
+        p.loc = p.loc.map(|l| substituted.columns.original(l));
+        p
+    };
+    let tree = yaml::parse(&substituted.text).map_err(|p| invalid(vec![remap(p)]))?;
+    let mut problems = yaml::Problems::default();
+    let raw = file::decode(&tree, &mut problems);
+    let config = validate::validate(raw, &mut problems);
+    match config {
+        Some(mut config) if problems.is_empty() => {
+            config.source.hash =
+                blake3::hash(substituted.text.as_bytes()).to_hex()[..16].to_string();
+            Ok(config)
+        }
+        _ => Err(invalid(
+            problems.into_sorted().into_iter().map(remap).collect(),
+        )),
+    }
+}
+
+fn render_problems(path: Option<&Path>, problems: &[Problem]) -> String {
+    let name = path.map_or_else(|| "config".to_string(), |p| p.display().to_string());
+    let mut out = format!(
+        "{name}: {} problem{}",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        let sep = if p.loc.is_some_and(|l| l.line > 0) {
+            ":"
+        } else {
+            ": "
+        };
+        out.push_str(&format!("\n  {name}{sep}{p}"));
+    }
+    out
+}
+
+// === impl AdminToken ===
+
+impl AdminToken {
+    /// Wraps a configured token.
+    pub fn new(token: &str) -> Self {
+        Self(blake3::hash(token.as_bytes()))
+    }
+
+    /// Constant-time comparison (`blake3::Hash` equality is constant-time,
+    /// and hashing first hides the token's length).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.0 == blake3::hash(presented)
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+// === impl enums ===
+
+impl StoreKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+            StoreKind::Redis => "redis",
+            StoreKind::Tiered => "tiered",
+        }
+    }
+}
+
+impl Scope {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Public => "public",
+            Scope::User => "user",
+        }
+    }
+}
+
+impl OriginCacheControl {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OriginCacheControl::Respect => "respect",
+            OriginCacheControl::Override => "override",
+        }
+    }
+}
+
+impl fmt::Display for QueryKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryKey::All => f.write_str("all"),
+            QueryKey::None => f.write_str("none"),
+            QueryKey::Only(names) => write!(f, "[{}]", names.join(", ")),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! What `cachecar check` prints for a valid config: the settings that matter,
+//! the route table in match order, what each invalidation rule purges, and
+//! warnings (unreachable routes). Plain text for humans; stable enough for
+//! a CI log, not meant for parsing.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{RuntimeConfig, Scope};
+use crate::proxy::invalidate::{PurgePlan, ValueSrc};
+
+/// Renders the report.
+pub fn render(config: &RuntimeConfig) -> String {
+    let mut out = String::new();
+    let name = config
+        .source
+        .path
+        .as_ref()
+        .map_or_else(|| "config".to_string(), |p| p.display().to_string());
+    let _ = writeln!(out, "{name}: valid (hash {})", config.source.hash);
+    let _ = writeln!(
+        out,
+        "listen {} -> upstream {} (connect {}, response {})",
+        config.listen,
+        config.upstream.url,
+        human(config.upstream.connect_timeout),
+        human(config.upstream.timeout)
+    );
+    let _ = writeln!(
+        out,
+        "admin {} ({}); cache {}, store {}, memory {}, bodies up to {}",
+        config.admin.listen,
+        if config.admin.token.is_some() {
+            "token set"
+        } else {
+            "no token: /admin/* answers 403"
+        },
+        if config.cache.enabled {
+            "enabled"
+        } else {
+            "DISABLED (pass-through)"
+        },
+        config.cache.store.as_str(),
+        size(config.cache.memory_max_bytes),
+        size(config.cache.max_body_bytes),
+    );
+    routes(config, &mut out);
+    invalidations(config, &mut out);
+    if !config.warnings.is_empty() {
+        let _ = writeln!(out, "\nWarnings:");
+        for w in &config.warnings {
+            let _ = writeln!(out, "  - {w}");
+        }
+    }
+    out
+}
+
+fn routes(config: &RuntimeConfig, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "\nRoutes (first match wins; HEAD is served from GET entries):"
+    );
+    if config.routes.is_empty() {
+        let _ = writeln!(out, "  (none: every request is forwarded untouched)");
+        return;
+    }
+    let rows: Vec<[String; 5]> = config
+        .routes
+        .values()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut key = format!("query={}", r.key.query);
+            if !r.key.headers.is_empty() {
+                let names: Vec<&str> = r.key.headers.iter().map(|h| h.as_str()).collect();
+                let _ = write!(key, " headers=[{}]", names.join(", "));
+            }
+            let scope = match r.scope {
+                Scope::User if r.store_private => "user+private".to_string(),
+                Scope::Public if r.share_authenticated => "public+auth".to_string(),
+                s => s.as_str().to_string(),
+            };
+            [
+                format!("{}", i + 1),
+                r.name.to_string(),
+                format!("GET {}", r.template),
+                scope,
+                format!(
+                    "{} ({})  {key}",
+                    human(r.ttl),
+                    r.origin_cache_control.as_str()
+                ),
+            ]
+        })
+        .collect();
+    table(&["#", "name", "match", "scope", "ttl  key"], &rows, out);
+    for (later, earlier) in config.routes.shadowing().overlapping {
+        let v = config.routes.values();
+        let _ = writeln!(
+            out,
+            "  note: `{}` and `{}` overlap; requests matching both go to `{}`",
+            v[earlier].name, v[later].name, v[earlier].name
+        );
+    }
+}
+
+fn invalidations(config: &RuntimeConfig, out: &mut String) {
+    let _ = writeln!(out, "\nInvalidation (on a 2xx/3xx answer):");
+    let rules: Vec<_> = config.invalidations.rules().collect();
+    if rules.is_empty() {
+        let _ = writeln!(out, "  (no rules)");
+    }
+    for rule in rules {
+        let matched = format!("{} {}", rule.method, rule.template);
+        if *rule.label == *matched {
+            let _ = writeln!(out, "  {matched}");
+        } else {
+            let _ = writeln!(out, "  {matched}  [{}]", rule.label);
+        }
+        for (target, plans) in &rule.targets {
+            let _ = writeln!(out, "    {target}");
+            for plan in plans {
+                let _ = writeln!(out, "      -> {}", describe(plan));
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  Every successful POST/PUT/PATCH/DELETE also purges its own URL (RFC 9111 §4.4)."
+    );
+}
+
+fn describe(plan: &PurgePlan) -> String {
+    let mut s = format!("route `{}`: ", plan.route_name);
+    if plan.bindings.is_empty() {
+        s.push_str("all entries");
+    } else {
+        let parts: Vec<String> = plan
+            .bindings
+            .iter()
+            .map(|(name, src)| format!("{name}={}", value(src)))
+            .collect();
+        let _ = write!(s, "entries with {}", parts.join(", "));
+    }
+    if !plan.conditions.is_empty() {
+        let conds: Vec<String> = plan
+            .conditions
+            .iter()
+            .map(|(c, v)| format!("{{{c}}} is `{v}`"))
+            .collect();
+        let _ = write!(s, ", when {}", conds.join(" and "));
+    }
+    s
+}
+
+fn value(src: &ValueSrc) -> String {
+    match src {
+        ValueSrc::Lit(s) => s.to_string(),
+        ValueSrc::Capture(c) => format!("{{{c}}}"),
+        ValueSrc::Join(parts) => parts.iter().map(value).collect::<Vec<_>>().join("/"),
+    }
+}
+
+fn table(header: &[&str], rows: &[[String; 5]], out: &mut String) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut l = String::from(" ");
+        for (cell, w) in cells.iter().zip(&widths) {
+            let _ = write!(l, " {cell:<w$}");
+        }
+        let _ = writeln!(out, "{}", l.trim_end());
+    };
+    line(header.to_vec(), out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), out);
+    }
+}
+
+/// `256 MiB`, `100 KiB`, `1000 B`.
+pub fn size(bytes: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} B")
+}
+
+/// `2h`, `60s`, `250ms`.
+pub fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string().replace(' ', "")
+}

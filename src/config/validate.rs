@@ -1,0 +1,719 @@
+//! `RawConfig` -> `RuntimeConfig`: defaults applied, addresses and URLs
+//! parsed, route templates and purge targets compiled, and every problem
+//! collected before giving up (one test per rejection lives in `tests.rs`).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::{HeaderName, Method, Uri};
+
+use super::file::{
+    Located, RawConfig, RawIdentity, RawInvalidation, RawPolicy, RawQuery, RawRoute,
+};
+use super::yaml::{Loc, Problems};
+use super::{
+    AdminConfig, AdminToken, CacheConfig, ConfigSource, IdentityConfig, IdentitySource, KeySpec,
+    OriginCacheControl, QueryKey, Route, RuntimeConfig, Scope, ShutdownConfig, StoreKind,
+    UpstreamConfig,
+};
+use crate::proxy::invalidate::{InvalidationRule, Invalidations, PurgePlan, PurgeTarget};
+use crate::proxy::route::{RouteTable, Template, split_pattern};
+
+/// Where cachecar listens for traffic unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// Admin is loopback-only by default: metrics and purges are not for the world.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// A sidecar's upstream is on the same host; a slow connect means it is down.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Time to response headers; generous, since slow endpoints are why we cache.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Memory store bound.
+pub const DEFAULT_MEMORY_MAX_BYTES: u64 = 256 << 20;
+/// Larger responses stream through unstored, so one huge body cannot evict
+/// the working set or pin that much memory per fill.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 8 << 20;
+/// Freshness when neither route, defaults nor origin give one.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+/// Long enough for a Kubernetes endpoint update to reach kube-proxy and
+/// ingress controllers after readiness turns 503.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+/// In-flight requests get this long; below Kubernetes' default 30 s grace.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(20);
+/// An identity hash key shorter than this is guessable.
+const MIN_HASH_KEY_LEN: usize = 16;
+/// Bumped when the key layout changes, so old entries never match new keys.
+const KEY_FORMAT_VERSION: &[u8] = b"cachecar-key-v1";
+
+/// Validates `raw`, recording problems in `p`. Returns a config only when
+/// the parts it needs could be built; callers also check `p.is_empty()`.
+pub fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig> {
+    let listen = address(raw.listen.as_ref(), DEFAULT_LISTEN, "listen", p);
+    let upstream = upstream(&raw, p);
+    let admin = admin(&raw, p);
+    let cache = cache(&raw, p);
+    let identity = identity(&raw.identity, p);
+    refuse_unreleased(&raw, p);
+    let defaults = &raw.defaults;
+    let routes = routes(&raw.routes, defaults, p);
+    let (invalidations, plans) = invalidations(&raw.invalidate, &routes, p);
+    let (routes, warnings) = route_table(routes, &plans, p)?;
+    let invalidations = Invalidations::new(invalidations)
+        .map_err(|e| p.at_loc(None, "invalidate", e.0))
+        .ok()?;
+    Some(RuntimeConfig {
+        listen: listen?,
+        upstream: upstream?,
+        admin: admin?,
+        cache: cache?,
+        identity: identity?,
+        routes,
+        invalidations,
+        shutdown: ShutdownConfig {
+            drain_delay: raw.shutdown.drain_delay.unwrap_or(DEFAULT_DRAIN_DELAY),
+            grace_period: raw.shutdown.grace_period.unwrap_or(DEFAULT_GRACE_PERIOD),
+        },
+        source: ConfigSource::default(),
+        warnings,
+    })
+}
+
+fn address(
+    value: Option<&Located<String>>,
+    default: &str,
+    path: &str,
+    p: &mut Problems,
+) -> Option<SocketAddr> {
+    let Some(v) = value else {
+        return default.parse().ok();
+    };
+    match v.value.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            p.at_loc(
+                Some(v.loc),
+                path,
+                format!(
+                    "`{}` is not an address such as 0.0.0.0:8080 or [::]:8080",
+                    v.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn upstream(raw: &RawConfig, p: &mut Problems) -> Option<UpstreamConfig> {
+    let r = &raw.upstream;
+    let Some(url) = &r.url else {
+        p.at_loc(
+            None,
+            "upstream.url",
+            "required: the URL of the app, e.g. http://127.0.0.1:8000",
+        );
+        return None;
+    };
+    let bad = |p: &mut Problems, why: &str| {
+        p.at_loc(
+            Some(url.loc),
+            "upstream.url",
+            format!("`{}` {why}", url.value),
+        );
+    };
+    let Ok(uri) = url.value.parse::<Uri>() else {
+        bad(p, "is not a URL");
+        return None;
+    };
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            bad(
+                p,
+                "uses https: cachecar speaks plain HTTP to the app beside it",
+            );
+            return None;
+        }
+        _ => {
+            bad(p, "must start with http://");
+            return None;
+        }
+    }
+    let Some(authority) = uri.authority().cloned() else {
+        bad(p, "has no host");
+        return None;
+    };
+    if uri.query().is_some() || authority.as_str().contains('@') {
+        bad(p, "must not carry a query string or credentials");
+        return None;
+    }
+    Some(UpstreamConfig {
+        url: url.value.clone(),
+        authority,
+        base_path: uri.path().trim_end_matches('/').to_string(),
+        connect_timeout: positive(
+            r.connect_timeout.as_ref(),
+            DEFAULT_CONNECT_TIMEOUT,
+            "upstream.connect_timeout",
+            p,
+        ),
+        timeout: positive(
+            r.timeout.as_ref(),
+            DEFAULT_UPSTREAM_TIMEOUT,
+            "upstream.timeout",
+            p,
+        ),
+    })
+}
+
+fn positive(
+    value: Option<&Located<Duration>>,
+    default: Duration,
+    path: &str,
+    p: &mut Problems,
+) -> Duration {
+    match value {
+        Some(d) if d.value.is_zero() => {
+            p.at_loc(Some(d.loc), path, "must be greater than zero");
+            default
+        }
+        Some(d) => d.value,
+        None => default,
+    }
+}
+
+fn admin(raw: &RawConfig, p: &mut Problems) -> Option<AdminConfig> {
+    let listen = address(
+        raw.admin.listen.as_ref(),
+        DEFAULT_ADMIN_LISTEN,
+        "admin.listen",
+        p,
+    )?;
+    let token = raw
+        .admin
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(AdminToken::new);
+    Some(AdminConfig { listen, token })
+}
+
+fn cache(raw: &RawConfig, p: &mut Problems) -> Option<CacheConfig> {
+    let c = &raw.cache;
+    let store = c.store.as_ref().map_or(StoreKind::Memory, |s| s.value);
+    let nonzero = |v: &Option<Located<u64>>, default: u64, path: &str, p: &mut Problems| match v {
+        Some(l) if l.value == 0 => {
+            p.at_loc(Some(l.loc), path, "must be greater than zero");
+            default
+        }
+        Some(l) => l.value,
+        None => default,
+    };
+    let memory_max_bytes = nonzero(
+        &c.memory_max_bytes,
+        DEFAULT_MEMORY_MAX_BYTES,
+        "cache.memory.max_bytes",
+        p,
+    );
+    let max_body_bytes = nonzero(
+        &c.max_body_bytes,
+        DEFAULT_MAX_BODY_BYTES,
+        "cache.max_body_bytes",
+        p,
+    );
+    if max_body_bytes > memory_max_bytes
+        && let Some(l) = &c.max_body_bytes
+    {
+        p.at_loc(
+            Some(l.loc),
+            "cache.max_body_bytes",
+            "is larger than cache.memory.max_bytes, so such a response could never be kept",
+        );
+    }
+    Some(CacheConfig {
+        enabled: c.enabled.unwrap_or(true),
+        store,
+        memory_max_bytes,
+        max_body_bytes,
+    })
+}
+
+/// Keys of the contract that this version parses but does not implement
+/// yet. Refusing them beats silently running without what they ask for.
+fn refuse_unreleased(raw: &RawConfig, p: &mut Problems) {
+    let not_yet = "is not supported by this version of cachecar yet; remove it";
+    if let Some(s) = &raw.cache.store
+        && s.value != StoreKind::Memory
+    {
+        p.at_loc(
+            Some(s.loc),
+            "cache.store",
+            format!(
+                "`{}` {not_yet} (only `memory` is available)",
+                s.value.as_str()
+            ),
+        );
+    }
+    let sections = [
+        ("cache.redis", raw.cache.redis.as_ref().map(|l| l.loc)),
+        ("cache.l1", raw.cache.l1.as_ref().map(|l| l.loc)),
+        ("cache.coalesce", raw.cache.coalesce.as_ref().map(|l| l.loc)),
+    ];
+    for (path, loc) in sections {
+        if let Some(loc) = loc {
+            p.at_loc(Some(loc), path, not_yet);
+        }
+    }
+    if let Some(first) = raw.warmup.first() {
+        p.at_loc(Some(first.loc), "warmup", not_yet);
+    }
+    let policies = std::iter::once(("defaults".to_string(), &raw.defaults)).chain(
+        raw.routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("routes[{i}]"), &r.policy)),
+    );
+    for (path, policy) in policies {
+        for (key, value) in [
+            ("stale_while_revalidate", &policy.stale_while_revalidate),
+            ("stale_if_error", &policy.stale_if_error),
+        ] {
+            if let Some(v) = value.as_ref().filter(|v| !v.value.is_zero()) {
+                p.at_loc(
+                    Some(v.loc),
+                    &format!("{path}.{key}"),
+                    format!("a non-zero value {not_yet}"),
+                );
+            }
+        }
+    }
+}
+
+fn identity(raw: &RawIdentity, p: &mut Problems) -> Option<IdentityConfig> {
+    let source = match (&raw.header, &raw.cookie) {
+        (Some(_), Some(c)) => {
+            p.at_loc(
+                Some(c.loc),
+                "identity",
+                "set either `header` or `cookie`, not both",
+            );
+            return None;
+        }
+        (Some(h), None) => match HeaderName::from_bytes(h.value.as_bytes()) {
+            Ok(name) => IdentitySource::Header(name),
+            Err(_) => {
+                p.at_loc(
+                    Some(h.loc),
+                    "identity.header",
+                    format!("`{}` is not a header name", h.value),
+                );
+                return None;
+            }
+        },
+        (None, Some(c)) if is_cookie_name(&c.value) => IdentitySource::Cookie(c.value.clone()),
+        (None, Some(c)) => {
+            p.at_loc(
+                Some(c.loc),
+                "identity.cookie",
+                format!("`{}` is not a cookie name", c.value),
+            );
+            return None;
+        }
+        (None, None) => IdentitySource::Header(http::header::AUTHORIZATION),
+    };
+    let hash_key = match &raw.hash_key {
+        Some(k) if k.value.len() < MIN_HASH_KEY_LEN => {
+            p.at_loc(
+                Some(k.loc),
+                "identity.hash_key",
+                format!("must be at least {MIN_HASH_KEY_LEN} characters"),
+            );
+            return None;
+        }
+        Some(k) => blake3::derive_key("cachecar identity hash key v1", k.value.as_bytes()),
+        None => *process_hash_key(),
+    };
+    Some(IdentityConfig { source, hash_key })
+}
+
+/// A random key per process, for when `identity.hash_key` is not set: user
+/// entries then are not shared with other processes, which is right for the
+/// memory store.
+fn process_hash_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        // Without OS randomness, fall back to a key derived from time and pid:
+        // still never the raw identity, just less secret.
+        if getrandom::fill(&mut key).is_err() {
+            let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+            key = blake3::derive_key("cachecar fallback identity key", seed.as_bytes());
+        }
+        key
+    })
+}
+
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+fn is_metric_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A route before its binding sets are known.
+struct PendingRoute {
+    loc: Loc,
+    route: Route,
+}
+
+fn routes(raw: &[RawRoute], defaults: &RawPolicy, p: &mut Problems) -> Vec<PendingRoute> {
+    let mut names = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        if let Some(route) = route(r, &path, defaults, &mut names, p) {
+            out.push(PendingRoute { loc: r.loc, route });
+        }
+    }
+    out
+}
+
+fn route(
+    r: &RawRoute,
+    path: &str,
+    defaults: &RawPolicy,
+    names: &mut HashSet<String>,
+    p: &mut Problems,
+) -> Option<Route> {
+    let name = match &r.name {
+        None => {
+            p.at_loc(
+                Some(r.loc),
+                &format!("{path}.name"),
+                "required: the route's label in metrics and logs",
+            );
+            None
+        }
+        Some(n) if !is_metric_safe(&n.value) => {
+            p.at_loc(
+                Some(n.loc),
+                &format!("{path}.name"),
+                format!(
+                    "`{}` must be 1-64 letters, digits, `-`, `_` or `.`",
+                    n.value
+                ),
+            );
+            None
+        }
+        Some(n) if !names.insert(n.value.clone()) => {
+            p.at_loc(
+                Some(n.loc),
+                &format!("{path}.name"),
+                format!("`{}` is used by an earlier route", n.value),
+            );
+            None
+        }
+        Some(n) => Some(n.value.clone()),
+    };
+    let template = route_template(r, path, p);
+    let scope = r.scope.as_ref().map_or(Scope::Public, |s| s.value);
+    let key = key_spec(r, path, p);
+    let store_private = r.store_private.as_ref().is_some_and(|f| f.value);
+    let share_authenticated = r.share_authenticated.as_ref().is_some_and(|f| f.value);
+    if let Some(f) = r
+        .store_private
+        .as_ref()
+        .filter(|f| f.value && scope != Scope::User)
+    {
+        p.at_loc(
+            Some(f.loc),
+            &format!("{path}.store_private"),
+            "only applies to `scope: user` routes",
+        );
+    }
+    if let Some(f) = r
+        .share_authenticated
+        .as_ref()
+        .filter(|f| f.value && scope == Scope::User)
+    {
+        p.at_loc(
+            Some(f.loc),
+            &format!("{path}.share_authenticated"),
+            "only applies to `scope: public` routes (user routes are keyed per identity)",
+        );
+    }
+    Some(Route {
+        name: name?.into(),
+        template: template?,
+        scope,
+        ttl: r
+            .policy
+            .ttl
+            .as_ref()
+            .or(defaults.ttl.as_ref())
+            .map_or(DEFAULT_TTL, |t| t.value),
+        origin_cache_control: r
+            .policy
+            .origin_cache_control
+            .or(defaults.origin_cache_control)
+            .unwrap_or(OriginCacheControl::Respect),
+        key: key?,
+        store_private,
+        share_authenticated,
+        binding_sets: Vec::new(),
+        fingerprint: [0; 32],
+    })
+}
+
+fn route_template(r: &RawRoute, path: &str, p: &mut Problems) -> Option<Template> {
+    let Some(pattern) = &r.pattern else {
+        p.at_loc(
+            Some(r.loc),
+            &format!("{path}.match"),
+            "required, e.g. `GET /api/items/{id}`",
+        );
+        return None;
+    };
+    let at =
+        |p: &mut Problems, msg: String| p.at_loc(Some(pattern.loc), &format!("{path}.match"), msg);
+    let (method, template) = match split_pattern(&pattern.value) {
+        Ok(x) => x,
+        Err(e) => {
+            at(p, e.0);
+            return None;
+        }
+    };
+    if method != Method::GET {
+        at(
+            p,
+            format!(
+                "routes cache GET requests (HEAD is served from them); `{method}` belongs in `invalidate`"
+            ),
+        );
+        return None;
+    }
+    Template::parse(template).map_err(|e| at(p, e.0)).ok()
+}
+
+fn key_spec(r: &RawRoute, path: &str, p: &mut Problems) -> Option<KeySpec> {
+    let query = match r.query.as_ref().map(|q| &q.value) {
+        None | Some(RawQuery::All) => QueryKey::All,
+        Some(RawQuery::None) => QueryKey::None,
+        Some(RawQuery::Only(names)) => {
+            let mut names = names.clone();
+            names.sort();
+            names.dedup();
+            QueryKey::Only(names)
+        }
+    };
+    let mut headers = Vec::with_capacity(r.headers.len());
+    let mut ok = true;
+    for h in &r.headers {
+        let at = format!("{path}.key.headers");
+        match HeaderName::from_bytes(h.value.as_bytes()) {
+            Ok(name) if name == http::header::AUTHORIZATION || name == http::header::COOKIE => {
+                p.at_loc(
+                    Some(h.loc),
+                    &at,
+                    format!(
+                        "`{}` holds credentials: use `scope: user` to key by user",
+                        h.value
+                    ),
+                );
+                ok = false;
+            }
+            Ok(name) if !headers.contains(&name) => headers.push(name),
+            Ok(_) => {}
+            Err(_) => {
+                p.at_loc(
+                    Some(h.loc),
+                    &at,
+                    format!("`{}` is not a header name", h.value),
+                );
+                ok = false;
+            }
+        }
+    }
+    headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    ok.then_some(KeySpec { query, headers })
+}
+
+fn invalidations(
+    raw: &[RawInvalidation],
+    routes: &[PendingRoute],
+    p: &mut Problems,
+) -> (Vec<Arc<InvalidationRule>>, Vec<PurgePlan>) {
+    let mut rules = Vec::with_capacity(raw.len());
+    let mut all_plans = Vec::new();
+    let mut labels = HashSet::new();
+    for (i, r) in raw.iter().enumerate() {
+        let path = format!("invalidate[{i}]");
+        if let Some(rule) = invalidation(r, &path, routes, &mut labels, p) {
+            all_plans.extend(rule.targets.iter().flat_map(|(_, ps)| ps.iter().cloned()));
+            rules.push(Arc::new(rule));
+        }
+    }
+    (rules, all_plans)
+}
+
+fn invalidation(
+    r: &RawInvalidation,
+    path: &str,
+    routes: &[PendingRoute],
+    labels: &mut HashSet<String>,
+    p: &mut Problems,
+) -> Option<InvalidationRule> {
+    let Some(pattern) = &r.pattern else {
+        p.at_loc(
+            Some(r.loc),
+            &format!("{path}.match"),
+            "required, e.g. `PUT /api/items/{id}`",
+        );
+        return None;
+    };
+    let at = format!("{path}.match");
+    let (method, template) = match split_pattern(&pattern.value) {
+        Ok((m, t)) if m.is_safe() => {
+            p.at_loc(
+                Some(pattern.loc),
+                &at,
+                format!("`{m}` does not change anything; invalidate on POST, PUT, PATCH or DELETE"),
+            );
+            let _ = t;
+            return None;
+        }
+        Ok((m, t)) => (
+            m,
+            Template::parse(t)
+                .map_err(|e| p.at_loc(Some(pattern.loc), &at, e.0))
+                .ok()?,
+        ),
+        Err(e) => {
+            p.at_loc(Some(pattern.loc), &at, e.0);
+            return None;
+        }
+    };
+    let label = r
+        .name
+        .as_ref()
+        .map_or_else(|| pattern.value.trim().to_string(), |n| n.value.clone());
+    if !labels.insert(label.clone()) {
+        let loc = r.name.as_ref().map_or(pattern.loc, |n| n.loc);
+        p.at_loc(
+            Some(loc),
+            &format!("{path}.name"),
+            format!("`{label}` is used by an earlier rule"),
+        );
+    }
+    if r.purge.is_empty() {
+        p.at_loc(
+            Some(r.loc),
+            &format!("{path}.purge"),
+            "required: the GET requests this mutation makes stale",
+        );
+    }
+    let captures: Vec<&str> = template.params().collect();
+    let mut targets = Vec::with_capacity(r.purge.len());
+    for t in &r.purge {
+        let at = format!("{path}.purge");
+        let target = match PurgeTarget::parse(&t.value, Some(&captures)) {
+            Ok(target) => target,
+            Err(e) => {
+                p.at_loc(Some(t.loc), &at, e.0);
+                continue;
+            }
+        };
+        let plans = target.plans(routes.iter().map(|r| (&r.route.template, &r.route.name)));
+        if plans.is_empty() {
+            p.at_loc(
+                Some(t.loc),
+                &at,
+                format!(
+                    "`{}` can match no route, so it would purge nothing",
+                    t.value
+                ),
+            );
+            continue;
+        }
+        targets.push((target.as_str().into(), plans));
+    }
+    Some(InvalidationRule {
+        label: label.into(),
+        method,
+        template,
+        targets,
+    })
+}
+
+/// Gives each route its binding sets and fingerprint and builds the table.
+fn route_table(
+    pending: Vec<PendingRoute>,
+    plans: &[PurgePlan],
+    p: &mut Problems,
+) -> Option<(RouteTable<Arc<Route>>, Vec<String>)> {
+    let locs: Vec<Loc> = pending.iter().map(|r| r.loc).collect();
+    let rules = pending
+        .into_iter()
+        .enumerate()
+        .map(|(i, PendingRoute { mut route, .. })| {
+            let mut sets: Vec<Vec<Box<str>>> = plans
+                .iter()
+                .filter(|plan| plan.route == i && !plan.bindings.is_empty())
+                .map(PurgePlan::binding_set)
+                .collect();
+            sets.sort();
+            sets.dedup();
+            route.binding_sets = sets;
+            route.fingerprint = fingerprint(&route);
+            (route.template.clone(), Arc::new(route))
+        })
+        .collect();
+    let table = RouteTable::new(rules)
+        .map_err(|e| p.at_loc(None, "routes", e.0))
+        .ok()?;
+    let warnings = table
+        .shadowing()
+        .unreachable
+        .into_iter()
+        .map(|(i, j)| {
+            let (r, e) = (&table.values()[i], &table.values()[j]);
+            format!(
+                "line {}: route `{}` ({}) is unreachable: route `{}` ({}, line {}) above it matches all its requests",
+                locs[i].line, r.name, r.template, e.name, e.template, locs[j].line
+            )
+        })
+        .collect();
+    Some((table, warnings))
+}
+
+fn fingerprint(route: &Route) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(KEY_FORMAT_VERSION);
+    let mut field = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(route.name.as_bytes());
+    field(route.template.as_str().as_bytes());
+    field(route.scope.as_str().as_bytes());
+    field(route.key.query.to_string().as_bytes());
+    for name in &route.key.headers {
+        field(name.as_str().as_bytes());
+    }
+    for set in &route.binding_sets {
+        field(set.join(",").as_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+#[cfg(test)]
+mod tests;

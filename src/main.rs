@@ -1,0 +1,214 @@
+//! The `cachecar` binary: parses the CLI, sets up logging, loads the config
+//! and runs the app until SIGTERM/SIGINT. Everything else is in the library.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cachecar::App;
+use cachecar::config::{self, ConfigError, RuntimeConfig};
+use cachecar::demo::{self, DemoApi};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Exit code for an invalid config or command line (like `sysexits`' EX_USAGE
+/// family, but the contract fixes 2).
+const EXIT_CONFIG: u8 = 2;
+
+/// A caching reverse proxy that runs beside an existing HTTP API.
+#[derive(Parser, Debug)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, env = "CACHECAR_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter, RUST_LOG syntax (e.g. `info,cachecar::access=warn`).
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    log_filter: String,
+    /// Config file (for `run`, the default command, and `check`).
+    #[arg(long, short, global = true, env = "CACHECAR_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Validate the config, print the route table and what each invalidation
+    /// rule purges; exit 0 if valid, 2 with every error listed.
+    Check,
+    /// Run the demo API with cachecar in front of it; no other service needed.
+    Demo {
+        /// Where cachecar listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the admin endpoints listen.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
+        /// Simulated database latency of the demo API.
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        latency: Duration,
+    },
+    /// Run the demo API alone (the "existing app" in docker-compose).
+    DemoApi {
+        /// Where the demo API listens.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: SocketAddr,
+        /// Simulated database latency.
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        latency: Duration,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_tracing(cli.log_format, &cli.log_filter) {
+        eprintln!("cachecar: invalid --log-filter / RUST_LOG: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match cli.command.as_ref().unwrap_or(&Command::Run) {
+        Command::Check => check(cli.config.as_deref()),
+        Command::Run => match load(cli.config.as_deref()) {
+            Ok(config) => run_async(serve(config)),
+            Err(code) => code,
+        },
+        Command::Demo {
+            listen,
+            admin_listen,
+            latency,
+        } => run_async(run_demo(*listen, *admin_listen, *latency)),
+        Command::DemoApi { listen, latency } => run_async(run_demo_api(*listen, *latency)),
+    }
+}
+
+fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(filter)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+fn config_path(path: Option<&Path>) -> Result<&Path, ExitCode> {
+    path.ok_or_else(|| {
+        eprintln!("cachecar: no config file: pass --config FILE or set CACHECAR_CONFIG");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn load(path: Option<&Path>) -> Result<RuntimeConfig, ExitCode> {
+    let path = config_path(path)?;
+    config::load_file(path, &config::process_env).map_err(|e| {
+        eprintln!("cachecar: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn check(path: Option<&Path>) -> ExitCode {
+    let path = match config_path(path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match config::load_file(path, &config::process_env) {
+        Ok(config) => {
+            print!("{}", cachecar::config::report::render(&config));
+            ExitCode::SUCCESS
+        }
+        Err(e @ ConfigError::Invalid { .. }) | Err(e @ ConfigError::Io { .. }) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cachecar: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cachecar: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Cancels `token` on SIGTERM/SIGINT.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        match cachecar::shutdown::signal().await {
+            Ok(name) => tracing::info!(signal = name, "shutting down"),
+            Err(e) => tracing::error!(cause = %e, "cannot listen for signals; stopping"),
+        }
+        token.cancel();
+    });
+}
+
+async fn serve(config: RuntimeConfig) -> anyhow::Result<()> {
+    let app = App::bind(config).await?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    app.run(shutdown).await;
+    Ok(())
+}
+
+async fn run_demo(listen: SocketAddr, admin: SocketAddr, latency: Duration) -> anyhow::Result<()> {
+    let api_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the demo API")?;
+    let api_addr = api_listener.local_addr()?;
+    let config = demo::demo_config(api_addr, listen, admin)?;
+    let app = App::bind(config).await.context(
+        "cannot start the proxy; is another cachecar demo running? (use --listen/--admin-listen)",
+    )?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let api = tokio::spawn(DemoApi::new(latency).serve(api_listener, shutdown.clone()));
+    println!(
+        "{}",
+        demo::instructions(api_addr, app.proxy_addr(), app.admin_addr())
+    );
+    app.run(shutdown).await;
+    let _ = api.await;
+    Ok(())
+}
+
+async fn run_demo_api(listen: SocketAddr, latency: Duration) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(%listen, ?latency, "demo API ready");
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    DemoApi::new(latency).serve(listener, shutdown).await;
+    Ok(())
+}

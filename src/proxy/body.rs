@@ -1,0 +1,138 @@
+//! The response body type of the proxy, and bounded collection of an
+//! upstream body for storing.
+//!
+//! A hit answers with `Full(bytes)`, a refcounted slice of the stored body:
+//! no copy. A response that is not stored streams straight through. A
+//! response being stored is collected up to `cache.max_body_bytes`; if it
+//! turns out larger, what was read so far is sent first and the rest streams
+//! on (`Chain`), unstored.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+/// A proxy response body.
+#[derive(Debug)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A complete body in memory (`None` once sent).
+    Full(Option<Bytes>),
+    /// An upstream body, streamed as it arrives.
+    Stream(Incoming),
+    /// Chunks already read, then the rest of an upstream body.
+    Chain {
+        /// Read but not yet sent.
+        buffered: VecDeque<Bytes>,
+        /// The remainder.
+        rest: Incoming,
+    },
+}
+
+/// The result of [`collect_limited`].
+#[derive(Debug)]
+pub enum Collected {
+    /// The whole body, within the limit.
+    Complete(Bytes),
+    /// Over the limit: a body that replays what was read and streams the rest.
+    TooLarge(Body),
+}
+
+impl Body {
+    /// A complete body.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            Body::Empty
+        } else {
+            Body::Full(Some(bytes))
+        }
+    }
+}
+
+/// Reads `body` whole if it fits in `limit` bytes.
+///
+/// # Errors
+///
+/// When the upstream body fails or ends early; the response is then a 502.
+pub async fn collect_limited(mut body: Incoming, limit: u64) -> Result<Collected, hyper::Error> {
+    let mut chunks: VecDeque<Bytes> = VecDeque::new();
+    let mut total: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers are not stored
+        };
+        total += data.len() as u64;
+        chunks.push_back(data);
+        if total > limit {
+            return Ok(Collected::TooLarge(Body::Chain {
+                buffered: chunks,
+                rest: body,
+            }));
+        }
+    }
+    Ok(Collected::Complete(concat(chunks, total)))
+}
+
+/// Joins chunks into one exactly-sized allocation. Always a copy: chunks
+/// are slices of hyper's read buffers, and a stored slice would pin a whole
+/// buffer for as long as the entry lives.
+fn concat(chunks: VecDeque<Bytes>, total: u64) -> Bytes {
+    let mut out = BytesMut::with_capacity(total as usize);
+    for c in chunks {
+        out.extend_from_slice(&c);
+    }
+    out.freeze()
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Empty => Poll::Ready(None),
+            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx),
+            Body::Chain { buffered, rest } => match buffered.pop_front() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Empty => true,
+            Body::Full(bytes) => bytes.is_none(),
+            Body::Stream(incoming) => incoming.is_end_stream(),
+            Body::Chain { buffered, rest } => buffered.is_empty() && rest.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Empty => SizeHint::with_exact(0),
+            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Stream(incoming) => incoming.size_hint(),
+            Body::Chain { buffered, rest } => {
+                let read: u64 = buffered.iter().map(|b| b.len() as u64).sum();
+                let rest = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(read + rest.lower());
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(read + upper);
+                }
+                hint
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The cache key of a request, and the identity hash for `scope: user`.
+//!
+//! **A wrong key is cache poisoning**: two requests that may receive
+//! different responses must never share a key. The key covers the route's
+//! fingerprint (so a changed route shape never reads old entries), the
+//! normalized host and path (the same ones sent upstream), the keyed query
+//! parameters, the keyed request headers, and for `scope: user` a keyed
+//! BLAKE3 hash of the identity. The raw identity is never stored or logged.
+//! Fields are length-prefixed, so no two different requests can spell the
+//! same byte stream.
+//!
+//! Pure: no I/O.
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use super::normalize::Normalized;
+use super::route::Captures;
+use crate::cache::{CacheKey, KeyHash, Token};
+use crate::config::{IdentityConfig, IdentitySource, QueryKey, Route, Scope};
+
+/// A keyed hash of a user's identity.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IdentityHash([u8; 32]);
+
+/// What went into a key, for `/admin/explain`.
+#[derive(Debug)]
+pub struct KeyParts<'a> {
+    /// Normalized host, or empty.
+    pub host: &'a str,
+    /// Normalized path.
+    pub path: &'a str,
+    /// The keyed query string, canonical (sorted by name).
+    pub query: String,
+    /// The keyed headers and their values.
+    pub headers: Vec<(&'a HeaderName, Option<&'a HeaderValue>)>,
+    /// Whether an identity was part of the key.
+    pub identity: bool,
+}
+
+impl std::fmt::Debug for IdentityHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentityHash(..)")
+    }
+}
+
+/// The identity of the request's user, hashed, if the request carries one.
+pub fn identity(config: &IdentityConfig, headers: &HeaderMap) -> Option<IdentityHash> {
+    let raw: &[u8] = match &config.source {
+        IdentitySource::Header(name) => headers.get(name)?.as_bytes(),
+        IdentitySource::Cookie(name) => cookie(headers, name)?,
+    };
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    Some(IdentityHash(
+        *blake3::keyed_hash(&config.hash_key, raw).as_bytes(),
+    ))
+}
+
+/// The value of cookie `name` (first occurrence) from the `Cookie` headers.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
+        })
+        .filter(|v| !v.is_empty())
+}
+
+/// The parts of the key of a request to `route`.
+pub fn parts<'a>(
+    route: &'a Route,
+    target: &'a Normalized,
+    headers: &'a HeaderMap,
+    identity: Option<IdentityHash>,
+) -> KeyParts<'a> {
+    KeyParts {
+        host: target.host.as_deref().unwrap_or(""),
+        path: &target.path,
+        query: keyed_query(&route.key.query, target.query.as_deref()),
+        headers: route
+            .key
+            .headers
+            .iter()
+            .map(|name| (name, headers.get(name)))
+            .collect(),
+        identity: route.scope == Scope::User && identity.is_some(),
+    }
+}
+
+/// The key of a request to `route` with `captures`.
+///
+/// `identity` must be `Some` for `scope: user` routes (the proxy bypasses
+/// the cache otherwise); it is ignored for public routes.
+pub fn for_request(
+    route: &Route,
+    captures: &Captures<'_, '_>,
+    target: &Normalized,
+    headers: &HeaderMap,
+    identity: Option<IdentityHash>,
+) -> CacheKey {
+    let parts = parts(route, target, headers, identity);
+    let mut h = blake3::Hasher::new();
+    h.update(&route.fingerprint);
+    field(&mut h, parts.host.as_bytes());
+    field(&mut h, parts.path.as_bytes());
+    field(&mut h, parts.query.as_bytes());
+    for (_, value) in &parts.headers {
+        match value {
+            Some(v) => {
+                h.update(&[1]);
+                field(&mut h, v.as_bytes());
+            }
+            None => {
+                h.update(&[0]);
+            }
+        }
+    }
+    if route.scope == Scope::User {
+        match identity {
+            Some(IdentityHash(id)) => h.update(&[1]).update(&id),
+            None => h.update(&[0]),
+        };
+    }
+    CacheKey {
+        route: route.name.clone(),
+        hash: KeyHash(*h.finalize().as_bytes()),
+        tokens: tokens(route, captures, target),
+    }
+}
+
+fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
+    h.update(&(bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+/// The route token, one binding token per binding set, the URL token.
+fn tokens(route: &Route, captures: &Captures<'_, '_>, target: &Normalized) -> Vec<Token> {
+    let mut tokens = Vec::with_capacity(2 + route.binding_sets.len());
+    tokens.push(Token::route(&route.name));
+    for set in &route.binding_sets {
+        tokens.push(Token::binding(
+            &route.name,
+            set.iter()
+                .map(|name| (&**name, captures.get(name).unwrap_or(""))),
+        ));
+    }
+    tokens.push(Token::url(&target.path));
+    tokens
+}
+
+/// The query parameters the key covers, sorted by name (stably, so repeated
+/// parameters keep their relative order, which apps may rely on).
+pub fn keyed_query(spec: &QueryKey, query: Option<&str>) -> String {
+    let Some(query) = query else {
+        return String::new();
+    };
+    let mut pairs: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| (p.split('=').next().unwrap_or(p), p))
+        .filter(|(name, _)| match spec {
+            QueryKey::All => true,
+            QueryKey::None => false,
+            QueryKey::Only(names) => names.iter().any(|n| n == name),
+        })
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = String::with_capacity(query.len());
+    for (i, (_, pair)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(pair);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+//! One normalized view of a request, used for route matching, for the cache
+//! key and for the request sent upstream, so that what is cached under a key
+//! is exactly what the app was asked for.
+//!
+//! Normalization (RFC 3986 §6.2.2), applied once:
+//! - percent-encoded unreserved characters (`%41` -> `A`, `%7E` -> `~`) are
+//!   decoded and other percent-encodings are written in upper case
+//!   (`%2f` -> `%2F`); an invalid percent-encoding is an error;
+//! - dot segments are removed (`/a/./b/../c` -> `/a/c`);
+//! - the host is lower-cased.
+//!
+//! Reserved characters stay as they are: `%2F` is not `/`, so it is never
+//! decoded. Pure: no I/O.
+
+use std::fmt;
+
+use http::{HeaderMap, Uri, header};
+
+/// The normalized parts of a request target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Normalized {
+    /// Absolute path, normalized.
+    pub path: String,
+    /// Query string without `?`, percent-normalized; `None` when absent.
+    pub query: Option<String>,
+    /// Lower-cased `Host` (or HTTP/2 `:authority`), if the request had one.
+    pub host: Option<String>,
+}
+
+/// Why a request target was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NormalizeError {
+    /// `%` not followed by two hex digits.
+    BadPercentEncoding,
+    /// Not an origin-form or absolute-form target (e.g. `*`), or a host
+    /// header that is not valid text.
+    BadTarget,
+}
+
+/// Normalizes the target of a request.
+///
+/// # Errors
+///
+/// [`NormalizeError`] when the target cannot be normalized; the proxy answers
+/// 400 rather than guessing.
+pub fn request(uri: &Uri, headers: &HeaderMap) -> Result<Normalized, NormalizeError> {
+    let raw_path = uri.path();
+    if !raw_path.starts_with('/') {
+        return Err(NormalizeError::BadTarget);
+    }
+    let path = normalize_path(raw_path)?;
+    let query = match uri.query() {
+        Some(q) => Some(percent_normalize(q)?),
+        None => None,
+    };
+    let host = match uri.authority() {
+        Some(a) => Some(a.as_str().to_ascii_lowercase()),
+        None => match headers.get(header::HOST) {
+            Some(h) => Some(
+                h.to_str()
+                    .map_err(|_| NormalizeError::BadTarget)?
+                    .to_ascii_lowercase(),
+            ),
+            None => None,
+        },
+    };
+    Ok(Normalized { path, query, host })
+}
+
+/// Normalizes one literal path segment of a template. `.` and `..` are refused
+/// because a normalized request path never contains them.
+///
+/// # Errors
+///
+/// A message for the operator.
+pub fn segment(seg: &str) -> Result<String, String> {
+    let out = percent_normalize(seg).map_err(|_| format!("`{seg}` has an invalid `%` escape"))?;
+    if out == "." || out == ".." {
+        return Err(format!("`{seg}` is a dot segment"));
+    }
+    Ok(out)
+}
+
+/// Normalizes a path: percent-encoding first, then dot-segment removal.
+pub fn normalize_path(path: &str) -> Result<String, NormalizeError> {
+    let decoded = percent_normalize(path)?;
+    if !has_dot_segment(&decoded) {
+        return Ok(decoded);
+    }
+    Ok(remove_dot_segments(&decoded))
+}
+
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|s| s == "." || s == "..")
+}
+
+/// RFC 3986 §5.2.4 for an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    for (i, seg) in segments.iter().enumerate() {
+        match *seg {
+            "." => {
+                if i == last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                out.pop();
+                if i == last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let mut joined = String::with_capacity(path.len());
+    for seg in out {
+        joined.push('/');
+        joined.push_str(seg);
+    }
+    if joined.is_empty() {
+        joined.push('/');
+    }
+    joined
+}
+
+/// Decodes `%XX` for unreserved characters and upper-cases the rest.
+fn percent_normalize(s: &str) -> Result<String, NormalizeError> {
+    if !s.contains('%') {
+        return Ok(s.to_string());
+    }
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            let next = s[i..].find('%').map_or(s.len(), |n| i + n);
+            out.push_str(&s[i..next]);
+            i = next;
+            continue;
+        }
+        let (Some(h), Some(l)) = (
+            bytes.get(i + 1).and_then(|b| hex(*b)),
+            bytes.get(i + 2).and_then(|b| hex(*b)),
+        ) else {
+            return Err(NormalizeError::BadPercentEncoding);
+        };
+        let byte = h << 4 | l;
+        if is_unreserved(byte) {
+            out.push(byte as char);
+        } else {
+            out.push('%');
+            out.push(HEX_UPPER[usize::from(h)] as char);
+            out.push(HEX_UPPER[usize::from(l)] as char);
+        }
+        i += 3;
+    }
+    Ok(out)
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+impl fmt::Display for NormalizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NormalizeError::BadPercentEncoding => "invalid percent-encoding in the request target",
+            NormalizeError::BadTarget => "unsupported request target",
+        })
+    }
+}
+
+impl std::error::Error for NormalizeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(target: &str) -> Result<(String, Option<String>), NormalizeError> {
+        let uri: Uri = target.parse().expect("valid uri");
+        request(&uri, &HeaderMap::new()).map(|n| (n.path, n.query))
+    }
+
+    #[test]
+    fn plain_paths_are_unchanged() {
+        assert_eq!(
+            norm("/api/x?a=1").unwrap(),
+            ("/api/x".into(), Some("a=1".into()))
+        );
+        assert_eq!(norm("/").unwrap(), ("/".into(), None));
+        assert_eq!(norm("/a//b/").unwrap().0, "/a//b/");
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_and_others_upper_cased() {
+        assert_eq!(norm("/%61pi/%7euser").unwrap().0, "/api/~user");
+        assert_eq!(norm("/a%2fb").unwrap().0, "/a%2Fb");
+        assert_eq!(norm("/x?q=%41%2c").unwrap().1.unwrap(), "q=A%2C");
+    }
+
+    #[test]
+    fn dot_segments_are_removed_once() {
+        assert_eq!(norm("/a/./b/../c").unwrap().0, "/a/c");
+        assert_eq!(norm("/a/b/..").unwrap().0, "/a/");
+        assert_eq!(norm("/../../x").unwrap().0, "/x");
+        assert_eq!(norm("/a/%2e%2e/b").unwrap().0, "/b");
+        assert_eq!(norm("/a/.").unwrap().0, "/a/");
+        // Encoded slashes are not path separators, so nothing is resolved.
+        assert_eq!(norm("/a/..%2Fb").unwrap().0, "/a/..%2Fb");
+    }
+
+    #[test]
+    fn invalid_escapes_are_refused() {
+        assert_eq!(norm("/a%zz"), Err(NormalizeError::BadPercentEncoding));
+        assert_eq!(norm("/a%4"), Err(NormalizeError::BadPercentEncoding));
+        assert_eq!(norm("/a?b=%"), Err(NormalizeError::BadPercentEncoding));
+    }
+
+    #[test]
+    fn host_comes_from_authority_or_header_lower_cased() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "API.Example:8080".parse().unwrap());
+        let n = request(&"/x".parse().unwrap(), &headers).unwrap();
+        assert_eq!(n.host.as_deref(), Some("api.example:8080"));
+        let n = request(&"http://Other/x".parse().unwrap(), &headers).unwrap();
+        assert_eq!(n.host.as_deref(), Some("other"));
+    }
+
+    #[test]
+    fn template_segments_must_be_plain() {
+        assert_eq!(segment("abc").unwrap(), "abc");
+        assert_eq!(segment("%7e").unwrap(), "~");
+        assert!(segment("..").is_err());
+        assert!(segment("%zz").is_err());
+    }
+}

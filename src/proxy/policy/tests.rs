@@ -1,0 +1,283 @@
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use super::*;
+use crate::config::load_str;
+
+const CONFIG: &str = r#"
+upstream: { url: "http://127.0.0.1:1" }
+defaults: { ttl: 60s }
+routes:
+  - name: public
+    match: GET /public
+  - name: shared
+    match: GET /shared
+    share_authenticated: true
+  - name: forced
+    match: GET /forced
+    ttl: 10s
+    origin_cache_control: override
+  - name: mine
+    match: GET /mine
+    scope: user
+  - name: mine-private
+    match: GET /mine-private
+    scope: user
+    store_private: true
+"#;
+
+fn route(name: &str) -> Arc<Route> {
+    let cfg = load_str(CONFIG, &|_| None).expect("valid config");
+    cfg.routes
+        .values()
+        .iter()
+        .find(|r| &*r.name == name)
+        .cloned()
+        .expect("route")
+}
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+fn run(
+    route_name: &str,
+    credentials: bool,
+    status: u16,
+    headers: &[(&str, &str)],
+) -> Result<Freshness, NoCacheReason> {
+    run_with_request(route_name, credentials, status, headers, &[])
+}
+
+fn run_with_request(
+    route_name: &str,
+    credentials: bool,
+    status: u16,
+    headers: &[(&str, &str)],
+    request: &[(&str, &str)],
+) -> Result<Freshness, NoCacheReason> {
+    let response: HeaderMap = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            )
+        })
+        .collect();
+    let mut req: HeaderMap = request
+        .iter()
+        .map(|(k, v)| {
+            (
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            )
+        })
+        .collect();
+    if credentials {
+        req.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+    }
+    let uri: Uri = "/x".parse().unwrap();
+    let ex = Exchange {
+        method: &Method::GET,
+        uri: &uri,
+        request: &req,
+        credentials,
+        sent_at: t0(),
+        received_at: t0(),
+    };
+    decide(
+        &route(route_name),
+        &ex,
+        StatusCode::from_u16(status).unwrap(),
+        &response,
+    )
+}
+
+fn fresh_secs(f: Freshness) -> u64 {
+    f.fresh_until.duration_since(t0()).unwrap().as_secs()
+}
+
+#[test]
+fn fallback_ttl_applies_without_origin_freshness() {
+    assert_eq!(fresh_secs(run("public", false, 200, &[]).unwrap()), 60);
+    assert_eq!(fresh_secs(run("public", false, 404, &[]).unwrap()), 60);
+}
+
+#[test]
+fn origin_freshness_wins_under_respect() {
+    let f = run("public", false, 200, &[("cache-control", "max-age=30")]).unwrap();
+    assert_eq!(fresh_secs(f), 30);
+    let f = run(
+        "public",
+        false,
+        200,
+        &[("cache-control", "max-age=30, s-maxage=90")],
+    )
+    .unwrap();
+    assert_eq!(fresh_secs(f), 90, "s-maxage wins in a shared cache");
+    let f = run(
+        "public",
+        false,
+        200,
+        &[("cache-control", "max-age=30"), ("age", "10")],
+    )
+    .unwrap();
+    assert_eq!(fresh_secs(f), 20, "Age counts against freshness");
+    assert_eq!(f.initial_age, Duration::from_secs(10));
+    let date = httpdate::fmt_http_date(t0());
+    let expires = httpdate::fmt_http_date(t0() + Duration::from_secs(45));
+    let f = run(
+        "public",
+        false,
+        200,
+        &[("date", &date), ("expires", &expires)],
+    )
+    .unwrap();
+    assert_eq!(fresh_secs(f), 45);
+}
+
+#[test]
+fn already_stale_responses_are_not_stored() {
+    assert_eq!(
+        run("public", false, 200, &[("cache-control", "max-age=0")]),
+        Err(NoCacheReason::Expired)
+    );
+    assert_eq!(
+        run("public", false, 200, &[("expires", "0")]),
+        Err(NoCacheReason::Expired)
+    );
+}
+
+#[test]
+fn override_ignores_origin_freshness_but_not_no_store() {
+    let f = run("forced", false, 200, &[("cache-control", "max-age=3600")]).unwrap();
+    assert_eq!(fresh_secs(f), 10);
+    assert_eq!(
+        run("forced", false, 200, &[("cache-control", "no-store")]),
+        Err(NoCacheReason::NoStore)
+    );
+}
+
+#[test]
+fn never_stored_responses_give_their_reason() {
+    type Case<'a> = (u16, &'a [(&'a str, &'a str)], NoCacheReason);
+    let cases: &[Case<'_>] = &[
+        (
+            200,
+            &[("cache-control", "no-store")],
+            NoCacheReason::NoStore,
+        ),
+        (
+            200,
+            &[("cache-control", "private, max-age=60")],
+            NoCacheReason::Private,
+        ),
+        (
+            200,
+            &[("cache-control", "no-cache")],
+            NoCacheReason::NoCache,
+        ),
+        (200, &[("set-cookie", "a=1")], NoCacheReason::SetCookie),
+        (200, &[("vary", "Accept, *")], NoCacheReason::VaryStar),
+        (
+            206,
+            &[("cache-control", "max-age=60")],
+            NoCacheReason::Partial,
+        ),
+        (500, &[], NoCacheReason::Status),
+        (302, &[], NoCacheReason::Status),
+        (
+            500,
+            &[("cache-control", "max-age=60")],
+            NoCacheReason::NotStorable,
+        ),
+    ];
+    for (status, headers, reason) in cases {
+        assert_eq!(
+            run("public", false, *status, headers),
+            Err(*reason),
+            "{status} {headers:?}"
+        );
+    }
+    assert_eq!(
+        run_with_request("public", false, 200, &[], &[("cache-control", "no-store")]),
+        Err(NoCacheReason::RequestNoStore)
+    );
+}
+
+#[test]
+fn explicit_freshness_makes_other_statuses_storable() {
+    let f = run("public", false, 302, &[("cache-control", "max-age=5")]).unwrap();
+    assert_eq!(fresh_secs(f), 5);
+}
+
+#[test]
+fn credentials_on_public_routes_need_the_response_or_the_rule_to_allow_sharing() {
+    assert_eq!(
+        run("public", true, 200, &[]),
+        Err(NoCacheReason::Authorization)
+    );
+    let f = run(
+        "public",
+        true,
+        200,
+        &[("cache-control", "public, max-age=9")],
+    )
+    .unwrap();
+    assert!(f.shareable_with_auth);
+    let f = run("public", true, 200, &[("cache-control", "s-maxage=9")]).unwrap();
+    assert!(f.shareable_with_auth);
+    let f = run("shared", true, 200, &[]).unwrap();
+    assert!(f.shareable_with_auth);
+    let f = run("public", false, 200, &[]).unwrap();
+    assert!(
+        !f.shareable_with_auth,
+        "anonymous fills are not for credentialed requests"
+    );
+}
+
+#[test]
+fn user_routes_store_per_user_and_private_only_when_allowed() {
+    let f = run("mine", true, 200, &[("cache-control", "max-age=30")]).unwrap();
+    assert_eq!(fresh_secs(f), 30);
+    assert!(!f.shareable_with_auth);
+    assert_eq!(
+        run(
+            "mine",
+            true,
+            200,
+            &[("cache-control", "private, max-age=30")]
+        ),
+        Err(NoCacheReason::Private)
+    );
+    let f = run(
+        "mine-private",
+        true,
+        200,
+        &[("cache-control", "private, max-age=30")],
+    )
+    .unwrap();
+    assert_eq!(fresh_secs(f), 30);
+}
+
+#[test]
+fn vary_values_are_taken_from_the_request() {
+    let response: HeaderMap = [(
+        header::VARY,
+        HeaderValue::from_static("Accept-Language, X-Tenant"),
+    )]
+    .into_iter()
+    .collect();
+    let request: HeaderMap = [(
+        HeaderName::from_static("accept-language"),
+        HeaderValue::from_static("fr"),
+    )]
+    .into_iter()
+    .collect();
+    let values = vary_values(&response, &request);
+    assert_eq!(values.len(), 2);
+    assert_eq!(values[0].1.as_ref().unwrap(), "fr");
+    assert!(values[1].1.is_none());
+}

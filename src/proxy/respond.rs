@@ -1,0 +1,235 @@
+//! Responses the proxy writes: from a stored entry, and the cache headers on
+//! every response (DESIGN.md §4).
+//!
+//! `Cache-Status` (RFC 9211) is appended after any the upstream sent (the
+//! list runs from the origin towards the client); `X-Cache` is set; `Age`
+//! on a hit is computed (RFC 9111 §5.1). No keys, hosts or addresses ever go
+//! into these headers.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Response};
+
+use super::body::Body;
+use crate::cache::{BypassReason, CacheStatus, Entry, NoCacheReason};
+
+static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// What the cache did with one request: the data behind `Cache-Status`,
+/// `X-Cache`, the metric labels and the access log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheOutcome {
+    /// The coarse status (`X-Cache`, `cache_status` label).
+    pub status: CacheStatus,
+    /// RFC 9211 `fwd` value when the request went upstream.
+    pub fwd: Option<Fwd>,
+    /// Whether the response was stored.
+    pub stored: bool,
+    /// Remaining freshness, for hits.
+    pub ttl: Option<i64>,
+    /// Why not stored / why bypassed.
+    pub detail: Option<Detail>,
+}
+
+/// RFC 9211 `fwd` values cachecar uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fwd {
+    /// Not cached (or no longer valid).
+    Miss,
+    /// Cached, but for other values of the `Vary` headers.
+    VaryMiss,
+    /// The cache was not used for this request.
+    Bypass,
+}
+
+/// The `detail` of a `Cache-Status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Why a response was not stored.
+    NotStored(NoCacheReason),
+    /// Why the cache was bypassed.
+    Bypass(BypassReason),
+}
+
+// === impl CacheOutcome ===
+
+impl CacheOutcome {
+    /// A hit with `ttl` seconds of freshness left.
+    pub fn hit(ttl: i64) -> Self {
+        Self {
+            status: CacheStatus::Hit,
+            fwd: None,
+            stored: false,
+            ttl: Some(ttl),
+            detail: None,
+        }
+    }
+
+    /// A miss; `fwd` says which kind.
+    pub fn miss(fwd: Fwd) -> Self {
+        Self {
+            status: CacheStatus::Miss,
+            fwd: Some(fwd),
+            stored: false,
+            ttl: None,
+            detail: None,
+        }
+    }
+
+    /// A bypass for `reason`.
+    pub fn bypass(reason: BypassReason) -> Self {
+        Self {
+            status: CacheStatus::Bypass,
+            fwd: Some(Fwd::Bypass),
+            stored: false,
+            ttl: None,
+            detail: Some(Detail::Bypass(reason)),
+        }
+    }
+
+    /// This miss was stored.
+    pub fn stored(mut self) -> Self {
+        self.stored = true;
+        self
+    }
+
+    /// This miss was not stored, for `reason`.
+    pub fn not_stored(mut self, reason: NoCacheReason) -> Self {
+        self.stored = false;
+        self.detail = Some(Detail::NotStored(reason));
+        self
+    }
+
+    /// The reason a response was not stored, if that is what happened.
+    pub fn not_stored_reason(&self) -> Option<NoCacheReason> {
+        match self.detail {
+            Some(Detail::NotStored(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The `Cache-Status` member, e.g. `cachecar; fwd=miss; stored`.
+    pub fn cache_status(&self) -> String {
+        let mut s = String::from("cachecar");
+        match self.fwd {
+            None => s.push_str("; hit"),
+            Some(fwd) => {
+                s.push_str("; fwd=");
+                s.push_str(fwd.as_str());
+            }
+        }
+        if let Some(ttl) = self.ttl {
+            let _ = write!(s, "; ttl={ttl}");
+        }
+        if self.stored {
+            s.push_str("; stored");
+        }
+        if let Some(detail) = self.detail {
+            s.push_str("; detail=");
+            s.push_str(detail.as_str());
+        }
+        s
+    }
+
+    /// Adds `Cache-Status` and `X-Cache` to a response.
+    pub fn decorate<B>(&self, response: &mut Response<B>) {
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.cache_status()) {
+            headers.append(CACHE_STATUS.clone(), v);
+        }
+        headers.insert(
+            X_CACHE.clone(),
+            HeaderValue::from_static(self.status.x_cache()),
+        );
+    }
+}
+
+impl Fwd {
+    /// The RFC 9211 spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fwd::Miss => "miss",
+            Fwd::VaryMiss => "vary-miss",
+            Fwd::Bypass => "bypass",
+        }
+    }
+}
+
+impl Detail {
+    /// The detail token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detail::NotStored(r) => r.as_str(),
+            Detail::Bypass(r) => r.as_str(),
+        }
+    }
+}
+
+/// A response from a stored entry, with `Age` for `now`. For HEAD the body
+/// is left out (the stored `Content-Length` stays).
+pub fn from_entry(entry: &Entry, method: &Method, now: SystemTime) -> Response<Body> {
+    let body = if *method == Method::HEAD {
+        Body::Empty
+    } else {
+        Body::full(entry.body.clone())
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = entry.status;
+    *response.headers_mut() = entry.headers.clone();
+    let age = entry.age(now).as_secs();
+    response
+        .headers_mut()
+        .insert(header::AGE, HeaderValue::from(age));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_status_renders_rfc_9211_members() {
+        assert_eq!(
+            CacheOutcome::hit(42).cache_status(),
+            "cachecar; hit; ttl=42"
+        );
+        assert_eq!(
+            CacheOutcome::miss(Fwd::Miss).stored().cache_status(),
+            "cachecar; fwd=miss; stored"
+        );
+        assert_eq!(
+            CacheOutcome::miss(Fwd::Miss)
+                .not_stored(NoCacheReason::NoStore)
+                .cache_status(),
+            "cachecar; fwd=miss; detail=no-store"
+        );
+        assert_eq!(
+            CacheOutcome::bypass(BypassReason::NoRoute).cache_status(),
+            "cachecar; fwd=bypass; detail=no-route"
+        );
+        assert_eq!(
+            CacheOutcome::hit(-3).cache_status(),
+            "cachecar; hit; ttl=-3"
+        );
+    }
+
+    #[test]
+    fn decorate_appends_to_upstream_cache_status() {
+        let mut response = Response::new(());
+        response
+            .headers_mut()
+            .insert("cache-status", HeaderValue::from_static("origin-cdn; hit"));
+        response
+            .headers_mut()
+            .insert("x-cache", HeaderValue::from_static("HIT from elsewhere"));
+        CacheOutcome::miss(Fwd::Miss)
+            .stored()
+            .decorate(&mut response);
+        let all: Vec<_> = response.headers().get_all("cache-status").iter().collect();
+        assert_eq!(all, vec!["origin-cdn; hit", "cachecar; fwd=miss; stored"]);
+        assert_eq!(response.headers()["x-cache"], "MISS");
+    }
+}

@@ -1,0 +1,265 @@
+//! The upstream side: a pooled HTTP/1.1 client with connect and
+//! response-header timeouts, and the hygiene of what crosses the proxy.
+//!
+//! Requests go up with the normalized path and query (the same ones the key
+//! was built from), hop-by-hop headers removed, `X-Forwarded-For` appended,
+//! `X-Forwarded-Proto`/`-Host` overwritten (the client does not get to choose
+//! them), `Via` added, and bodies streamed. Responses come back with their
+//! hop-by-hop headers removed. Never buffers a body itself.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::normalize::Normalized;
+use crate::config::UpstreamConfig;
+
+/// Boxed error of request bodies from any source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of an upstream request.
+pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// How long an idle upstream connection is kept for reuse. Below the common
+/// 60-75 s keep-alive of app servers, so we close first and never send on a
+/// connection the app is closing.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// The upstream client. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: Client<HttpConnector, UpstreamBody>,
+}
+
+/// Why an upstream exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be made (refused, unreachable, connect timeout).
+    #[error("cannot connect to the upstream: {0}")]
+    Connect(#[source] hyper_util::client::legacy::Error),
+    /// No response headers within `upstream.timeout`.
+    #[error("upstream sent no response headers within {0:?}")]
+    Timeout(Duration),
+    /// The exchange failed after connecting (reset, malformed response).
+    #[error("upstream request failed: {0}")]
+    Failed(#[source] hyper_util::client::legacy::Error),
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), plus the proxy-auth pair meant for
+/// us and the obsolete `Proxy-Connection`.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 cachecar");
+
+impl Upstream {
+    /// A client for `config`'s connect timeout. The target comes with each
+    /// request, so an upstream URL change needs no new client.
+    pub fn new(config: &UpstreamConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        Self { client }
+    }
+
+    /// Sends `request`, waiting at most `timeout` for the response headers.
+    ///
+    /// # Errors
+    ///
+    /// [`UpstreamError`], classified for the 502/504 decision.
+    pub async fn send(
+        &self,
+        request: Request<UpstreamBody>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Err(_) => Err(UpstreamError::Timeout(timeout)),
+            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(e)),
+            Ok(Err(e)) => Err(UpstreamError::Failed(e)),
+            Ok(Ok(mut response)) => {
+                strip_hop_by_hop(response.headers_mut());
+                Ok(response)
+            }
+        }
+    }
+}
+
+/// Builds the upstream request from the client's request head.
+pub fn request(
+    parts: &http::request::Parts,
+    target: &Normalized,
+    config: &UpstreamConfig,
+    client: SocketAddr,
+    body: UpstreamBody,
+) -> Request<UpstreamBody> {
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
+    for (name, value) in &parts.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    strip_hop_by_hop(&mut headers);
+    forwarded_headers(&mut headers, target, client);
+    if let Some(host) = target
+        .host
+        .as_deref()
+        .and_then(|h| HeaderValue::from_str(h).ok())
+    {
+        // HTTP/2 carries the authority as a pseudo-header; HTTP/1.1 needs Host.
+        headers.insert(header::HOST, host);
+    }
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = upstream_uri(target, config);
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    request
+}
+
+fn upstream_uri(target: &Normalized, config: &UpstreamConfig) -> Uri {
+    let mut pq = String::with_capacity(
+        config.base_path.len()
+            + target.path.len()
+            + target.query.as_ref().map_or(0, |q| q.len() + 1),
+    );
+    pq.push_str(&config.base_path);
+    pq.push_str(&target.path);
+    if let Some(q) = &target.query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    Uri::builder()
+        .scheme("http")
+        .authority(config.authority.clone())
+        .path_and_query(pq)
+        .build()
+        // The authority was validated at config load and the path and query
+        // come from a URI that parsed, so this cannot fail.
+        .unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+fn forwarded_headers(headers: &mut HeaderMap, target: &Normalized, client: SocketAddr) {
+    let ip = client.ip().to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    match target
+        .host
+        .as_deref()
+        .and_then(|h| HeaderValue::from_str(h).ok())
+    {
+        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
+    headers.append(header::VIA, VIA_VALUE.clone());
+}
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> UpstreamConfig {
+        UpstreamConfig {
+            url: "http://app:8000/base".into(),
+            authority: "app:8000".parse().unwrap(),
+            base_path: "/base".into(),
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn build(headers: &[(&str, &str)]) -> Request<UpstreamBody> {
+        let mut req = Request::builder().method("GET").uri("/x?a=1");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let (parts, ()) = req.body(()).unwrap().into_parts();
+        let target = Normalized {
+            path: "/x".into(),
+            query: Some("a=1".into()),
+            host: Some("api.example".into()),
+        };
+        let body = UnsyncBoxBody::new(http_body_util::Empty::new().map_err(|e| match e {}));
+        request(
+            &parts,
+            &target,
+            &config(),
+            "10.0.0.9:5555".parse().unwrap(),
+            body,
+        )
+    }
+
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn target_is_the_normalized_path_under_the_base() {
+        let req = build(&[]);
+        assert_eq!(req.uri(), "http://app:8000/base/x?a=1");
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.headers()["host"], "api.example");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_and_forwarded_headers_set() {
+        let req = build(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("accept", "application/json"),
+        ]);
+        let h = req.headers();
+        for gone in ["connection", "x-secret", "te", "upgrade"] {
+            assert!(!h.contains_key(gone), "{gone} should be removed");
+        }
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example");
+        assert_eq!(h["via"], "1.1 cachecar");
+        assert_eq!(h["accept"], "application/json");
+    }
+}

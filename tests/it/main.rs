@@ -1,0 +1,13 @@
+//! Integration tests: cachecar started in-process (or as the built binary)
+//! on loopback ports, real TCP clients, a real upstream (wiremock or the
+//! demo API). Upstream request counts prove hit vs miss independently of the
+//! headers cachecar writes.
+
+mod admin;
+mod cache_flow;
+mod cli;
+mod invalidation;
+mod metrics;
+mod shutdown;
+mod support;
+mod upstream;

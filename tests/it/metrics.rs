@@ -1,0 +1,154 @@
+//! Metrics move with the flow, and labels come from route names and small
+//! enums only.
+
+use http::Method;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{TestProxy, config, get, send, trace_init};
+
+const RULES: &str = r#"routes:
+  - { name: docs, match: "GET /docs/{*path}" }
+invalidate:
+  - { name: docs-edit, match: "PUT /docs/{id}", purge: ["GET /docs/{id}"] }
+"#;
+
+/// Hits, misses, upstream requests, not-stored reasons and invalidations
+/// are counted per route / rule.
+#[tokio::test]
+async fn counters_follow_the_requests() {
+    trace_init();
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("x"))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&upstream)
+        .await;
+    let proxy = TestProxy::start(&config(&upstream.uri(), RULES)).await;
+    get(&proxy.url("/docs/a"), &[]).await; // miss
+    get(&proxy.url("/docs/a"), &[]).await; // hit
+    get(&proxy.url("/docs/a"), &[]).await; // hit
+    get(&proxy.url("/docs/a"), &[("authorization", "Bearer x")]).await; // miss, not stored
+    get(&proxy.url("/unrouted/12345"), &[]).await; // bypass
+    send(Method::PUT, &proxy.url("/docs/a"), &[], "").await; // invalidation
+
+    let docs = [("route", "docs")];
+    assert_eq!(proxy.metric("cachecar_cache_hits_total", &docs).await, 2.0);
+    assert_eq!(
+        proxy.metric("cachecar_cache_misses_total", &docs).await,
+        2.0
+    );
+    assert_eq!(
+        proxy
+            .metric(
+                "cachecar_requests_total",
+                &[
+                    ("route", "docs"),
+                    ("method", "GET"),
+                    ("cache_status", "hit")
+                ]
+            )
+            .await,
+        2.0
+    );
+    assert_eq!(
+        proxy
+            .metric(
+                "cachecar_requests_total",
+                &[("route", "none"), ("cache_status", "bypass")]
+            )
+            .await,
+        1.0
+    );
+    assert_eq!(
+        proxy
+            .metric(
+                "cachecar_upstream_requests_total",
+                &[("route", "docs"), ("status_class", "2xx")]
+            )
+            .await,
+        3.0,
+        "2 GET misses + the PUT"
+    );
+    assert_eq!(
+        proxy
+            .metric(
+                "cachecar_not_stored_total",
+                &[("route", "docs"), ("reason", "authorization")]
+            )
+            .await,
+        1.0
+    );
+    assert_eq!(
+        proxy
+            .metric("cachecar_invalidations_total", &[("rule", "docs-edit")])
+            .await,
+        1.0
+    );
+    assert_eq!(
+        proxy
+            .metric("cachecar_invalidations_total", &[("rule", "self")])
+            .await,
+        1.0
+    );
+    assert_eq!(
+        proxy.metric("cachecar_memory_store_entries", &[]).await,
+        1.0
+    );
+    assert!(proxy.metric("cachecar_memory_store_bytes", &[]).await > 0.0);
+    assert_eq!(proxy.metric("cachecar_config_generation", &[]).await, 1.0);
+    assert_eq!(proxy.metric("cachecar_inflight_requests", &[]).await, 0.0);
+    assert!(
+        proxy
+            .metric(
+                "cachecar_request_duration_seconds_count",
+                &[("route", "docs"), ("cache_status", "hit")]
+            )
+            .await
+            >= 2.0
+    );
+    assert!(
+        proxy
+            .metric(
+                "cachecar_store_operation_duration_seconds_count",
+                &[("backend", "memory"), ("op", "lookup")]
+            )
+            .await
+            >= 4.0
+    );
+}
+
+/// No label value is a raw path, query or credential.
+#[tokio::test]
+async fn labels_never_carry_request_data() {
+    trace_init();
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&upstream)
+        .await;
+    let proxy = TestProxy::start(&config(&upstream.uri(), RULES)).await;
+    for i in 0..20 {
+        get(
+            &proxy.url(&format!("/docs/page-{i}?secret=q{i}")),
+            &[("authorization", "Bearer tok")],
+        )
+        .await;
+        get(&proxy.url(&format!("/random/{i}")), &[]).await;
+    }
+    let text = get(&proxy.admin_url("/metrics"), &[]).await.text();
+    for needle in ["page-", "secret", "/random", "tok", "127.0.0.1"] {
+        assert!(!text.contains(needle), "metrics leak {needle:?}");
+    }
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("cachecar_requests_total{"))
+        .count();
+    assert!(
+        series <= 3,
+        "requests_total has {series} series for 40 distinct URLs"
+    );
+}

@@ -1,0 +1,67 @@
+//! Draining: readiness turns 503, in-flight requests complete, new
+//! connections are refused.
+
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{TestProxy, config, eventually, get, trace_init};
+
+/// A request in flight when shutdown starts still gets its full answer; the
+/// listener is closed afterwards.
+#[tokio::test]
+async fn in_flight_request_completes_and_new_connections_are_refused() {
+    trace_init();
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("slow answer")
+                .set_delay(Duration::from_millis(700)),
+        )
+        .mount(&upstream)
+        .await;
+    let proxy = TestProxy::start(&config(&upstream.uri(), "")).await;
+    let addr = proxy.addr;
+    let url = proxy.url("/slow");
+    let in_flight = tokio::spawn(async move { get(&url, &[]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.begin_shutdown();
+
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "slow answer");
+    proxy.join().await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "listener is closed"
+    );
+}
+
+/// During the drain delay readiness is 503 while traffic is still served.
+#[tokio::test]
+async fn readiness_turns_503_while_draining() {
+    trace_init();
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&upstream)
+        .await;
+    let yaml = config(&upstream.uri(), "").replace("drain_delay: 0s", "drain_delay: 1s");
+    let proxy = TestProxy::start(&yaml).await;
+    assert_eq!(get(&proxy.admin_url("/readyz"), &[]).await.status, 200);
+    proxy.begin_shutdown();
+    let admin = proxy.admin_url("/readyz");
+    assert!(
+        eventually(Duration::from_millis(500), || {
+            let admin = admin.clone();
+            async move { get(&admin, &[]).await.status == 503 }
+        })
+        .await,
+        "readiness turns 503"
+    );
+    assert_eq!(get(&proxy.url("/still-served"), &[]).await.status, 200);
+    proxy.join().await;
+}

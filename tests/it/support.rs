@@ -1,0 +1,203 @@
+//! Shared helpers: start cachecar in-process on loopback ports, talk to it
+//! over real TCP, and wait for asynchronous effects with a deadline.
+
+use std::net::SocketAddr;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cachecar::App;
+use cachecar::config::load_str;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The admin token every test proxy uses.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A running cachecar.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Starts tracing once per test binary; `RUST_LOG` shows proxy logs.
+pub fn trace_init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A config on loopback ports with an admin token, no drain delay, and
+/// `rest` (routes, invalidate, ...) appended.
+pub fn config(upstream: &str, rest: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\n\
+         upstream: {{ url: \"{upstream}\", connect_timeout: 500ms, timeout: 2s }}\n\
+         admin: {{ listen: 127.0.0.1:0, token: {ADMIN_TOKEN} }}\n\
+         shutdown: {{ drain_delay: 0s, grace_period: 5s }}\n\
+         {rest}"
+    )
+}
+
+impl TestProxy {
+    /// Loads `yaml` and serves it.
+    pub async fn start(yaml: &str) -> Self {
+        let config =
+            load_str(yaml, &|_| None).unwrap_or_else(|e| panic!("test config is invalid: {e}"));
+        let app = App::bind(config).await.expect("bind loopback ports");
+        let (addr, admin) = (app.proxy_addr(), app.admin_addr());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run(shutdown.clone()));
+        Self {
+            addr,
+            admin,
+            shutdown,
+            task,
+        }
+    }
+
+    /// `http://<proxy>/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `http://<admin>/<path>`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Starts the shutdown; `join` waits for it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits for the app to stop, with a deadline.
+    pub async fn join(self) {
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("app stops within 10 s")
+            .expect("app task does not panic");
+    }
+
+    /// The value of one sample of a metric, e.g.
+    /// `metric("cachecar_cache_hits_total", &[("route", "docs")])`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = get(&self.admin_url("/metrics"), &[]).await.text();
+        metric_value(&text, name, labels).unwrap_or(0.0)
+    }
+}
+
+/// Finds a sample in Prometheus text whose labels include all of `labels`.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+impl Reply {
+    /// The body as UTF-8.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header as a string ("" when absent).
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("<binary>"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `X-Cache`.
+    pub fn x_cache(&self) -> String {
+        self.header("x-cache")
+    }
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// GET `url` with `headers`.
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
+    send(Method::GET, url, headers, Bytes::new()).await
+}
+
+/// Sends a request and reads the whole response (10 s deadline).
+pub async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(body.into()))
+        .expect("valid test request");
+    let exchange = async {
+        let resp = client()
+            .request(req)
+            .await
+            .expect("request reaches cachecar");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body reads").to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("response within 10 s")
+}
+
+/// Polls `check` every 20 ms until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
