@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
@@ -282,15 +282,7 @@ fn reply(status: StatusCode, mut value: serde_json::Value) -> Response<Body> {
             json!(format!("{}.{:03}", now.as_secs(), now.subsec_millis())),
         );
     }
-    let mut body = serde_json::to_vec(&value).unwrap_or_default();
-    body.push(b'\n');
-    let mut response = Response::new(Body::full(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    crate::admin::json_response(status, &value)
 }
 
 /// The demo config with the given addresses filled in.

@@ -246,13 +246,11 @@ impl Proxy {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = request.into_parts();
-        let label = Some(fill.route.name.clone());
         let sent_at = SystemTime::now();
-        let up = upstream::request(&parts, target, &config.upstream, client, box_body(body));
         let (result, took) = self
-            .send(&fill.route.name, up, config.upstream.timeout)
+            .forward(config, &parts, body, target, client, &fill.route.name)
             .await;
-        let mut outcome = Outcome::new(label, CacheOutcome::miss(fill.fwd));
+        let mut outcome = Outcome::new(Some(fill.route.name.clone()), CacheOutcome::miss(fill.fwd));
         outcome.upstream = Some(took);
         let response = match result {
             Ok(response) => response,
@@ -266,29 +264,29 @@ impl Proxy {
             sent_at,
             received_at: SystemTime::now(),
         };
-        let decision = match &fill.generations {
-            None => Err(NoCacheReason::StorageError),
-            Some(_) => policy::decide(
-                &fill.route,
-                &exchange,
-                response.status(),
-                response.headers(),
-            ),
-        };
-        let freshness = match decision {
-            Ok(_)
-                if content_length(response.headers())
-                    .is_some_and(|n| n > config.cache.max_body_bytes) =>
-            {
-                outcome.cache = outcome.cache.not_stored(NoCacheReason::TooLarge);
-                return (response.map(Body::Stream), outcome);
+        match storable(config, &fill, &exchange, &response) {
+            Ok(freshness) => {
+                self.store(config, &fill, &exchange, freshness, response, outcome)
+                    .await
             }
-            Ok(f) => f,
             Err(reason) => {
                 outcome.cache = outcome.cache.not_stored(reason);
-                return (response.map(Body::Stream), outcome);
+                (response.map(Body::Stream), outcome)
             }
-        };
+        }
+    }
+
+    /// Reads a storable response's body (within `max_body_bytes`), stores
+    /// it, and answers with the same bytes.
+    async fn store(
+        &self,
+        config: &RuntimeConfig,
+        fill: &Fill,
+        exchange: &policy::Exchange<'_>,
+        freshness: policy::Freshness,
+        response: Response<Incoming>,
+        mut outcome: Outcome,
+    ) -> (Response<Body>, Outcome) {
         let (head, body) = response.into_parts();
         let bytes = match body::collect_limited(body, config.cache.max_body_bytes).await {
             Ok(Collected::Complete(bytes)) => bytes,
@@ -298,30 +296,11 @@ impl Proxy {
             }
             Err(e) => {
                 outcome.cache = outcome.cache.not_stored(NoCacheReason::Incomplete);
-                return (
-                    ProxyError::UpstreamBody(e).to_response(&fill.route.name),
-                    outcome,
-                );
+                let response = ProxyError::UpstreamBody(e).to_response(&fill.route.name);
+                return (response, outcome);
             }
         };
-        let mut headers = cache::detached_headers(&head.headers);
-        headers.remove(header::AGE);
-        let entry = Entry {
-            key: fill.key.hash,
-            status: head.status,
-            headers,
-            body: bytes.clone(),
-            stored_at: exchange.received_at,
-            initial_age: freshness.initial_age,
-            fresh_until: freshness.fresh_until,
-            keep_until: freshness.keep_until,
-            vary: policy::vary_values(&head.headers, &parts.headers)
-                .into_iter()
-                .map(|(name, value)| (name, value.as_ref().map(cache::detached_value)))
-                .collect(),
-            generations: fill.generations.unwrap_or_default(),
-            shareable_with_auth: freshness.shareable_with_auth,
-        };
+        let entry = new_entry(fill, exchange, freshness, &head, bytes.clone());
         outcome.cache = match self.inner.cache.insert(&fill.key, Arc::new(entry)).await {
             Ok(()) => outcome.cache.stored(),
             Err(_) => outcome.cache.not_stored(NoCacheReason::StorageError),
@@ -348,8 +327,9 @@ impl Proxy {
             .map(|m| m.value.name.clone());
         let (parts, body) = request.into_parts();
         let label = route.as_deref().unwrap_or("none").to_string();
-        let up = upstream::request(&parts, target, &config.upstream, client, box_body(body));
-        let (result, took) = self.send(&label, up, config.upstream.timeout).await;
+        let (result, took) = self
+            .forward(config, &parts, body, target, client, &label)
+            .await;
         let mut outcome = Outcome::new(route.clone(), CacheOutcome::bypass(BypassReason::Method));
         outcome.upstream = Some(took);
         let response = match result {
@@ -416,8 +396,9 @@ impl Proxy {
     {
         let (parts, body) = request.into_parts();
         let label = route.as_deref().unwrap_or("none").to_string();
-        let up = upstream::request(&parts, target, &config.upstream, client, box_body(body));
-        let (result, took) = self.send(&label, up, config.upstream.timeout).await;
+        let (result, took) = self
+            .forward(config, &parts, body, target, client, &label)
+            .await;
         let mut outcome = Outcome::new(route, cache);
         outcome.upstream = Some(took);
         match result {
@@ -426,15 +407,28 @@ impl Proxy {
         }
     }
 
-    /// Sends upstream, timing and counting the exchange.
-    async fn send(
+    /// Sends the request upstream (normalized target, cleaned headers,
+    /// streamed body), timing and counting the exchange under `route`.
+    async fn forward<B>(
         &self,
+        config: &RuntimeConfig,
+        parts: &http::request::Parts,
+        body: B,
+        target: &Normalized,
+        client: SocketAddr,
         route: &str,
-        request: Request<UpstreamBody>,
-        timeout: Duration,
-    ) -> (Result<Response<Incoming>, UpstreamError>, Duration) {
+    ) -> (Result<Response<Incoming>, UpstreamError>, Duration)
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let request = upstream::request(parts, target, &config.upstream, client, box_body(body));
         let start = Instant::now();
-        let result = self.inner.upstream.send(request, timeout).await;
+        let result = self
+            .inner
+            .upstream
+            .send(request, config.upstream.timeout)
+            .await;
         let took = start.elapsed();
         let metrics = &self.inner.metrics;
         metrics.upstream_timer(route).observe(took.as_secs_f64());
@@ -482,6 +476,53 @@ impl Proxy {
             duration_us = took.as_micros() as u64,
             upstream_us = outcome.upstream.map(|d| d.as_micros() as u64),
         );
+    }
+}
+
+/// Whether a fetched response may be stored, and for how long.
+fn storable(
+    config: &RuntimeConfig,
+    fill: &Fill,
+    exchange: &policy::Exchange<'_>,
+    response: &Response<Incoming>,
+) -> Result<policy::Freshness, NoCacheReason> {
+    if fill.generations.is_none() {
+        return Err(NoCacheReason::StorageError);
+    }
+    let freshness = policy::decide(&fill.route, exchange, response.status(), response.headers())?;
+    if content_length(response.headers()).is_some_and(|n| n > config.cache.max_body_bytes) {
+        return Err(NoCacheReason::TooLarge);
+    }
+    Ok(freshness)
+}
+
+/// The entry for a fetched response. Headers are copied so the entry owns
+/// its bytes; `Age` is dropped (it is computed on every hit).
+fn new_entry(
+    fill: &Fill,
+    exchange: &policy::Exchange<'_>,
+    freshness: policy::Freshness,
+    head: &http::response::Parts,
+    body: Bytes,
+) -> Entry {
+    let mut headers = cache::detached_headers(&head.headers);
+    headers.remove(header::AGE);
+    let vary = policy::vary_values(&head.headers, exchange.request)
+        .into_iter()
+        .map(|(name, value)| (name, value.as_ref().map(cache::detached_value)))
+        .collect();
+    Entry {
+        key: fill.key.hash,
+        status: head.status,
+        headers,
+        body,
+        stored_at: exchange.received_at,
+        initial_age: freshness.initial_age,
+        fresh_until: freshness.fresh_until,
+        keep_until: freshness.keep_until,
+        vary,
+        generations: fill.generations.clone().unwrap_or_default(),
+        shareable_with_auth: freshness.shareable_with_auth,
     }
 }
 
