@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use cachecar::cache::memory::MemoryStore;
-use cachecar::cache::{Entry, Store};
+use cachecar::cache::{Entry, Record, Store};
 use cachecar::config::load_str;
 use cachecar::proxy::respond::{CacheOutcome, Fwd};
 use cachecar::proxy::{key, normalize};
@@ -75,12 +75,15 @@ fn bench_memory_lookup(c: &mut Criterion) {
         stored_at: now,
         initial_age: Duration::ZERO,
         fresh_until: now + Duration::from_secs(3600),
+        stale_while_revalidate_until: now + Duration::from_secs(3600),
+        stale_if_error_until: now + Duration::from_secs(3600),
+        must_revalidate: false,
         keep_until: now + Duration::from_secs(3600),
         vary: Vec::new(),
         generations,
         shareable_with_auth: false,
     };
-    rt.block_on(store.insert(&k, Arc::new(entry))).unwrap();
+    rt.block_on(store.insert(&k, Record::Response(Arc::new(entry)))).unwrap();
     c.bench_function("memory lookup (hit)", |b| {
         b.iter(|| black_box(rt.block_on(store.lookup(&k)).unwrap()))
     });

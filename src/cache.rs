@@ -23,6 +23,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::metrics::Metrics;
 
+pub mod coalesce;
 pub mod memory;
 
 /// A 256-bit digest of everything that selects a response: route fingerprint,
@@ -68,7 +69,17 @@ pub struct Entry {
     pub initial_age: Duration,
     /// Until when it is fresh.
     pub fresh_until: SystemTime,
-    /// Until when the store keeps it (freshness + stale windows).
+    /// Until when it may be served stale while it is refreshed in the
+    /// background (`stale-while-revalidate`).
+    pub stale_while_revalidate_until: SystemTime,
+    /// Until when it may be served stale if the upstream fails
+    /// (`stale-if-error`).
+    pub stale_if_error_until: SystemTime,
+    /// Never served stale, and revalidated when stale (`must-revalidate`,
+    /// `proxy-revalidate`, `no-cache`).
+    pub must_revalidate: bool,
+    /// Until when the store keeps it: freshness, stale windows, and a while
+    /// longer when it has validators, for cheap revalidation.
     pub keep_until: SystemTime,
     /// The request's values of the headers named by the response's `Vary`.
     pub vary: Vec<(HeaderName, Option<HeaderValue>)>,
@@ -79,11 +90,34 @@ pub struct Entry {
     pub shareable_with_auth: bool,
 }
 
+/// What is stored under one key.
+#[derive(Clone, Debug)]
+pub enum Record {
+    /// A response.
+    Response(Arc<Entry>),
+    /// The response at this key varies (`Vary`): the variants are stored
+    /// under keys derived from this one and the request's values of `names`.
+    Variants(Arc<Variants>),
+}
+
+/// The index of a URL's variants (DESIGN.md §7, RFC 9111 §4.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variants {
+    /// The primary key this index is stored under.
+    pub key: KeyHash,
+    /// Lower-cased header names from the response's `Vary`, sorted.
+    pub names: Vec<HeaderName>,
+    /// Variant keys stored so far; bounded by `cache.max_variants`.
+    pub known: Vec<KeyHash>,
+    /// Until when the store keeps the index (the longest-kept variant).
+    pub keep_until: SystemTime,
+}
+
 /// What [`Store::lookup`] found.
 #[derive(Clone, Debug, Default)]
 pub struct Lookup {
-    /// The stored entry, if any; not yet checked against `generations`.
-    pub entry: Option<Arc<Entry>>,
+    /// The stored record, if any; not yet checked against `generations`.
+    pub record: Option<Record>,
     /// Current generation of each token of the key, in token order.
     pub generations: Vec<u64>,
 }
@@ -117,13 +151,13 @@ pub trait Store: Send + Sync + 'static {
     /// The caller treats any error as a miss and does not store.
     async fn lookup(&self, key: &CacheKey) -> Result<Lookup, StoreError>;
 
-    /// Called after a fill decided to store `entry`. Replaces any entry under
-    /// the same key; keeps it until `entry.keep_until`.
+    /// Called after a fill decided to store a record under `key.hash`.
+    /// Replaces what was there; keeps it until the record's `keep_until`.
     ///
     /// # Errors
     ///
     /// The caller logs and counts the error; the response is unaffected.
-    async fn insert(&self, key: &CacheKey, entry: Arc<Entry>) -> Result<(), StoreError>;
+    async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), StoreError>;
 
     /// Called after a successful mutation or an admin purge: gives each token
     /// a new generation, so every entry depending on any of them stops
@@ -203,6 +237,11 @@ pub enum NoCacheReason {
     NotStorable,
     /// The body exceeds `cache.max_body_bytes`.
     TooLarge,
+    /// The URL already has `cache.max_variants` variants stored.
+    Variants,
+    /// A coalesced request waited past `coalesce.wait_timeout` and went
+    /// upstream itself.
+    WaitTimeout,
     /// The upstream body failed or ended early while being read.
     Incomplete,
     /// The store failed.
@@ -224,6 +263,9 @@ pub enum BypassReason {
     RequestBody,
     /// A request target that cannot be normalized (answered 400).
     Invalid,
+    /// `If-Match`, `If-Unmodified-Since` or `If-Range`: preconditions the
+    /// origin evaluates.
+    Conditional,
 }
 
 // === impl Token ===
@@ -342,12 +384,74 @@ impl Entry {
         (PER_ENTRY + self.body.len() + headers + self.generations.len() * 8) as u64
     }
 
-    /// Whether the request presents the same values for the headers named by
-    /// the response's `Vary` as the request that filled the entry.
+    /// Whether the request presents the same values (normalized) for the
+    /// headers named by the response's `Vary` as the request that filled it.
     pub fn vary_matches(&self, request: &HeaderMap) -> bool {
-        self.vary
-            .iter()
-            .all(|(name, value)| request.get(name) == value.as_ref())
+        self.vary.iter().all(|(name, value)| {
+            normalized_field(request, name).as_deref() == value.as_ref().map(|v| v.as_bytes())
+        })
+    }
+
+    /// The stored `ETag`.
+    pub fn etag(&self) -> Option<&HeaderValue> {
+        self.headers.get(http::header::ETAG)
+    }
+
+    /// The stored `Last-Modified`.
+    pub fn last_modified(&self) -> Option<&HeaderValue> {
+        self.headers.get(http::header::LAST_MODIFIED)
+    }
+
+    /// Whether it can be revalidated with a conditional request.
+    pub fn has_validators(&self) -> bool {
+        self.etag().is_some() || self.last_modified().is_some()
+    }
+}
+
+/// A request header field as `Vary` compares it: all lines combined, list
+/// members trimmed and joined with `,` (so `1,2`, ` 1, 2 ` and two lines
+/// `1` and `2` are the same). `None` when absent.
+pub fn normalized_field(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
+    let mut values = headers.get_all(name).iter().peekable();
+    values.peek()?;
+    let mut out = Vec::new();
+    for value in values {
+        for member in value.as_bytes().split(|b| *b == b',') {
+            let member = member.trim_ascii();
+            if member.is_empty() {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(member);
+        }
+    }
+    Some(out)
+}
+
+// === impl Record ===
+
+impl Record {
+    /// Approximate memory footprint.
+    pub fn weight(&self) -> u64 {
+        match self {
+            Record::Response(e) => e.weight(),
+            Record::Variants(v) => 256 + 32 * v.known.len() as u64 + 32 * v.names.len() as u64,
+        }
+    }
+
+    /// Until when a store should keep it.
+    pub fn keep_until(&self) -> SystemTime {
+        match self {
+            Record::Response(e) => e.keep_until,
+            Record::Variants(v) => v.keep_until,
+        }
+    }
+
+    /// How much longer a store should keep it.
+    pub fn keep_for(&self, now: SystemTime) -> Duration {
+        self.keep_until().duration_since(now).unwrap_or_default()
     }
 }
 
@@ -401,9 +505,9 @@ impl Cache {
     /// # Errors
     ///
     /// As the store's, after counting it.
-    pub async fn insert(&self, key: &CacheKey, entry: Arc<Entry>) -> Result<(), StoreError> {
+    pub async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), StoreError> {
         let start = Instant::now();
-        let result = self.store.insert(key, entry).await;
+        let result = self.store.insert(key, record).await;
         self.observe("insert", start, result.as_ref().err());
         result
     }
@@ -496,6 +600,8 @@ impl NoCacheReason {
             NoCacheReason::Expired => "expired",
             NoCacheReason::NotStorable => "not-storable",
             NoCacheReason::TooLarge => "too-large",
+            NoCacheReason::Variants => "variants",
+            NoCacheReason::WaitTimeout => "wait-timeout",
             NoCacheReason::Incomplete => "incomplete",
             NoCacheReason::StorageError => "storage-error",
         }
@@ -514,6 +620,7 @@ impl BypassReason {
             BypassReason::NoIdentity => "no-identity",
             BypassReason::RequestBody => "request-body",
             BypassReason::Invalid => "invalid-request",
+            BypassReason::Conditional => "conditional",
         }
     }
 }
@@ -537,6 +644,23 @@ mod tests {
     }
 
     #[test]
+    fn vary_fields_are_normalized_before_comparing() {
+        let name = HeaderName::from_static("foo");
+        let mut a = HeaderMap::new();
+        a.insert(&name, HeaderValue::from_static("1,2"));
+        let mut b = HeaderMap::new();
+        b.insert(&name, HeaderValue::from_static(" 1, 2 "));
+        let mut c = HeaderMap::new();
+        c.append(&name, HeaderValue::from_static("1"));
+        c.append(&name, HeaderValue::from_static("2"));
+        let n = normalized_field(&a, &name);
+        assert_eq!(n.as_deref(), Some(&b"1,2"[..]));
+        assert_eq!(n, normalized_field(&b, &name));
+        assert_eq!(n, normalized_field(&c, &name));
+        assert_eq!(normalized_field(&HeaderMap::new(), &name), None);
+    }
+
+    #[test]
     fn entry_ttl_counts_down_and_goes_negative() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let entry = Entry {
@@ -547,6 +671,9 @@ mod tests {
             stored_at: now,
             initial_age: Duration::from_secs(5),
             fresh_until: now + Duration::from_secs(60),
+            stale_while_revalidate_until: now + Duration::from_secs(60),
+            stale_if_error_until: now + Duration::from_secs(60),
+            must_revalidate: false,
             keep_until: now + Duration::from_secs(60),
             vary: Vec::new(),
             generations: vec![1],

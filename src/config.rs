@@ -66,6 +66,8 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Time allowed until the upstream's response headers.
     pub timeout: Duration,
+    /// How long an idle pooled connection is kept for reuse.
+    pub idle_timeout: Duration,
 }
 
 /// The admin listener.
@@ -92,6 +94,19 @@ pub struct CacheConfig {
     pub memory_max_bytes: u64,
     /// Larger responses stream through unstored.
     pub max_body_bytes: u64,
+    /// Most variants (`Vary`) stored per URL.
+    pub max_variants: usize,
+    /// Request coalescing.
+    pub coalesce: CoalesceConfig,
+}
+
+/// `cache.coalesce`.
+#[derive(Clone, Copy, Debug)]
+pub struct CoalesceConfig {
+    /// Concurrent misses for one key make one upstream request.
+    pub enabled: bool,
+    /// How long a waiting request waits before going upstream itself.
+    pub wait_timeout: Duration,
 }
 
 /// Cache backends.
@@ -176,8 +191,13 @@ pub struct Route {
     pub template: Template,
     /// Shared by everyone, or per user.
     pub scope: Scope,
-    /// Freshness when the origin gives none (`respect`), or always (`override`).
-    pub ttl: Duration,
+    /// Freshness when the origin gives none (`respect`), or always
+    /// (`override`); `None`: origin headers only, as a plain shared cache.
+    pub ttl: Option<Duration>,
+    /// Stale-while-revalidate window when the origin gives none.
+    pub stale_while_revalidate: Duration,
+    /// Stale-if-error window when the origin gives none.
+    pub stale_if_error: Duration,
     /// Whose freshness wins.
     pub origin_cache_control: OriginCacheControl,
     /// What besides the path selects an entry.

@@ -70,14 +70,19 @@ impl ProxyError {
             StatusCode::GATEWAY_TIMEOUT => "upstream timed out\n",
             _ => "upstream unavailable\n",
         };
-        let mut response = Response::new(Body::full(text));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+        status_response(status, text)
     }
+}
+
+/// A short plain-text error response that no cache may store.
+pub fn status_response(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::full(text));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub upstream_duration_seconds: HistogramVec,
     /// Responses not stored, by route and reason.
     pub not_stored_total: IntCounterVec,
+    /// Requests answered by another request's fill (coalesced), by route.
+    pub coalesced_requests_total: IntCounterVec,
     /// Invalidation rules applied, by rule label (`self` for RFC 9111 §4.4,
     /// `admin` for admin purges).
     pub invalidations_total: IntCounterVec,
@@ -97,6 +99,11 @@ impl Metrics {
                 "Responses to cacheable requests that were not stored, by reason",
                 &["route", "reason"],
             )?,
+            coalesced_requests_total: counter(
+                "coalesced_requests_total",
+                "Requests answered by a concurrent request's upstream fetch",
+                &["route"],
+            )?,
             invalidations_total: counter(
                 "invalidations_total",
                 "Invalidations applied, by rule",
@@ -143,6 +150,7 @@ impl Metrics {
         r.register(Box::new(self.upstream_requests_total.clone()))?;
         r.register(Box::new(self.upstream_duration_seconds.clone()))?;
         r.register(Box::new(self.not_stored_total.clone()))?;
+        r.register(Box::new(self.coalesced_requests_total.clone()))?;
         r.register(Box::new(self.invalidations_total.clone()))?;
         r.register(Box::new(self.store_operation_duration_seconds.clone()))?;
         r.register(Box::new(self.store_errors_total.clone()))?;

@@ -6,15 +6,18 @@
 //! 1. **No rule** (or a safe method other than GET/HEAD): forward untouched.
 //! 2. **Mutation** (an unsafe method): forward, and once the upstream answers
 //!    2xx/3xx, bump the generations of every purge target of the matching
-//!    `invalidate` rules and of the request's own URL (RFC 9111 §4.4), all
-//!    before the client sees the response, so it reads its own writes.
-//! 3. **Cacheable GET/HEAD**: key, lookup (entry and generations in one
-//!    call), and either answer from the entry or fill: upstream, policy,
-//!    bounded body collection, store, respond.
+//!    `invalidate` rules, of the request's own URL and of same-origin
+//!    `Location`/`Content-Location` (RFC 9111 §4.4), all before the client
+//!    sees the response, so it reads its own writes.
+//! 3. **Cacheable GET/HEAD**: key, lookup (`lookup.rs`), judge the stored
+//!    response (`policy::judge`): answer fresh; answer stale and refresh in
+//!    the background (`stale-while-revalidate`); or fill (`fetch.rs`):
+//!    coalesced, revalidating, storing.
 //!
 //! The store never fails a request: lookup errors are misses, write errors
 //! are logged and counted. Submodules are in flow order: `normalize`,
-//! `route`, `key`, `policy`, `invalidate`, `upstream`, `respond`, `body`.
+//! `route`, `key`, `lookup`, `policy`, `cache_control`, `conditional`,
+//! `fetch`, `invalidate`, `upstream`, `respond`, `body`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,26 +33,32 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 
-use crate::cache::{
-    self, BypassReason, Cache, CacheKey, CacheStatus, Entry, Lookup, NoCacheReason, StoreError,
-    Token,
-};
+use crate::cache::coalesce::Coalescer;
+use crate::cache::{BypassReason, Cache, CacheStatus, StoreError, Token};
 use crate::config::{ConfigHandle, Route, RuntimeConfig, Scope};
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, method_label, status_class};
 
 pub mod body;
+pub mod cache_control;
+pub mod conditional;
+mod fetch;
 pub mod invalidate;
 pub mod key;
+pub mod lookup;
 pub mod normalize;
 pub mod policy;
 pub mod respond;
 pub mod route;
 pub mod upstream;
 
-use body::{Body, Collected};
+use body::Body;
+use conditional::ClientConditions;
+use fetch::FetchRequest;
+use lookup::Usable;
 use normalize::Normalized;
-use respond::{CacheOutcome, Fwd};
+use policy::{RequestDirectives, Verdict};
+use respond::{CacheOutcome, Fwd, StaleReason};
 use route::Captures;
 use upstream::{BoxError, Upstream, UpstreamBody, UpstreamError};
 
@@ -64,6 +73,7 @@ struct Inner {
     cache: Cache,
     upstream: Upstream,
     metrics: Arc<Metrics>,
+    coalescer: Coalescer,
 }
 
 /// [`Proxy`] as a tower service for one client connection.
@@ -75,7 +85,7 @@ pub struct ProxyService {
 
 /// What happened to one request, for metrics and the access log.
 #[derive(Debug)]
-struct Outcome {
+pub(crate) struct Outcome {
     /// The route name; `None` when no rule matched.
     route: Option<Arc<str>>,
     cache: CacheOutcome,
@@ -106,6 +116,7 @@ impl Proxy {
                 cache,
                 upstream,
                 metrics,
+                coalescer: Coalescer::default(),
             }),
         }
     }
@@ -138,7 +149,7 @@ impl Proxy {
 
     async fn dispatch<B>(
         &self,
-        config: &RuntimeConfig,
+        config: &Arc<RuntimeConfig>,
         request: Request<B>,
         client: SocketAddr,
     ) -> (Response<Body>, Outcome)
@@ -158,7 +169,7 @@ impl Proxy {
             return match config.routes.find(&target.path) {
                 Some(m) => {
                     let route = m.value.clone();
-                    self.cacheable(config, request, &target, route, &m.captures, client)
+                    self.cacheable(config, request, target.clone(), route, &m.captures, client)
                         .await
                 }
                 None => {
@@ -183,9 +194,9 @@ impl Proxy {
     /// Step 3: a GET or HEAD that a route caches.
     async fn cacheable<B>(
         &self,
-        config: &RuntimeConfig,
-        request: Request<B>,
-        target: &Normalized,
+        config: &Arc<RuntimeConfig>,
+        mut request: Request<B>,
+        target: Normalized,
         route: Arc<Route>,
         captures: &Captures<'_, '_>,
         client: SocketAddr,
@@ -195,117 +206,99 @@ impl Proxy {
         B::Error: Into<BoxError>,
     {
         let label = Some(route.name.clone());
-        let identity = match precheck(config, &route, request.headers(), has_body(&request)) {
+        let has_body = has_body(&request);
+        let identity = match lookup::precheck(config, &route, request.headers(), has_body) {
             Ok(identity) => identity,
             Err(reason) => {
                 let outcome = CacheOutcome::bypass(reason);
                 return self
-                    .pass(config, request, target, client, label, outcome)
+                    .pass(config, request, &target, client, label, outcome)
                     .await;
             }
         };
-        let credentials = route.scope == Scope::Public && has_credentials(request.headers());
-        let key = key::for_request(&route, captures, target, request.headers(), identity);
-        let lookup = self.inner.cache.lookup(&key).await.ok();
-        let now = SystemTime::now();
-        let fwd = match lookup
+        normalize::accept_encoding(request.headers_mut());
+        let (parts, _body) = request.into_parts();
+        let credentials = route.scope == Scope::Public && has_credentials(&parts.headers);
+        let key = key::for_request(&route, captures, &target, &parts.headers, identity);
+        let found = lookup::find(&self.inner.cache, &key, &parts.headers).await;
+        let varies = found.as_ref().is_some_and(|f| f.index.is_some());
+        let (usable, fwd) = match found
             .as_ref()
-            .map(|l| usable(l, &key, request.headers(), credentials, now))
+            .map(|f| lookup::usable(f, &parts.headers, credentials))
         {
-            Some(Usable::Yes(entry)) => {
-                let response = respond::from_entry(&entry, request.method(), now);
-                return (
-                    response,
-                    Outcome::new(label, CacheOutcome::hit(entry.ttl_secs(now))),
-                );
-            }
-            Some(Usable::VaryMiss) => Fwd::VaryMiss,
-            Some(Usable::No(_)) | None => Fwd::Miss,
+            Some(Usable::Yes(entry)) => (Some(entry), Fwd::Miss),
+            Some(Usable::VaryMiss) => (None, Fwd::VaryMiss),
+            Some(Usable::No(_)) if varies => (None, Fwd::VaryMiss),
+            Some(Usable::No(_)) | None => (None, Fwd::Miss),
         };
-        let fill = Fill {
+        let conditions = ClientConditions::from_request(&parts.headers);
+        let mut headers = parts.headers;
+        conditional::strip_client_conditions(&mut headers);
+        let (generations, index) = match found {
+            Some(f) => (Some(f.generations), f.index),
+            None => (None, None),
+        };
+        let fetch = FetchRequest {
+            config: config.clone(),
+            directives: RequestDirectives::parse(&headers),
             route,
             key,
-            generations: lookup.map(|l| l.generations),
+            generations,
+            index,
+            target,
+            uri: parts.uri,
+            headers,
+            client,
             credentials,
+            stale: usable,
             fwd,
+            store: true,
         };
-        self.fill(config, request, target, client, fill).await
+        self.serve(fetch, &parts.method, conditions.as_ref()).await
     }
 
-    /// The miss half of step 3: fetch, decide, store, respond.
-    async fn fill<B>(
+    /// The rest of step 3: answer from the stored response `fetch.stale`
+    /// if the request may have it (refreshing it in the background within
+    /// `stale-while-revalidate`), else fill.
+    async fn serve(
         &self,
-        config: &RuntimeConfig,
-        request: Request<B>,
-        target: &Normalized,
-        client: SocketAddr,
-        fill: Fill,
-    ) -> (Response<Body>, Outcome)
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let (parts, body) = request.into_parts();
-        let sent_at = SystemTime::now();
-        let (result, took) = self
-            .forward(config, &parts, body, target, client, &fill.route.name)
-            .await;
-        let mut outcome = Outcome::new(Some(fill.route.name.clone()), CacheOutcome::miss(fill.fwd));
-        outcome.upstream = Some(took);
-        let response = match result {
-            Ok(response) => response,
-            Err(e) => return (ProxyError::from(e).to_response(&fill.route.name), outcome),
-        };
-        let exchange = policy::Exchange {
-            method: &parts.method,
-            uri: &parts.uri,
-            request: &parts.headers,
-            credentials: fill.credentials,
-            sent_at,
-            received_at: SystemTime::now(),
-        };
-        match storable(config, &fill, &exchange, &response) {
-            Ok(freshness) => {
-                self.store(config, &fill, &exchange, freshness, response, outcome)
-                    .await
-            }
-            Err(reason) => {
-                outcome.cache = outcome.cache.not_stored(reason);
-                (response.map(Body::Stream), outcome)
-            }
-        }
-    }
-
-    /// Reads a storable response's body (within `max_body_bytes`), stores
-    /// it, and answers with the same bytes.
-    async fn store(
-        &self,
-        config: &RuntimeConfig,
-        fill: &Fill,
-        exchange: &policy::Exchange<'_>,
-        freshness: policy::Freshness,
-        response: Response<Incoming>,
-        mut outcome: Outcome,
+        mut fetch: FetchRequest,
+        method: &Method,
+        conditions: Option<&ClientConditions>,
     ) -> (Response<Body>, Outcome) {
-        let (head, body) = response.into_parts();
-        let bytes = match body::collect_limited(body, config.cache.max_body_bytes).await {
-            Ok(Collected::Complete(bytes)) => bytes,
-            Ok(Collected::TooLarge(body)) => {
-                outcome.cache = outcome.cache.not_stored(NoCacheReason::TooLarge);
-                return (Response::from_parts(head, body), outcome);
+        let now = SystemTime::now();
+        let label = Some(fetch.route.name.clone());
+        if let Some(entry) = fetch.stale.clone() {
+            let ttl = entry.ttl_secs(now);
+            let verdict = policy::judge(&entry, &fetch.directives, now);
+            let outcome = match verdict {
+                Verdict::Fresh => Some(CacheOutcome::hit(ttl)),
+                Verdict::StaleAccepted => Some(CacheOutcome::stale(ttl, StaleReason::Accepted)),
+                Verdict::StaleWhileRevalidate => {
+                    Some(CacheOutcome::stale(ttl, StaleReason::WhileRevalidate))
+                }
+                Verdict::Revalidate => None,
+            };
+            if let Some(outcome) = outcome {
+                if verdict == Verdict::StaleWhileRevalidate {
+                    fetch.fwd = Fwd::Stale;
+                    self.refresh(fetch);
+                }
+                let response = respond::entry_response(&entry, method, conditions, now);
+                return (response, Outcome::new(label, outcome));
             }
-            Err(e) => {
-                outcome.cache = outcome.cache.not_stored(NoCacheReason::Incomplete);
-                let response = ProxyError::UpstreamBody(e).to_response(&fill.route.name);
-                return (response, outcome);
-            }
-        };
-        let entry = new_entry(fill, exchange, freshness, &head, bytes.clone());
-        outcome.cache = match self.inner.cache.insert(&fill.key, Arc::new(entry)).await {
-            Ok(()) => outcome.cache.stored(),
-            Err(_) => outcome.cache.not_stored(NoCacheReason::StorageError),
-        };
-        (Response::from_parts(head, Body::full(bytes)), outcome)
+            fetch.fwd = if entry.is_fresh(now) {
+                Fwd::Request
+            } else {
+                Fwd::Stale
+            };
+        }
+        if fetch.directives.only_if_cached {
+            let response =
+                crate::error::status_response(StatusCode::GATEWAY_TIMEOUT, "not cached\n");
+            return (response, Outcome::new(label, CacheOutcome::miss(fetch.fwd)));
+        }
+        self.fill(fetch, method, conditions).await
     }
 
     /// Step 2: an unsafe method. Invalidates only after a 2xx/3xx answer.
@@ -328,7 +321,15 @@ impl Proxy {
         let (parts, body) = request.into_parts();
         let label = route.as_deref().unwrap_or("none").to_string();
         let (result, took) = self
-            .forward(config, &parts, body, target, client, &label)
+            .forward(
+                config,
+                &parts.method,
+                &parts.headers,
+                box_body(body),
+                target,
+                client,
+                &label,
+            )
             .await;
         let mut outcome = Outcome::new(route.clone(), CacheOutcome::bypass(BypassReason::Method));
         outcome.upstream = Some(took);
@@ -339,12 +340,10 @@ impl Proxy {
         let status = response.status();
         if status.is_success() || status.is_redirection() {
             let mut tokens = purge.tokens;
-            let own_url = route.is_some();
-            if own_url {
-                tokens.push(Token::url(&target.path));
-            }
             let mut rules = purge.rules;
-            if own_url {
+            let own = invalidate::own_urls(config, target, response.headers());
+            if !own.is_empty() {
+                tokens.extend(own);
                 rules.push(Arc::from("self"));
             }
             // A failure is logged and counted by the store wrapper; the
@@ -397,7 +396,15 @@ impl Proxy {
         let (parts, body) = request.into_parts();
         let label = route.as_deref().unwrap_or("none").to_string();
         let (result, took) = self
-            .forward(config, &parts, body, target, client, &label)
+            .forward(
+                config,
+                &parts.method,
+                &parts.headers,
+                box_body(body),
+                target,
+                client,
+                &label,
+            )
             .await;
         let mut outcome = Outcome::new(route, cache);
         outcome.upstream = Some(took);
@@ -409,20 +416,41 @@ impl Proxy {
 
     /// Sends the request upstream (normalized target, cleaned headers,
     /// streamed body), timing and counting the exchange under `route`.
-    async fn forward<B>(
+    /// `body` is `None` for a request without one: such a request, if
+    /// idempotent, is sent once more when a reused connection fails.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
         &self,
         config: &RuntimeConfig,
-        parts: &http::request::Parts,
-        body: B,
+        method: &Method,
+        headers: &HeaderMap,
+        body: Option<UpstreamBody>,
         target: &Normalized,
         client: SocketAddr,
         route: &str,
-    ) -> (Result<Response<Incoming>, UpstreamError>, Duration)
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let request = upstream::request(parts, target, &config.upstream, client, box_body(body));
+    ) -> (Result<Response<Incoming>, UpstreamError>, Duration) {
+        let build = |body: UpstreamBody| {
+            upstream::request(method, headers, target, &config.upstream, client, body)
+        };
+        let replayable = body.is_none() && method.is_idempotent();
+        let first = build(body.unwrap_or_else(empty_body));
+        let (result, took) = self.send(config, first, route).await;
+        match result {
+            Err(e) if replayable && e.is_retryable() => {
+                tracing::debug!(route, cause = %e, "retrying an idempotent request once");
+                let (result, again) = self.send(config, build(empty_body()), route).await;
+                (result, took + again)
+            }
+            result => (result, took),
+        }
+    }
+
+    async fn send(
+        &self,
+        config: &RuntimeConfig,
+        request: Request<UpstreamBody>,
+        route: &str,
+    ) -> (Result<Response<Incoming>, UpstreamError>, Duration) {
         let start = Instant::now();
         let result = self
             .inner
@@ -457,9 +485,13 @@ impl Proxy {
             .with_label_values(&[route, cache_status])
             .observe(took.as_secs_f64());
         match outcome.cache.status {
-            CacheStatus::Hit => m.cache_hits_total.with_label_values(&[route]).inc(),
-            CacheStatus::Miss => m.cache_misses_total.with_label_values(&[route]).inc(),
-            _ => {}
+            CacheStatus::Hit | CacheStatus::Stale => {
+                m.cache_hits_total.with_label_values(&[route]).inc()
+            }
+            CacheStatus::Miss | CacheStatus::Revalidated => {
+                m.cache_misses_total.with_label_values(&[route]).inc()
+            }
+            CacheStatus::Bypass => {}
         }
         if let Some(reason) = outcome.cache.not_stored_reason() {
             m.not_stored_total
@@ -479,155 +511,8 @@ impl Proxy {
     }
 }
 
-/// Whether a fetched response may be stored, and for how long.
-fn storable(
-    config: &RuntimeConfig,
-    fill: &Fill,
-    exchange: &policy::Exchange<'_>,
-    response: &Response<Incoming>,
-) -> Result<policy::Freshness, NoCacheReason> {
-    if fill.generations.is_none() {
-        return Err(NoCacheReason::StorageError);
-    }
-    let freshness = policy::decide(&fill.route, exchange, response.status(), response.headers())?;
-    if content_length(response.headers()).is_some_and(|n| n > config.cache.max_body_bytes) {
-        return Err(NoCacheReason::TooLarge);
-    }
-    Ok(freshness)
-}
-
-/// The entry for a fetched response. Headers are copied so the entry owns
-/// its bytes; `Age` is dropped (it is computed on every hit).
-fn new_entry(
-    fill: &Fill,
-    exchange: &policy::Exchange<'_>,
-    freshness: policy::Freshness,
-    head: &http::response::Parts,
-    body: Bytes,
-) -> Entry {
-    let mut headers = cache::detached_headers(&head.headers);
-    headers.remove(header::AGE);
-    let vary = policy::vary_values(&head.headers, exchange.request)
-        .into_iter()
-        .map(|(name, value)| (name, value.as_ref().map(cache::detached_value)))
-        .collect();
-    Entry {
-        key: fill.key.hash,
-        status: head.status,
-        headers,
-        body,
-        stored_at: exchange.received_at,
-        initial_age: freshness.initial_age,
-        fresh_until: freshness.fresh_until,
-        keep_until: freshness.keep_until,
-        vary,
-        generations: fill.generations.clone().unwrap_or_default(),
-        shareable_with_auth: freshness.shareable_with_auth,
-    }
-}
-
-/// What a fill needs to know from the lookup.
-struct Fill {
-    route: Arc<Route>,
-    key: CacheKey,
-    /// Generations read before the upstream request; `None` if the store
-    /// failed, in which case nothing is stored.
-    generations: Option<Vec<u64>>,
-    credentials: bool,
-    fwd: Fwd,
-}
-
-/// Whether a looked-up entry can answer a request.
-pub(crate) enum Usable {
-    /// Yes: a hit.
-    Yes(Arc<Entry>),
-    /// Stored for other values of the `Vary` headers.
-    VaryMiss,
-    /// No, and why.
-    No(NotUsable),
-}
-
-/// Why a looked-up entry cannot answer a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum NotUsable {
-    /// Nothing is stored under the key.
-    Absent,
-    /// The stored value belongs to another key.
-    KeyMismatch,
-    /// A purge or mutation bumped a generation since it was stored.
-    Invalidated,
-    /// Its freshness has run out.
-    Expired,
-    /// The request has credentials and the entry may not be shared with it.
-    Credentials,
-}
-
-impl NotUsable {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            NotUsable::Absent => "absent",
-            NotUsable::KeyMismatch => "key-mismatch",
-            NotUsable::Invalidated => "invalidated",
-            NotUsable::Expired => "expired",
-            NotUsable::Credentials => "credentials",
-        }
-    }
-}
-
-/// The checks before a lookup: the cache is on, the request has no body, and
-/// a `scope: user` route has an identity to key by (returned).
-pub(crate) fn precheck(
-    config: &RuntimeConfig,
-    route: &Route,
-    headers: &HeaderMap,
-    has_body: bool,
-) -> Result<Option<key::IdentityHash>, BypassReason> {
-    if !config.cache.enabled {
-        return Err(BypassReason::Disabled);
-    }
-    if has_body {
-        return Err(BypassReason::RequestBody);
-    }
-    let identity = key::identity(&config.identity, headers);
-    if route.scope == Scope::User && identity.is_none() {
-        return Err(BypassReason::NoIdentity);
-    }
-    Ok(identity)
-}
-
-/// Whether the looked-up entry may answer this request.
-pub(crate) fn usable(
-    lookup: &Lookup,
-    key: &CacheKey,
-    headers: &HeaderMap,
-    credentials: bool,
-    now: SystemTime,
-) -> Usable {
-    let Some(entry) = &lookup.entry else {
-        return Usable::No(NotUsable::Absent);
-    };
-    let not = if entry.key != key.hash {
-        Some(NotUsable::KeyMismatch)
-    } else if entry.generations != lookup.generations {
-        Some(NotUsable::Invalidated)
-    } else if !entry.is_fresh(now) {
-        Some(NotUsable::Expired)
-    } else if credentials && !entry.shareable_with_auth {
-        Some(NotUsable::Credentials)
-    } else {
-        None
-    };
-    if let Some(why) = not {
-        return Usable::No(why);
-    }
-    if !entry.vary_matches(headers) {
-        return Usable::VaryMiss;
-    }
-    Usable::Yes(entry.clone())
-}
-
 impl Outcome {
-    fn new(route: Option<Arc<str>>, cache: CacheOutcome) -> Self {
+    pub(crate) fn new(route: Option<Arc<str>>, cache: CacheOutcome) -> Self {
         Self {
             route,
             cache,
@@ -655,12 +540,21 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn box_body<B>(body: B) -> UpstreamBody
+/// The request body to forward: `None` when there is none, so the request
+/// can be replayed.
+fn box_body<B>(body: B) -> Option<UpstreamBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    UnsyncBoxBody::new(body.map_err(Into::into))
+    if body.is_end_stream() {
+        return None;
+    }
+    Some(UnsyncBoxBody::new(body.map_err(Into::into)))
+}
+
+fn empty_body() -> UpstreamBody {
+    UnsyncBoxBody::new(http_body_util::Empty::new().map_err(|e| match e {}))
 }
 
 impl<B> tower::Service<Request<B>> for ProxyService

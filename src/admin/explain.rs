@@ -13,11 +13,13 @@ use super::{json_response, text};
 use crate::cache::{Cache, Token};
 use crate::config::{Route, RuntimeConfig, Scope};
 use crate::proxy::body::Body;
-use crate::proxy::{NotUsable, Usable, has_credentials, key, normalize, precheck, usable};
+use crate::proxy::lookup::{self, NotUsable, Usable};
+use crate::proxy::policy::{self, RequestDirectives, Verdict};
+use crate::proxy::{has_credentials, key, normalize};
 
 /// Answers an explain request.
 pub(super) async fn explain(config: &RuntimeConfig, cache: &Cache, uri: &Uri) -> Response<Body> {
-    let request = match request_from_query(uri.query().unwrap_or("")) {
+    let mut request = match request_from_query(uri.query().unwrap_or("")) {
         Ok(r) => r,
         Err(e) => return text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
     };
@@ -61,7 +63,8 @@ pub(super) async fn explain(config: &RuntimeConfig, cache: &Cache, uri: &Uri) ->
         out["reason"] = json!("no-route");
         return json_response(StatusCode::OK, &out);
     };
-    let identity = match precheck(config, m.value, request.headers(), false) {
+    normalize::accept_encoding(request.headers_mut());
+    let identity = match lookup::precheck(config, m.value, request.headers(), false) {
         Ok(identity) => identity,
         Err(reason) => {
             out["cacheable"] = json!(false);
@@ -93,39 +96,60 @@ pub(super) async fn explain(config: &RuntimeConfig, cache: &Cache, uri: &Uri) ->
         },
     });
     let credentials = m.value.scope == Scope::Public && has_credentials(request.headers());
-    match cache.lookup(&k).await {
-        Err(e) => out["entry"] = json!({ "error": e.to_string() }),
-        Ok(lookup) => {
-            out["tokens"] = json!(
-                k.tokens
-                    .iter()
-                    .zip(&lookup.generations)
-                    .map(|(t, g)| json!({ "token": t.as_str(), "generation": g }))
-                    .collect::<Vec<_>>()
-            );
-            let now = SystemTime::now();
-            let verdict = match usable(&lookup, &k, request.headers(), credentials, now) {
-                Usable::Yes(_) => "hit",
-                Usable::VaryMiss => "vary-miss",
-                Usable::No(why) => why.as_str(),
-            };
-            out["entry"] = match &lookup.entry {
-                None => json!({ "stored": false, "would_serve": NotUsable::Absent.as_str() }),
-                Some(e) => json!({
-                    "stored": true,
-                    "would_serve": verdict,
-                    "status": e.status.as_u16(),
-                    "age_seconds": e.age(now).as_secs(),
-                    "ttl_seconds": e.ttl_secs(now),
-                    "body_bytes": e.body.len(),
-                    "filled_under_generations": e.generations,
-                    "vary": e.vary.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-                    "shareable_with_credentials": e.shareable_with_auth,
-                }),
-            };
-        }
+    let Some(found) = lookup::find(cache, &k, request.headers()).await else {
+        out["entry"] = json!({ "error": "the cache store failed" });
+        return json_response(StatusCode::OK, &out);
+    };
+    out["tokens"] = json!(
+        k.tokens
+            .iter()
+            .zip(&found.generations)
+            .map(|(t, g)| json!({ "token": t.as_str(), "generation": g }))
+            .collect::<Vec<_>>()
+    );
+    if let Some(index) = &found.index {
+        out["variants"] = json!({
+            "vary": index.names.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            "stored": index.known.len(),
+            "max": config.cache.max_variants,
+        });
     }
+    let now = SystemTime::now();
+    let directives = RequestDirectives::parse(request.headers());
+    let would_serve = match lookup::usable(&found, request.headers(), credentials) {
+        Usable::Yes(e) => match policy::judge(&e, &directives, now) {
+            Verdict::Fresh => "hit",
+            Verdict::StaleAccepted => "stale (the request accepts it)",
+            Verdict::StaleWhileRevalidate => "stale, refreshing in the background",
+            Verdict::Revalidate => "revalidate with the upstream first",
+        },
+        Usable::VaryMiss => "vary-miss",
+        Usable::No(why) => why.as_str(),
+    };
+    out["entry"] = match &found.entry {
+        None => json!({ "stored": false, "would_serve": NotUsable::Absent.as_str() }),
+        Some(e) => json!({
+            "stored": true,
+            "would_serve": would_serve,
+            "status": e.status.as_u16(),
+            "age_seconds": e.age(now).as_secs(),
+            "ttl_seconds": e.ttl_secs(now),
+            "stale_while_revalidate_seconds": secs_until(e.stale_while_revalidate_until, now),
+            "stale_if_error_seconds": secs_until(e.stale_if_error_until, now),
+            "must_revalidate": e.must_revalidate,
+            "validators": { "etag": e.etag().is_some(), "last_modified": e.last_modified().is_some() },
+            "body_bytes": e.body.len(),
+            "filled_under_generations": e.generations,
+            "vary": e.vary.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            "shareable_with_credentials": e.shareable_with_auth,
+        }),
+    };
     json_response(StatusCode::OK, &out)
+}
+
+/// Seconds from `now` until `t`; 0 once passed.
+fn secs_until(t: SystemTime, now: SystemTime) -> u64 {
+    t.duration_since(now).map_or(0, |d| d.as_secs())
 }
 
 fn route_json<'a>(
@@ -150,7 +174,9 @@ fn route_json<'a>(
         "match": format!("GET {}", route.template),
         "captures": captures.map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "scope": route.scope.as_str(),
-        "ttl_seconds": route.ttl.as_secs(),
+        "ttl_seconds": route.ttl.map(|t| t.as_secs()),
+        "stale_while_revalidate_seconds": route.stale_while_revalidate.as_secs(),
+        "stale_if_error_seconds": route.stale_if_error.as_secs(),
         "origin_cache_control": route.origin_cache_control.as_str(),
         "key": {
             "query": route.key.query.to_string(),

@@ -2,7 +2,7 @@
 //! no Redis, and (later) the L1 of `tiered`. A production store, not a test
 //! double: eviction is counted and sizes are reported.
 //!
-//! Entries are `Arc<Entry>`, so a hit clones a pointer, never a body.
+//! Records hold `Arc<Entry>`, so a hit clones a pointer, never a body.
 //! Generation counters live in a second, count-bounded moka cache keyed by
 //! a 64-bit hash of the token. A hash collision makes two tokens share a
 //! counter, which can only invalidate more, never less. A counter that was
@@ -19,7 +19,7 @@ use moka::notification::RemovalCause;
 use moka::sync::Cache as MokaCache;
 use prometheus::IntCounterVec;
 
-use super::{CacheKey, Entry, KeyHash, Lookup, Store, StoreError, Token, Usage};
+use super::{CacheKey, KeyHash, Lookup, Record, Store, StoreError, Token, Usage};
 
 /// Counters kept per byte of entry capacity: a generous bound on distinct
 /// tokens (each entry depends on a handful), so counters are evicted only
@@ -35,7 +35,7 @@ const MAX_WEIGHT: u64 = u32::MAX as u64;
 /// The memory store. Cheap to clone.
 #[derive(Clone)]
 pub struct MemoryStore {
-    entries: MokaCache<KeyHash, Arc<Entry>>,
+    entries: MokaCache<KeyHash, Record>,
     generations: MokaCache<u64, u64>,
     /// Source of generation values: strictly increasing, so a re-created
     /// counter never repeats a value an entry may carry.
@@ -45,19 +45,19 @@ pub struct MemoryStore {
 
 struct EntryExpiry;
 
-impl moka::Expiry<KeyHash, Arc<Entry>> for EntryExpiry {
-    fn expire_after_create(&self, _: &KeyHash, entry: &Arc<Entry>, _: Instant) -> Option<Duration> {
-        Some(entry.keep_for(SystemTime::now()))
+impl moka::Expiry<KeyHash, Record> for EntryExpiry {
+    fn expire_after_create(&self, _: &KeyHash, record: &Record, _: Instant) -> Option<Duration> {
+        Some(record.keep_for(SystemTime::now()))
     }
 
     fn expire_after_update(
         &self,
         _: &KeyHash,
-        entry: &Arc<Entry>,
+        record: &Record,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(entry.keep_for(SystemTime::now()))
+        Some(record.keep_for(SystemTime::now()))
     }
 }
 
@@ -67,7 +67,7 @@ impl MemoryStore {
     pub fn new(max_bytes: u64, evictions: Option<IntCounterVec>) -> Self {
         let mut builder = MokaCache::builder()
             .max_capacity(max_bytes)
-            .weigher(|_: &KeyHash, e: &Arc<Entry>| e.weight().min(MAX_WEIGHT) as u32)
+            .weigher(|_: &KeyHash, r: &Record| r.weight().min(MAX_WEIGHT) as u32)
             .expire_after(EntryExpiry);
         if let Some(evictions) = evictions {
             builder = builder.eviction_listener(move |_, _, cause| {
@@ -120,18 +120,18 @@ impl Store for MemoryStore {
     async fn lookup(&self, key: &CacheKey) -> Result<Lookup, StoreError> {
         // Entry first, generations second: a purge landing in between makes
         // the generations newer than the entry's, which reads as a miss.
-        let entry = self.entries.get(&key.hash);
+        let record = self.entries.get(&key.hash);
         Ok(Lookup {
-            entry,
+            record,
             generations: self.generations(&key.tokens),
         })
     }
 
-    async fn insert(&self, key: &CacheKey, entry: Arc<Entry>) -> Result<(), StoreError> {
-        if entry.keep_for(SystemTime::now()).is_zero() {
+    async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), StoreError> {
+        if record.keep_for(SystemTime::now()).is_zero() {
             return Ok(());
         }
-        self.entries.insert(key.hash, entry);
+        self.entries.insert(key.hash, record);
         Ok(())
     }
 
@@ -154,10 +154,13 @@ impl Store for MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use bytes::Bytes;
     use http::{HeaderMap, StatusCode};
 
     use super::*;
+    use crate::cache::Entry;
 
     fn key(n: u8) -> CacheKey {
         CacheKey {
@@ -167,9 +170,9 @@ mod tests {
         }
     }
 
-    fn entry(key: &CacheKey, generations: Vec<u64>, body: usize, keep: Duration) -> Arc<Entry> {
+    fn entry(key: &CacheKey, generations: Vec<u64>, body: usize, keep: Duration) -> Record {
         let now = SystemTime::now();
-        Arc::new(Entry {
+        Record::Response(Arc::new(Entry {
             key: key.hash,
             status: StatusCode::OK,
             headers: HeaderMap::new(),
@@ -177,11 +180,14 @@ mod tests {
             stored_at: now,
             initial_age: Duration::ZERO,
             fresh_until: now + keep,
+            stale_while_revalidate_until: now + keep,
+            stale_if_error_until: now + keep,
+            must_revalidate: false,
             keep_until: now + keep,
             vary: Vec::new(),
             generations,
             shareable_with_auth: false,
-        })
+        }))
     }
 
     #[tokio::test]
@@ -189,7 +195,7 @@ mod tests {
         let store = MemoryStore::new(1 << 20, None);
         let k = key(1);
         let first = store.lookup(&k).await.unwrap();
-        assert!(first.entry.is_none());
+        assert!(first.record.is_none());
         assert_eq!(first.generations.len(), 2);
         let again = store.lookup(&k).await.unwrap();
         assert_eq!(first.generations, again.generations);
@@ -201,7 +207,10 @@ mod tests {
             .await
             .unwrap();
         let hit = store.lookup(&k).await.unwrap();
-        assert_eq!(hit.entry.unwrap().generations, hit.generations);
+        let Some(Record::Response(e)) = hit.record else {
+            panic!("stored response expected");
+        };
+        assert_eq!(e.generations, hit.generations);
     }
 
     #[tokio::test]
@@ -255,8 +264,8 @@ mod tests {
             .insert(&k, entry(&k, g, 1, Duration::from_millis(50)))
             .await
             .unwrap();
-        assert!(store.lookup(&k).await.unwrap().entry.is_some());
+        assert!(store.lookup(&k).await.unwrap().record.is_some());
         tokio::time::sleep(Duration::from_millis(120)).await;
-        assert!(store.lookup(&k).await.unwrap().entry.is_none());
+        assert!(store.lookup(&k).await.unwrap().record.is_none());
     }
 }

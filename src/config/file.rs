@@ -51,6 +51,8 @@ pub struct RawUpstream {
     pub connect_timeout: Option<Located<Duration>>,
     /// `timeout`
     pub timeout: Option<Located<Duration>>,
+    /// `idle_timeout`
+    pub idle_timeout: Option<Located<Duration>>,
 }
 
 /// `admin:`
@@ -77,6 +79,8 @@ pub struct RawCache {
     pub l1: Option<Located<RawL1>>,
     /// `max_body_bytes`
     pub max_body_bytes: Option<Located<u64>>,
+    /// `max_variants`
+    pub max_variants: Option<Located<u64>>,
     /// `coalesce:`
     pub coalesce: Option<Located<RawCoalesce>>,
 }
@@ -116,11 +120,20 @@ pub struct RawCoalesce {
     pub across_instances: Option<bool>,
 }
 
+/// `ttl`: a duration, or `origin` for "origin headers only".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawTtl {
+    /// A fallback (or, with `override`, fixed) freshness lifetime.
+    Fixed(Duration),
+    /// No freshness of cachecar's own.
+    Origin,
+}
+
 /// Freshness settings shared by `defaults:` and each route.
 #[derive(Debug, Default, Clone)]
 pub struct RawPolicy {
     /// `ttl`
-    pub ttl: Option<Located<Duration>>,
+    pub ttl: Option<Located<RawTtl>>,
     /// `stale_while_revalidate`
     pub stale_while_revalidate: Option<Located<Duration>>,
     /// `stale_if_error`
@@ -322,8 +335,11 @@ fn upstream(node: &Node, p: &mut Problems) -> RawUpstream {
         timeout: m
             .get("timeout")
             .and_then(|n| located(n, yaml::duration(n, "upstream.timeout", p))),
+        idle_timeout: m
+            .get("idle_timeout")
+            .and_then(|n| located(n, yaml::duration(n, "upstream.idle_timeout", p))),
     };
-    m.finish(&["url", "connect_timeout", "timeout"], p);
+    m.finish(&["url", "connect_timeout", "timeout", "idle_timeout"], p);
     raw
 }
 
@@ -372,6 +388,9 @@ fn cache(node: &Node, p: &mut Problems) -> RawCache {
         max_body_bytes: m
             .get("max_body_bytes")
             .and_then(|n| located(n, yaml::byte_size(n, "cache.max_body_bytes", p))),
+        max_variants: m
+            .get("max_variants")
+            .and_then(|n| located(n, yaml::integer(n, "cache.max_variants", 1024, p))),
         coalesce: m.get("coalesce").and_then(|n| located(n, coalesce(n, p))),
     };
     m.finish(
@@ -455,12 +474,16 @@ fn policy(m: &mut MapReader<'_>, p: &mut Problems) -> RawPolicy {
         ("respect", OriginCacheControl::Respect),
         ("override", OriginCacheControl::Override),
     ];
+    let ttl_path = m.child("ttl");
+    let ttl = m.get("ttl").and_then(|n| match &n.value {
+        yaml::Value::Str(s) if s == "origin" => located(n, Some(RawTtl::Origin)),
+        _ => located(n, yaml::duration(n, &ttl_path, p).map(RawTtl::Fixed)),
+    });
     let mut dur = |key: &str| {
         let path = m.child(key);
         m.get(key)
             .and_then(|n| located(n, yaml::duration(n, &path, p)))
     };
-    let ttl = dur("ttl");
     let stale_while_revalidate = dur("stale_while_revalidate");
     let stale_if_error = dur("stale_if_error");
     let path = m.child("origin_cache_control");

@@ -87,7 +87,7 @@ fn routes(config: &RuntimeConfig, out: &mut String) {
                 scope,
                 format!(
                     "{} ({})  {key}",
-                    human(r.ttl),
+                    r.ttl.map_or_else(|| "origin".to_string(), human),
                     r.origin_cache_control.as_str()
                 ),
             ]

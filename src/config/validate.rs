@@ -10,13 +10,13 @@ use std::time::Duration;
 use http::{HeaderName, Method, Uri};
 
 use super::file::{
-    Located, RawConfig, RawIdentity, RawInvalidation, RawPolicy, RawQuery, RawRoute,
+    Located, RawConfig, RawIdentity, RawInvalidation, RawPolicy, RawQuery, RawRoute, RawTtl,
 };
 use super::yaml::{Loc, Problems};
 use super::{
-    AdminConfig, AdminToken, CacheConfig, ConfigSource, IdentityConfig, IdentitySource, KeySpec,
-    OriginCacheControl, QueryKey, Route, RuntimeConfig, Scope, ShutdownConfig, StoreKind,
-    UpstreamConfig,
+    AdminConfig, AdminToken, CacheConfig, CoalesceConfig, ConfigSource, IdentityConfig,
+    IdentitySource, KeySpec, OriginCacheControl, QueryKey, Route, RuntimeConfig, Scope,
+    ShutdownConfig, StoreKind, UpstreamConfig,
 };
 use crate::proxy::invalidate::{InvalidationRule, Invalidations, PurgePlan, PurgeTarget};
 use crate::proxy::route::{RouteTable, Template, split_pattern};
@@ -29,13 +29,20 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Time to response headers; generous, since slow endpoints are why we cache.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle upstream connections are closed after this: below the 5 s
+/// keep-alive of uvicorn and Node, so cachecar closes first and never sends
+/// on a connection the app is closing (the classic proxy 502).
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Memory store bound.
 pub const DEFAULT_MEMORY_MAX_BYTES: u64 = 256 << 20;
 /// Larger responses stream through unstored, so one huge body cannot evict
 /// the working set or pin that much memory per fill.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 8 << 20;
-/// Freshness when neither route, defaults nor origin give one.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+/// Most variants stored per URL unless configured: enough for encodings and
+/// languages, too few for a `Vary: User-Agent` to flood the store.
+pub const DEFAULT_MAX_VARIANTS: usize = 16;
+/// How long a coalesced request waits for the leader before going upstream.
+pub const DEFAULT_COALESCE_WAIT: Duration = Duration::from_secs(5);
 /// Long enough for a Kubernetes endpoint update to reach kube-proxy and
 /// ingress controllers after readiness turns 503.
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
@@ -163,6 +170,12 @@ fn upstream(raw: &RawConfig, p: &mut Problems) -> Option<UpstreamConfig> {
             "upstream.timeout",
             p,
         ),
+        idle_timeout: positive(
+            r.idle_timeout.as_ref(),
+            DEFAULT_UPSTREAM_IDLE_TIMEOUT,
+            "upstream.idle_timeout",
+            p,
+        ),
     })
 }
 
@@ -231,11 +244,35 @@ fn cache(raw: &RawConfig, p: &mut Problems) -> Option<CacheConfig> {
             "is larger than cache.memory.max_bytes, so such a response could never be kept",
         );
     }
+    let max_variants = match &c.max_variants {
+        Some(l) if l.value == 0 => {
+            p.at_loc(Some(l.loc), "cache.max_variants", "must be at least 1");
+            DEFAULT_MAX_VARIANTS
+        }
+        Some(l) => l.value as usize,
+        None => DEFAULT_MAX_VARIANTS,
+    };
+    let coalesce = c.coalesce.as_ref().map(|l| &l.value);
+    let wait_timeout = coalesce
+        .and_then(|c| c.wait_timeout)
+        .unwrap_or(DEFAULT_COALESCE_WAIT);
+    if wait_timeout.is_zero() {
+        p.at_loc(
+            c.coalesce.as_ref().map(|l| l.loc),
+            "cache.coalesce.wait_timeout",
+            "must be greater than zero (set `enabled: false` to turn coalescing off)",
+        );
+    }
     Some(CacheConfig {
         enabled: c.enabled.unwrap_or(true),
         store,
         memory_max_bytes,
         max_body_bytes,
+        max_variants,
+        coalesce: CoalesceConfig {
+            enabled: coalesce.and_then(|c| c.enabled).unwrap_or(true),
+            wait_timeout,
+        },
     })
 }
 
@@ -258,35 +295,23 @@ fn refuse_unreleased(raw: &RawConfig, p: &mut Problems) {
     let sections = [
         ("cache.redis", raw.cache.redis.as_ref().map(|l| l.loc)),
         ("cache.l1", raw.cache.l1.as_ref().map(|l| l.loc)),
-        ("cache.coalesce", raw.cache.coalesce.as_ref().map(|l| l.loc)),
     ];
     for (path, loc) in sections {
         if let Some(loc) = loc {
             p.at_loc(Some(loc), path, not_yet);
         }
     }
+    if let Some(c) = &raw.cache.coalesce
+        && c.value.across_instances == Some(true)
+    {
+        p.at_loc(
+            Some(c.loc),
+            "cache.coalesce.across_instances",
+            format!("`true` {not_yet} (it needs the redis store)"),
+        );
+    }
     if let Some(first) = raw.warmup.first() {
         p.at_loc(Some(first.loc), "warmup", not_yet);
-    }
-    let policies = std::iter::once(("defaults".to_string(), &raw.defaults)).chain(
-        raw.routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (format!("routes[{i}]"), &r.policy)),
-    );
-    for (path, policy) in policies {
-        for (key, value) in [
-            ("stale_while_revalidate", &policy.stale_while_revalidate),
-            ("stale_if_error", &policy.stale_if_error),
-        ] {
-            if let Some(v) = value.as_ref().filter(|v| !v.value.is_zero()) {
-                p.at_loc(
-                    Some(v.loc),
-                    &format!("{path}.{key}"),
-                    format!("a non-zero value {not_yet}"),
-                );
-            }
-        }
     }
 }
 
@@ -451,21 +476,45 @@ fn route(
             "only applies to `scope: public` routes (user routes are keyed per identity)",
         );
     }
+    let ttl = match r
+        .policy
+        .ttl
+        .as_ref()
+        .or(defaults.ttl.as_ref())
+        .map(|t| t.value)
+    {
+        Some(RawTtl::Fixed(d)) => Some(d),
+        Some(RawTtl::Origin) | None => None,
+    };
+    let origin_cache_control = r
+        .policy
+        .origin_cache_control
+        .or(defaults.origin_cache_control)
+        .unwrap_or(OriginCacheControl::Respect);
+    if origin_cache_control == OriginCacheControl::Override && ttl.is_none() {
+        p.at_loc(
+            Some(r.loc),
+            &format!("{path}.ttl"),
+            "`origin_cache_control: override` needs a `ttl` (on the route or in `defaults`)",
+        );
+    }
+    let window = |route: &Option<Located<Duration>>, default: &Option<Located<Duration>>| {
+        route
+            .as_ref()
+            .or(default.as_ref())
+            .map_or(Duration::ZERO, |d| d.value)
+    };
     Some(Route {
         name: name?.into(),
         template: template?,
         scope,
-        ttl: r
-            .policy
-            .ttl
-            .as_ref()
-            .or(defaults.ttl.as_ref())
-            .map_or(DEFAULT_TTL, |t| t.value),
-        origin_cache_control: r
-            .policy
-            .origin_cache_control
-            .or(defaults.origin_cache_control)
-            .unwrap_or(OriginCacheControl::Respect),
+        ttl,
+        stale_while_revalidate: window(
+            &r.policy.stale_while_revalidate,
+            &defaults.stale_while_revalidate,
+        ),
+        stale_if_error: window(&r.policy.stale_if_error, &defaults.stale_if_error),
+        origin_cache_control,
         key: key?,
         store_private,
         share_authenticated,

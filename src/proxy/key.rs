@@ -133,6 +133,27 @@ pub fn for_request(
     }
 }
 
+/// The key of one variant of a response that varies on `names` (sorted):
+/// the primary key plus the request's normalized values of those fields.
+pub fn variant(primary: &KeyHash, names: &[HeaderName], headers: &HeaderMap) -> KeyHash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"variant");
+    h.update(&primary.0);
+    for name in names {
+        field(&mut h, name.as_str().as_bytes());
+        match crate::cache::normalized_field(headers, name) {
+            Some(v) => {
+                h.update(&[1]);
+                field(&mut h, &v);
+            }
+            None => {
+                h.update(&[0]);
+            }
+        }
+    }
+    KeyHash(*h.finalize().as_bytes())
+}
+
 fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
     h.update(&(bytes.len() as u64).to_le_bytes());
     h.update(bytes);

@@ -67,6 +67,49 @@ pub fn request(uri: &Uri, headers: &HeaderMap) -> Result<Normalized, NormalizeEr
     Ok(Normalized { path, query, host })
 }
 
+/// Reduces `Accept-Encoding` to the one coding cachecar asks the upstream
+/// for: `gzip` if the client accepts it, else `br`, else none (identity).
+/// Applied to cacheable requests only, so a response varying on
+/// `Accept-Encoding` has at most three variants instead of one per client
+/// spelling; the upstream sees the same reduced header, so what is stored
+/// under a variant is exactly what was asked for.
+pub fn accept_encoding(headers: &mut HeaderMap) {
+    let Some(value) = headers.get(header::ACCEPT_ENCODING) else {
+        return;
+    };
+    let accepted = |coding: &str| {
+        value
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|member| {
+                let mut parts = member.split(';');
+                let name = parts.next()?.trim().to_ascii_lowercase();
+                let q = parts
+                    .find_map(|p| p.trim().strip_prefix("q=").map(str::to_string))
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                Some((name, q))
+            })
+            .any(|(name, q)| (name == coding || name == "*") && q > 0.0)
+    };
+    let chosen = if accepted("gzip") {
+        Some("gzip")
+    } else if accepted("br") {
+        Some("br")
+    } else {
+        None
+    };
+    match chosen {
+        Some(c) => {
+            headers.insert(header::ACCEPT_ENCODING, http::HeaderValue::from_static(c));
+        }
+        None => {
+            headers.remove(header::ACCEPT_ENCODING);
+        }
+    }
+}
+
 /// Normalizes one literal path segment of a template. `.` and `..` are refused
 /// because a normalized request path never contains them.
 ///
@@ -238,6 +281,23 @@ mod tests {
         assert_eq!(n.host.as_deref(), Some("api.example:8080"));
         let n = request(&"http://Other/x".parse().unwrap(), &headers).unwrap();
         assert_eq!(n.host.as_deref(), Some("other"));
+    }
+
+    #[test]
+    fn accept_encoding_is_reduced_to_one_coding() {
+        let reduce = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, http::HeaderValue::from_static(v));
+            accept_encoding(&mut h);
+            h.get(header::ACCEPT_ENCODING)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(reduce("gzip, deflate, br").as_deref(), Some("gzip"));
+        assert_eq!(reduce("br;q=1.0, gzip;q=0.5").as_deref(), Some("gzip"));
+        assert_eq!(reduce("br").as_deref(), Some("br"));
+        assert_eq!(reduce("gzip;q=0, br").as_deref(), Some("br"));
+        assert_eq!(reduce("identity").as_deref(), None);
+        assert_eq!(reduce("*").as_deref(), Some("gzip"));
     }
 
     #[test]

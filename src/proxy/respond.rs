@@ -13,6 +13,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Response};
 
 use super::body::Body;
+use super::conditional::{self, ClientConditions};
 use crate::cache::{BypassReason, CacheStatus, Entry, NoCacheReason};
 
 static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -28,9 +29,14 @@ pub struct CacheOutcome {
     pub fwd: Option<Fwd>,
     /// Whether the response was stored.
     pub stored: bool,
-    /// Remaining freshness, for hits.
+    /// Remaining freshness, for hits (negative when stale).
     pub ttl: Option<i64>,
-    /// Why not stored / why bypassed.
+    /// The status the upstream answered with, where it differs from what the
+    /// client gets (a 304 revalidation, an error answered stale).
+    pub fwd_status: Option<u16>,
+    /// The request waited for another one to the same key (coalesced).
+    pub collapsed: bool,
+    /// Why not stored / why bypassed / why stale.
     pub detail: Option<Detail>,
 }
 
@@ -41,6 +47,10 @@ pub enum Fwd {
     Miss,
     /// Cached, but for other values of the `Vary` headers.
     VaryMiss,
+    /// Cached but stale: forwarded to revalidate it.
+    Stale,
+    /// Cached and fresh, but the request's directives did not allow its use.
+    Request,
     /// The cache was not used for this request.
     Bypass,
 }
@@ -52,42 +62,85 @@ pub enum Detail {
     NotStored(NoCacheReason),
     /// Why the cache was bypassed.
     Bypass(BypassReason),
+    /// Why a stale response was served.
+    Stale(StaleReason),
+}
+
+/// Why a stale response was served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StaleReason {
+    /// Within `stale-while-revalidate`; a refresh runs in the background.
+    WhileRevalidate,
+    /// The upstream failed and `stale-if-error` allows it.
+    IfError,
+    /// The client accepts stale responses (`max-stale`).
+    Accepted,
 }
 
 // === impl CacheOutcome ===
 
 impl CacheOutcome {
+    fn new(status: CacheStatus, fwd: Option<Fwd>) -> Self {
+        Self {
+            status,
+            fwd,
+            stored: false,
+            ttl: None,
+            fwd_status: None,
+            collapsed: false,
+            detail: None,
+        }
+    }
+
     /// A hit with `ttl` seconds of freshness left.
     pub fn hit(ttl: i64) -> Self {
         Self {
-            status: CacheStatus::Hit,
-            fwd: None,
-            stored: false,
             ttl: Some(ttl),
-            detail: None,
+            ..Self::new(CacheStatus::Hit, None)
+        }
+    }
+
+    /// A stale response served for `reason`, `ttl` seconds past freshness.
+    pub fn stale(ttl: i64, reason: StaleReason) -> Self {
+        let fwd = (reason == StaleReason::IfError).then_some(Fwd::Stale);
+        Self {
+            ttl: Some(ttl),
+            detail: Some(Detail::Stale(reason)),
+            ..Self::new(CacheStatus::Stale, fwd)
+        }
+    }
+
+    /// A stored response revalidated by a 304.
+    pub fn revalidated() -> Self {
+        Self {
+            fwd_status: Some(304),
+            ..Self::new(CacheStatus::Revalidated, Some(Fwd::Stale))
         }
     }
 
     /// A miss; `fwd` says which kind.
     pub fn miss(fwd: Fwd) -> Self {
-        Self {
-            status: CacheStatus::Miss,
-            fwd: Some(fwd),
-            stored: false,
-            ttl: None,
-            detail: None,
-        }
+        Self::new(CacheStatus::Miss, Some(fwd))
     }
 
     /// A bypass for `reason`.
     pub fn bypass(reason: BypassReason) -> Self {
         Self {
-            status: CacheStatus::Bypass,
-            fwd: Some(Fwd::Bypass),
-            stored: false,
-            ttl: None,
             detail: Some(Detail::Bypass(reason)),
+            ..Self::new(CacheStatus::Bypass, Some(Fwd::Bypass))
         }
+    }
+
+    /// This request was answered by another one's fill.
+    pub fn collapsed(mut self) -> Self {
+        self.collapsed = true;
+        self
+    }
+
+    /// The upstream answered with `status`.
+    pub fn with_fwd_status(mut self, status: u16) -> Self {
+        self.fwd_status = Some(status);
+        self
     }
 
     /// This miss was stored.
@@ -121,11 +174,17 @@ impl CacheOutcome {
                 s.push_str(fwd.as_str());
             }
         }
+        if let Some(status) = self.fwd_status {
+            let _ = write!(s, "; fwd-status={status}");
+        }
         if let Some(ttl) = self.ttl {
             let _ = write!(s, "; ttl={ttl}");
         }
         if self.stored {
             s.push_str("; stored");
+        }
+        if self.collapsed {
+            s.push_str("; collapsed");
         }
         if let Some(detail) = self.detail {
             s.push_str("; detail=");
@@ -153,6 +212,8 @@ impl Fwd {
         match self {
             Fwd::Miss => "miss",
             Fwd::VaryMiss => "vary-miss",
+            Fwd::Stale => "stale",
+            Fwd::Request => "request",
             Fwd::Bypass => "bypass",
         }
     }
@@ -164,8 +225,34 @@ impl Detail {
         match self {
             Detail::NotStored(r) => r.as_str(),
             Detail::Bypass(r) => r.as_str(),
+            Detail::Stale(StaleReason::WhileRevalidate) => "stale-while-revalidate",
+            Detail::Stale(StaleReason::IfError) => "stale-if-error",
+            Detail::Stale(StaleReason::Accepted) => "max-stale",
         }
     }
+}
+
+/// The answer from a stored entry: a 304 when the client's conditions
+/// match it, the requested byte range of a GET, the full response otherwise.
+pub fn entry_response(
+    entry: &Entry,
+    method: &Method,
+    conditions: Option<&ClientConditions>,
+    now: SystemTime,
+) -> Response<Body> {
+    let Some(c) = conditions else {
+        return from_entry(entry, method, now);
+    };
+    if conditional::not_modified(entry, c) {
+        return conditional::not_modified_response(entry, now);
+    }
+    if *method == Method::GET
+        && let Some(range) = c.range
+        && let Some(partial) = conditional::partial_response(entry, range, now)
+    {
+        return partial;
+    }
+    from_entry(entry, method, now)
 }
 
 /// A response from a stored entry, with `Age` for `now`. For HEAD the body

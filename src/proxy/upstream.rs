@@ -28,11 +28,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of an upstream request.
 pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// How long an idle upstream connection is kept for reuse. Below the common
-/// 60-75 s keep-alive of app servers, so we close first and never send on a
-/// connection the app is closing.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
-
 /// The upstream client. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Upstream {
@@ -51,6 +46,16 @@ pub enum UpstreamError {
     /// The exchange failed after connecting (reset, malformed response).
     #[error("upstream request failed: {0}")]
     Failed(#[source] hyper_util::client::legacy::Error),
+}
+
+impl UpstreamError {
+    /// Whether sending the same request again may succeed: the connection
+    /// failed after it was made (typically a pooled connection the app
+    /// closed as we reused it). Only ever acted on for idempotent requests
+    /// without a body (RFC 9110 §9.2.2).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, UpstreamError::Failed(_))
+    }
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), plus the proxy-auth pair meant for
@@ -81,7 +86,7 @@ impl Upstream {
         connector.set_nodelay(true);
         connector.enforce_http(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_idle_timeout(config.idle_timeout)
             .build(connector);
         Self { client }
     }
@@ -108,16 +113,17 @@ impl Upstream {
     }
 }
 
-/// Builds the upstream request from the client's request head.
+/// Builds the upstream request from the client's method and headers.
 pub fn request(
-    parts: &http::request::Parts,
+    method: &http::Method,
+    client_headers: &HeaderMap,
     target: &Normalized,
     config: &UpstreamConfig,
     client: SocketAddr,
     body: UpstreamBody,
 ) -> Request<UpstreamBody> {
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
-    for (name, value) in &parts.headers {
+    let mut headers = HeaderMap::with_capacity(client_headers.len() + 4);
+    for (name, value) in client_headers {
         headers.append(name.clone(), value.clone());
     }
     strip_hop_by_hop(&mut headers);
@@ -131,7 +137,7 @@ pub fn request(
         headers.insert(header::HOST, host);
     }
     let mut request = Request::new(body);
-    *request.method_mut() = parts.method.clone();
+    *request.method_mut() = method.clone();
     *request.uri_mut() = upstream_uri(target, config);
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
@@ -206,6 +212,7 @@ mod tests {
             base_path: "/base".into(),
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(4),
         }
     }
 
@@ -222,7 +229,8 @@ mod tests {
         };
         let body = UnsyncBoxBody::new(http_body_util::Empty::new().map_err(|e| match e {}));
         request(
-            &parts,
+            &parts.method,
+            &parts.headers,
             &target,
             &config(),
             "10.0.0.9:5555".parse().unwrap(),

@@ -47,15 +47,21 @@ pub fn trace_init() {
     });
 }
 
-/// A config on loopback ports with an admin token, no drain delay, and
-/// `rest` (routes, invalidate, ...) appended.
+/// A config on loopback ports with an admin token, no drain delay, a 60 s
+/// fallback TTL (unless `rest` has its own `defaults:`), and `rest` (routes,
+/// invalidate, ...) appended.
 pub fn config(upstream: &str, rest: &str) -> String {
+    let defaults = if rest.contains("defaults:") {
+        ""
+    } else {
+        "defaults: { ttl: 60s }\n"
+    };
     format!(
         "listen: 127.0.0.1:0\n\
          upstream: {{ url: \"{upstream}\", connect_timeout: 500ms, timeout: 2s }}\n\
          admin: {{ listen: 127.0.0.1:0, token: {ADMIN_TOKEN} }}\n\
          shutdown: {{ drain_delay: 0s, grace_period: 5s }}\n\
-         {rest}"
+         {defaults}{rest}"
     )
 }
 

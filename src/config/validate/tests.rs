@@ -269,18 +269,64 @@ fn refuses_features_of_later_versions_instead_of_ignoring_them() {
         "cache.redis: is not supported",
     );
     rejected(
-        &format!("{MINIMAL}cache: {{ coalesce: {{ enabled: true }} }}\n"),
-        "cache.coalesce: is not supported",
-    );
-    rejected(
-        &format!("{MINIMAL}defaults: {{ stale_while_revalidate: 10s }}\n"),
-        "non-zero value is not supported",
+        &format!("{MINIMAL}cache: {{ coalesce: {{ across_instances: true }} }}\n"),
+        "across_instances: `true` is not supported",
     );
     rejected(
         &format!("{MINIMAL}warmup: [GET /a]\n"),
         "warmup: is not supported",
     );
-    assert!(problems(&format!("{MINIMAL}defaults: {{ stale_if_error: 0s }}\n")).is_empty());
+    let accepted = [
+        "defaults: { stale_if_error: 5s, stale_while_revalidate: 1m }\n",
+        "cache: { coalesce: { enabled: false, wait_timeout: 1s }, max_variants: 4 }\n",
+    ];
+    for extra in accepted {
+        assert!(problems(&format!("{MINIMAL}{extra}")).is_empty(), "{extra}");
+    }
+}
+
+#[test]
+fn rejects_override_without_a_ttl() {
+    rejected(
+        &format!(
+            "{MINIMAL}routes:\n  - {{ name: a, match: GET /a, origin_cache_control: override }}\n"
+        ),
+        "needs a `ttl`",
+    );
+    rejected(
+        &format!(
+            "{MINIMAL}defaults: {{ ttl: 5s }}\nroutes:\n  - {{ name: a, match: GET /a, ttl: origin, origin_cache_control: override }}\n"
+        ),
+        "needs a `ttl`",
+    );
+}
+
+#[test]
+fn ttl_is_inherited_unless_the_route_says_origin() {
+    let config = load_str(
+        &format!(
+            "{MINIMAL}defaults: {{ ttl: 5s, stale_if_error: 1m }}\nroutes:\n  - {{ name: a, match: GET /a }}\n  - {{ name: b, match: GET /b, ttl: origin, stale_if_error: 0s }}\n"
+        ),
+        &|_| None,
+    )
+    .unwrap();
+    let r = config.routes.values();
+    assert_eq!(r[0].ttl, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(r[0].stale_if_error, std::time::Duration::from_secs(60));
+    assert_eq!(r[1].ttl, None);
+    assert_eq!(r[1].stale_if_error, std::time::Duration::ZERO);
+}
+
+#[test]
+fn rejects_zero_variants_and_zero_coalesce_wait() {
+    rejected(
+        &format!("{MINIMAL}cache: {{ max_variants: 0 }}\n"),
+        "must be at least 1",
+    );
+    rejected(
+        &format!("{MINIMAL}cache: {{ coalesce: {{ wait_timeout: 0s }} }}\n"),
+        "must be greater than zero",
+    );
 }
 
 #[test]

@@ -191,3 +191,38 @@ fn hosts_split_entries() {
     assert_ne!(ka.hash, kb.hash);
     assert_eq!(kb.hash, kb2.hash);
 }
+
+#[test]
+fn variants_differ_by_the_varied_fields_only() {
+    let primary = KeyHash([9; 32]);
+    let names = [
+        HeaderName::from_static("accept-language"),
+        HeaderName::from_static("foo"),
+    ];
+    let h = |pairs: &[(&'static str, &'static str)]| -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .collect()
+    };
+    let a = variant(
+        &primary,
+        &names,
+        &h(&[("accept-language", "en"), ("foo", "1")]),
+    );
+    let b = variant(
+        &primary,
+        &names,
+        &h(&[("accept-language", "en"), ("foo", "1"), ("other", "x")]),
+    );
+    let c = variant(&primary, &names, &h(&[("accept-language", "en")]));
+    let d = variant(
+        &primary,
+        &names,
+        &h(&[("accept-language", "en"), ("foo", " 1 ")]),
+    );
+    assert_eq!(a, b, "unlisted fields do not matter");
+    assert_ne!(a, c, "absent differs from present");
+    assert_eq!(a, d, "values are normalized");
+    assert_ne!(a, primary);
+}

@@ -25,6 +25,13 @@ routes:
     match: GET /mine-private
     scope: user
     store_private: true
+  - name: origin
+    match: GET /origin
+    ttl: origin
+  - name: windows
+    match: GET /windows
+    stale_while_revalidate: 5s
+    stale_if_error: 20s
 "#;
 
 fn route(name: &str) -> Arc<Route> {
@@ -208,9 +215,110 @@ fn never_stored_responses_give_their_reason() {
 }
 
 #[test]
-fn explicit_freshness_makes_other_statuses_storable() {
-    let f = run("public", false, 302, &[("cache-control", "max-age=5")]).unwrap();
-    assert_eq!(fresh_secs(f), 5);
+fn explicit_freshness_makes_other_statuses_storable_but_not_server_errors() {
+    for status in [302, 400, 299, 499] {
+        let f = run("origin", false, status, &[("cache-control", "max-age=5")]).unwrap();
+        assert_eq!(fresh_secs(f), 5, "{status}");
+    }
+    for status in [500, 503, 599] {
+        assert_eq!(
+            run("origin", false, status, &[("cache-control", "max-age=5")]),
+            Err(NoCacheReason::NotStorable),
+            "{status}"
+        );
+    }
+}
+
+#[test]
+fn without_a_ttl_only_origin_freshness_or_heuristics_count() {
+    assert_eq!(run("origin", false, 200, &[]), Err(NoCacheReason::Expired));
+    let date = httpdate::fmt_http_date(t0());
+    let lm = httpdate::fmt_http_date(t0() - Duration::from_secs(1000));
+    let f = run(
+        "origin",
+        false,
+        200,
+        &[("date", &date), ("last-modified", &lm)],
+    )
+    .unwrap();
+    assert_eq!(fresh_secs(f), 100, "10% of the time since Last-Modified");
+    assert_eq!(
+        run(
+            "origin",
+            false,
+            201,
+            &[("date", &date), ("last-modified", &lm)]
+        ),
+        Err(NoCacheReason::Status)
+    );
+}
+
+#[test]
+fn stale_windows_come_from_the_response_or_the_route() {
+    let f = run(
+        "origin",
+        false,
+        200,
+        &[(
+            "cache-control",
+            "max-age=10, stale-while-revalidate=30, stale-if-error=60",
+        )],
+    )
+    .unwrap();
+    let secs = |t: SystemTime| t.duration_since(t0()).unwrap().as_secs();
+    assert_eq!(secs(f.stale_while_revalidate_until), 40);
+    assert_eq!(secs(f.stale_if_error_until), 70);
+    let f = run("windows", false, 200, &[("cache-control", "max-age=10")]).unwrap();
+    assert_eq!(secs(f.stale_while_revalidate_until), 15);
+    assert_eq!(secs(f.stale_if_error_until), 30);
+    let f = run(
+        "windows",
+        false,
+        200,
+        &[("cache-control", "max-age=10, must-revalidate")],
+    )
+    .unwrap();
+    assert!(f.must_revalidate);
+    assert_eq!(
+        secs(f.stale_if_error_until),
+        10,
+        "must-revalidate forbids stale serving"
+    );
+}
+
+#[test]
+fn stale_responses_with_validators_or_stale_windows_are_kept() {
+    let f = run(
+        "origin",
+        false,
+        200,
+        &[("cache-control", "max-age=0"), ("etag", "\"x\"")],
+    )
+    .unwrap();
+    assert_eq!(fresh_secs(f), 0);
+    assert!(f.keep_until > f.fresh_until);
+    let f = run(
+        "origin",
+        false,
+        200,
+        &[("cache-control", "no-cache, max-age=60"), ("etag", "\"x\"")],
+    )
+    .unwrap();
+    assert_eq!(
+        fresh_secs(f),
+        0,
+        "no-cache: stored, but revalidated every time"
+    );
+    assert!(f.must_revalidate);
+    assert!(
+        run(
+            "origin",
+            false,
+            200,
+            &[("cache-control", "max-age=0, stale-if-error=60")]
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -276,7 +384,15 @@ fn vary_values_are_taken_from_the_request() {
     )]
     .into_iter()
     .collect();
-    let values = vary_values(&response, &request);
+    let names = vary_fields(&response);
+    assert_eq!(
+        names,
+        vec![
+            HeaderName::from_static("accept-language"),
+            HeaderName::from_static("x-tenant")
+        ]
+    );
+    let values = vary_values(&names, &request);
     assert_eq!(values.len(), 2);
     assert_eq!(values[0].1.as_ref().unwrap(), "fr");
     assert!(values[1].1.is_none());

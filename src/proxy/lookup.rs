@@ -1,0 +1,154 @@
+//! Finding the stored response for a request: the checks before a lookup,
+//! the lookup itself (following a `Vary` index to the request's variant),
+//! and whether what was found may answer this request at all.
+//!
+//! Freshness is not judged here (that is `policy::judge`); "usable" means
+//! the entry belongs to this request: same key, same generations (not
+//! purged since), shareable with its credentials, same `Vary` values.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use super::key::{self, IdentityHash};
+use crate::cache::{BypassReason, Cache, CacheKey, Entry, KeyHash, Record, Variants};
+use crate::config::{Route, RuntimeConfig, Scope};
+
+/// What a lookup found.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Current generations of the key's tokens (to stamp a fill with).
+    pub generations: Vec<u64>,
+    /// The `Vary` index at the primary key, if the response varies.
+    pub index: Option<Arc<Variants>>,
+    /// The stored response for this request's variant, if any.
+    pub entry: Option<Arc<Entry>>,
+    /// The key the entry was looked up under (primary or variant).
+    pub entry_key: Option<KeyHash>,
+}
+
+/// Whether a found entry belongs to this request.
+pub enum Usable {
+    /// Yes.
+    Yes(Arc<Entry>),
+    /// Stored for other values of the `Vary` headers.
+    VaryMiss,
+    /// No, and why.
+    No(NotUsable),
+}
+
+/// Why a found entry cannot answer a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotUsable {
+    /// Nothing is stored under the key.
+    Absent,
+    /// The stored value belongs to another key.
+    KeyMismatch,
+    /// A purge or mutation bumped a generation since it was stored.
+    Invalidated,
+    /// The request has credentials and the entry may not be shared with it.
+    Credentials,
+}
+
+impl NotUsable {
+    /// The explain / log word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotUsable::Absent => "absent",
+            NotUsable::KeyMismatch => "key-mismatch",
+            NotUsable::Invalidated => "invalidated",
+            NotUsable::Credentials => "credentials",
+        }
+    }
+}
+
+/// The checks before a lookup: the cache is on, the request has no body,
+/// no precondition the origin must evaluate, and a `scope: user` route has
+/// an identity to key by (returned).
+///
+/// # Errors
+///
+/// The reason to bypass the cache.
+pub fn precheck(
+    config: &RuntimeConfig,
+    route: &Route,
+    headers: &HeaderMap,
+    has_body: bool,
+) -> Result<Option<IdentityHash>, BypassReason> {
+    if !config.cache.enabled {
+        return Err(BypassReason::Disabled);
+    }
+    if has_body {
+        return Err(BypassReason::RequestBody);
+    }
+    if [
+        http::header::IF_MATCH,
+        http::header::IF_UNMODIFIED_SINCE,
+        http::header::IF_RANGE,
+    ]
+    .iter()
+    .any(|h| headers.contains_key(h))
+    {
+        return Err(BypassReason::Conditional);
+    }
+    let identity = key::identity(&config.identity, headers);
+    if route.scope == Scope::User && identity.is_none() {
+        return Err(BypassReason::NoIdentity);
+    }
+    Ok(identity)
+}
+
+/// Looks `key` up, following a `Vary` index to the request's variant. A
+/// store error is `None` (a miss that does not store), already counted.
+pub async fn find(cache: &Cache, key: &CacheKey, headers: &HeaderMap) -> Option<Found> {
+    let primary = cache.lookup(key).await.ok()?;
+    let mut found = Found {
+        generations: primary.generations,
+        ..Found::default()
+    };
+    match primary.record {
+        None => {}
+        Some(Record::Response(entry)) => {
+            found.entry = Some(entry);
+            found.entry_key = Some(key.hash);
+        }
+        Some(Record::Variants(index)) => {
+            let variant = key::variant(&key.hash, &index.names, headers);
+            let variant_key = CacheKey {
+                hash: variant,
+                ..key.clone()
+            };
+            if let Ok(l) = cache.lookup(&variant_key).await
+                && let Some(Record::Response(entry)) = l.record
+            {
+                found.entry = Some(entry);
+                found.entry_key = Some(variant);
+            }
+            found.index = Some(index);
+        }
+    }
+    Some(found)
+}
+
+/// Whether the found entry belongs to this request.
+pub fn usable(found: &Found, headers: &HeaderMap, credentials: bool) -> Usable {
+    let (Some(entry), Some(entry_key)) = (&found.entry, found.entry_key) else {
+        return Usable::No(NotUsable::Absent);
+    };
+    let not = if entry.key != entry_key {
+        Some(NotUsable::KeyMismatch)
+    } else if entry.generations != found.generations {
+        Some(NotUsable::Invalidated)
+    } else if credentials && !entry.shareable_with_auth {
+        Some(NotUsable::Credentials)
+    } else {
+        None
+    };
+    if let Some(why) = not {
+        return Usable::No(why);
+    }
+    if !entry.vary_matches(headers) {
+        return Usable::VaryMiss;
+    }
+    Usable::Yes(entry.clone())
+}
