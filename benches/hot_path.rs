@@ -83,7 +83,8 @@ fn bench_memory_lookup(c: &mut Criterion) {
         generations,
         shareable_with_auth: false,
     };
-    rt.block_on(store.insert(&k, Record::Response(Arc::new(entry)))).unwrap();
+    rt.block_on(store.insert(&k, Record::Response(Arc::new(entry))))
+        .unwrap();
     c.bench_function("memory lookup (hit)", |b| {
         b.iter(|| black_box(rt.block_on(store.lookup(&k)).unwrap()))
     });

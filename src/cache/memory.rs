@@ -62,7 +62,7 @@ impl moka::Expiry<KeyHash, Record> for EntryExpiry {
 }
 
 impl MemoryStore {
-    /// A store holding at most `max_bytes` of entries (by [`Entry::weight`]).
+    /// A store holding at most `max_bytes` of entries (by [`Record::weight`](super::Record::weight)).
     /// Evictions are counted in `evictions{reason}` when given.
     pub fn new(max_bytes: u64, evictions: Option<IntCounterVec>) -> Self {
         let mut builder = MokaCache::builder()

@@ -277,7 +277,7 @@ impl Proxy {
         let mut headers =
             conditional::merge_304(&stale.headers, &cache::detached_headers(not_modified));
         headers.remove(header::AGE);
-        let mut outcome = CacheOutcome::revalidated();
+        let mut outcome = CacheOutcome::revalidated(fetch.fwd);
         let entry = match policy::decide(&fetch.route, ex, stale.status, &headers) {
             Ok(freshness) => {
                 let entry = Arc::new(Entry {
@@ -540,7 +540,12 @@ fn serve_stale(
 }
 
 fn failed(status: StatusCode, outcome: CacheOutcome, upstream: Option<Duration>) -> Fetched {
-    let response = crate::error::status_response(status, "upstream unavailable\n");
+    let text = if status == StatusCode::GATEWAY_TIMEOUT {
+        "upstream timed out\n"
+    } else {
+        "upstream unavailable\n"
+    };
+    let response = crate::error::status_response(status, text);
     Fetched::Failed {
         response,
         outcome,

@@ -110,11 +110,12 @@ impl CacheOutcome {
         }
     }
 
-    /// A stored response revalidated by a 304.
-    pub fn revalidated() -> Self {
+    /// A stored response revalidated by a 304; `fwd` says why it was
+    /// forwarded (stale, or the request asked).
+    pub fn revalidated(fwd: Fwd) -> Self {
         Self {
             fwd_status: Some(304),
-            ..Self::new(CacheStatus::Revalidated, Some(Fwd::Stale))
+            ..Self::new(CacheStatus::Revalidated, Some(fwd))
         }
     }
 
@@ -300,6 +301,30 @@ mod tests {
         assert_eq!(
             CacheOutcome::hit(-3).cache_status(),
             "cachecar; hit; ttl=-3"
+        );
+        assert_eq!(
+            CacheOutcome::revalidated(Fwd::Stale)
+                .stored()
+                .cache_status(),
+            "cachecar; fwd=stale; fwd-status=304; stored"
+        );
+        assert_eq!(
+            CacheOutcome::revalidated(Fwd::Request).cache_status(),
+            "cachecar; fwd=request; fwd-status=304"
+        );
+        assert_eq!(
+            CacheOutcome::stale(-5, StaleReason::IfError)
+                .with_fwd_status(503)
+                .cache_status(),
+            "cachecar; fwd=stale; fwd-status=503; ttl=-5; detail=stale-if-error"
+        );
+        assert_eq!(
+            CacheOutcome::stale(-2, StaleReason::WhileRevalidate).cache_status(),
+            "cachecar; hit; ttl=-2; detail=stale-while-revalidate"
+        );
+        assert_eq!(
+            CacheOutcome::miss(Fwd::Miss).collapsed().cache_status(),
+            "cachecar; fwd=miss; collapsed"
         );
     }
 

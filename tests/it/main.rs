@@ -6,8 +6,10 @@
 mod admin;
 mod cache_flow;
 mod cli;
+mod coalescing;
 mod invalidation;
 mod metrics;
+mod semantics;
 mod shutdown;
 mod support;
 mod upstream;

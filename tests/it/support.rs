@@ -207,3 +207,117 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// An upstream that answers with scripted responses in order (repeating the
+/// last) and records what it received: the "scripted upstream" of the RFC
+/// tests.
+pub struct Scripted {
+    pub server: wiremock::MockServer,
+}
+
+#[derive(Clone)]
+struct Script(
+    std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<wiremock::ResponseTemplate>>>,
+);
+
+impl wiremock::Respond for Script {
+    fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let mut queue = self.0.lock().unwrap();
+        if queue.len() > 1 {
+            queue.pop_front().unwrap()
+        } else {
+            queue.front().cloned().expect("a scripted response")
+        }
+    }
+}
+
+impl Scripted {
+    /// Serves `responses` to GET requests, in order.
+    pub async fn start(responses: Vec<wiremock::ResponseTemplate>) -> Self {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("GET"))
+            .respond_with(Script(std::sync::Arc::new(std::sync::Mutex::new(
+                responses.into(),
+            ))))
+            .mount(&server)
+            .await;
+        Self { server }
+    }
+
+    /// Requests received so far.
+    pub async fn requests(&self) -> Vec<wiremock::Request> {
+        self.server.received_requests().await.unwrap_or_default()
+    }
+
+    /// How many requests were received.
+    pub async fn count(&self) -> usize {
+        self.requests().await.len()
+    }
+}
+
+/// A response template with headers.
+pub fn respond(status: u16, headers: &[(&str, &str)], body: &str) -> wiremock::ResponseTemplate {
+    let mut t = wiremock::ResponseTemplate::new(status).set_body_string(body.to_string());
+    for (k, v) in headers {
+        t = t.append_header(*k, *v);
+    }
+    t
+}
+
+/// A minimal upstream that can really go away: stopping it closes the port,
+/// so connections are refused (wiremock servers are pooled and reused).
+pub struct TinyUpstream {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl TinyUpstream {
+    /// Answers every request with `status`, `headers` and `body`, closing
+    /// each connection after one exchange.
+    pub async fn start(
+        status: u16,
+        headers: &[(&'static str, &'static str)],
+        body: &'static str,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let headers = headers.to_vec();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let headers = headers.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_req| {
+                        let mut resp = http::Response::builder().status(status);
+                        for (k, v) in &headers {
+                            resp = resp.header(*k, *v);
+                        }
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                resp.body(Full::new(Bytes::from_static(body.as_bytes())))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(false)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, task }
+    }
+
+    /// `http://addr`.
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Closes the port: from now on connections are refused.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
