@@ -318,18 +318,9 @@ impl Proxy {
             .routes
             .find(&target.path)
             .map(|m| m.value.name.clone());
-        let (parts, body) = request.into_parts();
         let label = route.as_deref().unwrap_or("none").to_string();
         let (result, took) = self
-            .forward(
-                config,
-                &parts.method,
-                &parts.headers,
-                box_body(body),
-                target,
-                client,
-                &label,
-            )
+            .forward_client(config, request, target, client, &label)
             .await;
         let mut outcome = Outcome::new(route.clone(), CacheOutcome::bypass(BypassReason::Method));
         outcome.upstream = Some(took);
@@ -393,18 +384,9 @@ impl Proxy {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let (parts, body) = request.into_parts();
         let label = route.as_deref().unwrap_or("none").to_string();
         let (result, took) = self
-            .forward(
-                config,
-                &parts.method,
-                &parts.headers,
-                box_body(body),
-                target,
-                client,
-                &label,
-            )
+            .forward_client(config, request, target, client, &label)
             .await;
         let mut outcome = Outcome::new(route, cache);
         outcome.upstream = Some(took);
@@ -412,6 +394,32 @@ impl Proxy {
             Ok(response) => (response.map(Body::Stream), outcome),
             Err(e) => (ProxyError::from(e).to_response(&label), outcome),
         }
+    }
+
+    /// Forwards a client's request as it came (body streamed) under `route`.
+    async fn forward_client<B>(
+        &self,
+        config: &RuntimeConfig,
+        request: Request<B>,
+        target: &Normalized,
+        client: SocketAddr,
+        route: &str,
+    ) -> (Result<Response<Incoming>, UpstreamError>, Duration)
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        self.forward(
+            config,
+            &parts.method,
+            &parts.headers,
+            box_body(body),
+            target,
+            client,
+            route,
+        )
+        .await
     }
 
     /// Sends the request upstream (normalized target, cleaned headers,
