@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::cache::{Cache, Token};
-use crate::config::ConfigHandle;
+use crate::config::{ConfigHandle, RedisNodes, RuntimeConfig};
 use crate::proxy::Proxy;
 use crate::proxy::body::Body;
 use crate::proxy::invalidate::PurgeTarget;
@@ -202,8 +202,7 @@ impl Admin {
                 },
                 "cache": {
                     "enabled": config.cache.enabled,
-                    "store": { "backend": self.inner.cache.backend(), "healthy": true },
-                    "circuit": "none",
+                    "store": store_status(&self.inner.cache, &config),
                 },
             }),
         )
@@ -285,14 +284,47 @@ impl Admin {
             .await
             .is_err()
         {
+            let queued = self.inner.cache.health().pending_purges > 0;
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the cache store failed; nothing was purged\n",
+                if queued {
+                    "the cache store is unreachable; the purge is queued and is applied before the store is used again\n"
+                } else {
+                    "the cache store failed; nothing was purged\n"
+                },
             );
         }
         tracing::info!(targets = parsed.targets.len(), "admin purge");
         json_response(StatusCode::OK, &json!({ "purged": report }))
     }
+}
+
+/// The store part of `/status`. No addresses: `/status` needs no token.
+fn store_status(cache: &Cache, config: &RuntimeConfig) -> serde_json::Value {
+    let health = cache.health();
+    let mut status = json!({
+        "backend": cache.backend(),
+        "up": health.up,
+        "circuit": health.circuit,
+        "pending_writes": cache.pending_writes(),
+        "pending_purges": health.pending_purges,
+    });
+    if let Some(subscribed) = health.subscribed {
+        status["l1_in_use"] = json!(subscribed);
+    }
+    if let Some(redis) = &config.cache.redis {
+        let (cluster, nodes) = match &redis.nodes {
+            RedisNodes::Single(_) => (false, 1),
+            RedisNodes::Cluster(urls) => (true, urls.len()),
+        };
+        status["redis"] = json!({
+            "cluster": cluster,
+            "seed_nodes": nodes,
+            "key_prefix": redis.key_prefix,
+            "timeout_ms": redis.timeout.as_millis() as u64,
+        });
+    }
+    status
 }
 
 /// A short plain-text response.

@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use prometheus::Registry;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
 use crate::admin::Admin;
 use crate::cache::memory::MemoryStore;
+use crate::cache::redis::RedisStore;
+use crate::cache::tiered::TieredStore;
 use crate::cache::{Cache, Store};
 use crate::config::{ConfigHandle, RuntimeConfig, StoreKind};
 use crate::metrics::Metrics;
@@ -27,10 +29,17 @@ use crate::shutdown::Readiness;
 
 /// How long the admin listener may take to close after the proxy drained.
 const ADMIN_GRACE: Duration = Duration::from_secs(1);
+/// How long background cache writes get to finish at shutdown: entries
+/// already fetched are worth a moment, not a hung exit.
+const WRITE_GRACE: Duration = Duration::from_secs(2);
 
 /// A bound, ready-to-run cachecar.
 pub struct App {
     config: Arc<ConfigHandle>,
+    cache: Cache,
+    /// Cancels the store's background tasks when the app stops or is
+    /// dropped unrun.
+    _background: DropGuard,
     proxy: Proxy,
     admin: Admin,
     readiness: Arc<Readiness>,
@@ -54,6 +63,9 @@ pub enum AppError {
     /// Metrics could not be registered (a bug).
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The store could not be set up (not: could not be reached).
+    #[error("cannot set up the cache store: {0}")]
+    Store(String),
 }
 
 impl App {
@@ -65,7 +77,8 @@ impl App {
     pub async fn bind(config: RuntimeConfig) -> Result<Self, AppError> {
         let registry = Registry::new();
         let metrics = Arc::new(Metrics::new(&registry)?);
-        let store = build_store(&config, &metrics);
+        let background = CancellationToken::new();
+        let store = build_store(&config, &metrics, &background)?;
         let upstream = Upstream::new(&config.upstream);
         let proxy_addr = config.listen;
         let admin_addr = config.admin.listen;
@@ -84,12 +97,14 @@ impl App {
         let admin = Admin::new(
             config.clone(),
             registry,
-            cache,
+            cache.clone(),
             proxy.clone(),
             readiness.clone(),
         );
         Ok(Self {
             config,
+            cache,
+            _background: background.drop_guard(),
             proxy,
             admin,
             readiness,
@@ -152,20 +167,54 @@ impl App {
         tokio::time::sleep(drain_delay).await;
         proxy_stop.cancel();
         let clean = proxy_task.await.unwrap_or(false);
+        let unwritten = self.cache.drain(WRITE_GRACE).await;
+        if unwritten > 0 {
+            tracing::warn!(unwritten, "stopping with cache writes still pending");
+        }
         admin_stop.cancel();
         let _ = admin_task.await;
         tracing::info!(clean, "cachecar stopped");
     }
 }
 
-fn build_store(config: &RuntimeConfig, metrics: &Metrics) -> Arc<dyn Store> {
-    match config.cache.store {
-        // Validation refuses the other stores until they are implemented.
-        StoreKind::Memory | StoreKind::Redis | StoreKind::Tiered => Arc::new(MemoryStore::new(
-            config.cache.memory_max_bytes,
+/// The configured store. Background tasks (Redis prober, invalidation
+/// subscription) live until `background` is cancelled. Never waits for
+/// Redis: it is connected to lazily and may come up later.
+fn build_store(
+    config: &RuntimeConfig,
+    metrics: &Metrics,
+    background: &CancellationToken,
+) -> Result<Arc<dyn Store>, AppError> {
+    let cache = &config.cache;
+    let memory = || {
+        MemoryStore::new(
+            cache.memory_max_bytes,
             Some(metrics.memory_store_evictions_total.clone()),
+        )
+    };
+    let redis = || {
+        // Validation makes `redis` present for these stores.
+        let settings = cache.redis.clone().ok_or(AppError::Store(
+            "cache.redis is required by this store".into(),
+        ))?;
+        RedisStore::new(
+            settings,
+            metrics,
+            cache.store.as_str(),
+            background.child_token(),
+        )
+        .map_err(|e| AppError::Store(e.to_string()))
+    };
+    Ok(match cache.store {
+        StoreKind::Memory => Arc::new(memory()),
+        StoreKind::Redis => Arc::new(redis()?),
+        StoreKind::Tiered => Arc::new(TieredStore::new(
+            redis()?,
+            cache.l1.max_bytes,
+            cache.l1.ttl,
+            background.child_token(),
         )),
-    }
+    })
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {

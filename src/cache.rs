@@ -23,8 +23,12 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::metrics::Metrics;
 
+pub mod breaker;
 pub mod coalesce;
+pub mod codec;
 pub mod memory;
+pub mod redis;
+pub mod tiered;
 
 /// A 256-bit digest of everything that selects a response: route fingerprint,
 /// host, path, keyed query, keyed headers and the identity hash.
@@ -132,6 +136,9 @@ pub enum StoreError {
     /// The backend answered with an error or is unreachable.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Not attempted: the circuit breaker is open after repeated failures.
+    #[error("store skipped: circuit open")]
+    CircuitOpen,
 }
 
 /// A cache backend. Implementations: [`memory::MemoryStore`].
@@ -172,6 +179,80 @@ pub trait Store: Send + Sync + 'static {
     fn usage(&self) -> Option<Usage> {
         None
     }
+
+    /// Whether `insert` completes at once (in process), so a fill can store
+    /// inline; otherwise fills store in the background.
+    fn writes_inline(&self) -> bool {
+        false
+    }
+
+    /// Called by a fill leader when fills coalesce across instances: takes
+    /// the fill lock of `key` for `ttl`. The default (a store of one
+    /// instance) is [`FillLock::Unsupported`].
+    ///
+    /// # Errors
+    ///
+    /// The caller fills without the lock (fail open).
+    async fn try_lock(&self, _key: &CacheKey, _ttl: Duration) -> Result<FillLock, StoreError> {
+        Ok(FillLock::Unsupported)
+    }
+
+    /// Releases a lock taken with `token`; with `uncacheable_for`, leaves a
+    /// mark for that long so other instances skip waiting (hit-for-miss).
+    ///
+    /// # Errors
+    ///
+    /// Logged; the lock expires on its own.
+    async fn unlock(
+        &self,
+        _key: &CacheKey,
+        _token: u64,
+        _uncacheable_for: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Health for `/status`.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::default()
+    }
+}
+
+/// The cross-instance fill lock of a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FillLock {
+    /// Taken; release it with this token.
+    Acquired(u64),
+    /// Another instance is filling the key.
+    Held,
+    /// Another instance found the key uncacheable recently.
+    Uncacheable,
+    /// The store has no cross-instance lock.
+    Unsupported,
+}
+
+/// A store's health, for `/status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// The store answers.
+    pub up: bool,
+    /// Circuit breaker state, or `none`.
+    pub circuit: &'static str,
+    /// For stores with an L1: whether invalidations are being received.
+    pub subscribed: Option<bool>,
+    /// Purge tokens that failed to reach the store, waiting for replay.
+    pub pending_purges: usize,
+}
+
+impl Default for StoreHealth {
+    fn default() -> Self {
+        Self {
+            up: true,
+            circuit: "none",
+            subscribed: None,
+            pending_purges: 0,
+        }
+    }
 }
 
 /// Memory held by a store.
@@ -183,12 +264,22 @@ pub struct Usage {
     pub entries: u64,
 }
 
-/// The store as the proxy uses it: every call timed and every error counted.
+/// The store as the proxy uses it: every call timed and every error
+/// counted, and writes to a remote store done in the background.
 #[derive(Clone)]
 pub struct Cache {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    writes: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most background writes in flight at once. A store that cannot keep up
+/// (or is down and timing out) must not turn into unbounded memory; writes
+/// beyond this are dropped and counted in `store_writes_dropped_total`.
+pub const MAX_PENDING_WRITES: usize = 1024;
+
+/// Something to run after a background write (releasing a fill lock).
+pub type AfterWrite = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// The `X-Cache` value and the `cache_status` metric label of a response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -480,7 +571,90 @@ pub fn detached_value(value: &HeaderValue) -> HeaderValue {
 impl Cache {
     /// Wraps a store with timing and error metrics.
     pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
-        Self { store, metrics }
+        Self {
+            store,
+            metrics,
+            writes: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
+        }
+    }
+
+    /// Stores `records` in order, then runs `then`. In-process stores write
+    /// at once; remote ones in the background, so the response is never
+    /// delayed by a write. Returns whether the write was accepted (false
+    /// when it failed inline or too many writes were pending).
+    pub async fn store(&self, records: Vec<(CacheKey, Record)>, then: Option<AfterWrite>) -> bool {
+        if self.store.writes_inline() {
+            let mut ok = true;
+            for (key, record) in records {
+                ok = ok && self.insert(&key, record).await.is_ok();
+            }
+            if let Some(then) = then {
+                then.await;
+            }
+            return ok;
+        }
+        let Ok(permit) = self.writes.clone().try_acquire_owned() else {
+            self.metrics
+                .store_writes_dropped_total
+                .with_label_values(&[self.backend()])
+                .inc();
+            if let Some(then) = then {
+                tokio::spawn(then);
+            }
+            return false;
+        };
+        let cache = self.clone();
+        tokio::spawn(async move {
+            for (key, record) in records {
+                if cache.insert(&key, record).await.is_err() {
+                    break;
+                }
+            }
+            if let Some(then) = then {
+                then.await;
+            }
+            drop(permit);
+        });
+        true
+    }
+
+    /// Waits at most `within` for background writes to finish (at
+    /// shutdown). Returns how many were still pending.
+    pub async fn drain(&self, within: Duration) -> usize {
+        let all = MAX_PENDING_WRITES as u32;
+        match tokio::time::timeout(within, self.writes.acquire_many(all)).await {
+            Ok(_) => 0,
+            Err(_) => MAX_PENDING_WRITES - self.writes.available_permits(),
+        }
+    }
+
+    /// [`Store::try_lock`], timed.
+    ///
+    /// # Errors
+    ///
+    /// As the store's, after counting it.
+    pub async fn try_lock(&self, key: &CacheKey, ttl: Duration) -> Result<FillLock, StoreError> {
+        let start = Instant::now();
+        let result = self.store.try_lock(key, ttl).await;
+        self.observe("lock", start, result.as_ref().err());
+        result
+    }
+
+    /// [`Store::unlock`], timed; failures are counted and logged only.
+    pub async fn unlock(&self, key: &CacheKey, token: u64, uncacheable_for: Option<Duration>) {
+        let start = Instant::now();
+        let result = self.store.unlock(key, token, uncacheable_for).await;
+        self.observe("unlock", start, result.as_ref().err());
+    }
+
+    /// The store's health.
+    pub fn health(&self) -> StoreHealth {
+        self.store.health()
+    }
+
+    /// Background writes in flight.
+    pub fn pending_writes(&self) -> usize {
+        MAX_PENDING_WRITES - self.writes.available_permits()
     }
 
     /// The backend label.
@@ -550,7 +724,12 @@ impl Cache {
                 .store_errors_total
                 .with_label_values(&[backend, op])
                 .inc();
-            tracing::warn!(backend, op, cause = %error, "cache store operation failed");
+            if matches!(error, StoreError::CircuitOpen) {
+                // The opening was logged once by the breaker; not per request.
+                tracing::debug!(backend, op, "cache store skipped: circuit open");
+            } else {
+                tracing::warn!(backend, op, cause = %error, "cache store operation failed");
+            }
         }
     }
 }
@@ -688,5 +867,80 @@ mod tests {
         assert!(!entry.is_fresh(now + Duration::from_secs(60)));
         assert_eq!(entry.ttl_secs(now + Duration::from_secs(61)), -1);
         assert_eq!(entry.ttl_secs(now + Duration::from_millis(60_500)), -1);
+    }
+
+    /// A remote store whose inserts block until released.
+    struct Stalled {
+        release: Arc<tokio::sync::Semaphore>,
+        inserted: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Store for Stalled {
+        fn backend(&self) -> &'static str {
+            "stalled"
+        }
+        async fn lookup(&self, _: &CacheKey) -> Result<Lookup, StoreError> {
+            Ok(Lookup::default())
+        }
+        async fn insert(&self, _: &CacheKey, _: Record) -> Result<(), StoreError> {
+            let _permit = self.release.acquire().await;
+            self.inserted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+        async fn bump(&self, _: &[Token]) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    fn variants_record() -> Record {
+        Record::Variants(Arc::new(Variants {
+            key: KeyHash([1; 32]),
+            names: Vec::new(),
+            known: Vec::new(),
+            keep_until: SystemTime::now() + Duration::from_secs(60),
+        }))
+    }
+
+    #[tokio::test]
+    async fn background_writes_never_wait_and_are_bounded() {
+        let store = Arc::new(Stalled {
+            release: Arc::new(tokio::sync::Semaphore::new(0)),
+            inserted: Default::default(),
+        });
+        let registry = prometheus::Registry::new();
+        let metrics = Arc::new(Metrics::new(&registry).unwrap());
+        let cache = Cache::new(store.clone(), metrics.clone());
+        let key = CacheKey {
+            route: "r".into(),
+            hash: KeyHash([1; 32]),
+            tokens: vec![Token::route("r")],
+        };
+        // The store never completes a write, yet every call returns at once.
+        let started = Instant::now();
+        let mut accepted = 0;
+        for _ in 0..MAX_PENDING_WRITES + 10 {
+            accepted += usize::from(
+                cache
+                    .store(vec![(key.clone(), variants_record())], None)
+                    .await,
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(accepted, MAX_PENDING_WRITES);
+        assert_eq!(cache.pending_writes(), MAX_PENDING_WRITES);
+        let dropped = metrics
+            .store_writes_dropped_total
+            .with_label_values(&["stalled"])
+            .get();
+        assert_eq!(dropped, 10);
+        // Released, they all land, and drain sees none pending.
+        store.release.add_permits(MAX_PENDING_WRITES);
+        assert_eq!(cache.drain(Duration::from_secs(5)).await, 0);
+        assert_eq!(
+            store.inserted.load(std::sync::atomic::Ordering::Relaxed),
+            MAX_PENDING_WRITES
+        );
     }
 }

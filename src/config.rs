@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use http::HeaderName;
 use http::uri::Authority;
 
+pub use crate::cache::redis::{RedisNodes, RedisSettings};
 use crate::proxy::invalidate::Invalidations;
 use crate::proxy::route::{RouteTable, Template};
 
@@ -98,6 +99,20 @@ pub struct CacheConfig {
     pub max_variants: usize,
     /// Request coalescing.
     pub coalesce: CoalesceConfig,
+    /// `cache.redis`, for the `redis` and `tiered` stores.
+    pub redis: Option<RedisSettings>,
+    /// `cache.l1`, for the `tiered` store.
+    pub l1: L1Config,
+}
+
+/// `cache.l1`: the in-process tier of the `tiered` store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L1Config {
+    /// Byte bound of the L1.
+    pub max_bytes: u64,
+    /// Longest an L1 entry or a learned generation is trusted without
+    /// asking Redis, whatever the invalidation channel says.
+    pub ttl: Duration,
 }
 
 /// `cache.coalesce`.
@@ -107,6 +122,8 @@ pub struct CoalesceConfig {
     pub enabled: bool,
     /// How long a waiting request waits before going upstream itself.
     pub wait_timeout: Duration,
+    /// Coalesce through a Redis lock across every instance, too.
+    pub across_instances: bool,
 }
 
 /// Cache backends.

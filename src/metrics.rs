@@ -6,7 +6,9 @@
 //! never from raw paths, hosts or users: cardinality is bounded by the config.
 
 use http::Method;
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Request latency buckets: from a memory hit (tens of µs) to a slow origin.
 const REQUEST_BUCKETS: &[f64] = &[
@@ -48,6 +50,12 @@ pub struct Metrics {
     pub store_operation_duration_seconds: HistogramVec,
     /// Store call failures by backend and operation.
     pub store_errors_total: IntCounterVec,
+    /// 1 while the remote store answers, by backend.
+    pub store_up: IntGaugeVec,
+    /// 1 while the circuit breaker skips the remote store, by backend.
+    pub store_circuit_open: IntGaugeVec,
+    /// Background writes dropped because too many were pending, by backend.
+    pub store_writes_dropped_total: IntCounterVec,
     /// Bytes held by the memory store.
     pub memory_store_bytes: IntGauge,
     /// Entries held by the memory store.
@@ -120,6 +128,17 @@ impl Metrics {
                 "Cache store operation failures",
                 &["backend", "op"],
             )?,
+            store_up: gauge_vec("store_up", "1 while the remote store answers", &["backend"])?,
+            store_circuit_open: gauge_vec(
+                "store_circuit_open",
+                "1 while the circuit breaker skips the remote store",
+                &["backend"],
+            )?,
+            store_writes_dropped_total: counter(
+                "store_writes_dropped_total",
+                "Cache writes dropped because too many were pending",
+                &["backend"],
+            )?,
             memory_store_bytes: gauge("memory_store_bytes", "Bytes held by the memory store")?,
             memory_store_entries: gauge(
                 "memory_store_entries",
@@ -154,6 +173,9 @@ impl Metrics {
         r.register(Box::new(self.invalidations_total.clone()))?;
         r.register(Box::new(self.store_operation_duration_seconds.clone()))?;
         r.register(Box::new(self.store_errors_total.clone()))?;
+        r.register(Box::new(self.store_up.clone()))?;
+        r.register(Box::new(self.store_circuit_open.clone()))?;
+        r.register(Box::new(self.store_writes_dropped_total.clone()))?;
         r.register(Box::new(self.memory_store_bytes.clone()))?;
         r.register(Box::new(self.memory_store_entries.clone()))?;
         r.register(Box::new(self.memory_store_evictions_total.clone()))?;
@@ -210,6 +232,10 @@ fn histogram(
             .buckets(buckets.to_vec()),
         labels,
     )
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, prometheus::Error> {
+    IntGaugeVec::new(Opts::new(name, help).namespace("cachecar"), labels)
 }
 
 fn gauge(name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {

@@ -253,6 +253,7 @@ impl Proxy {
             stale: usable,
             fwd,
             store: true,
+            lock: None,
         };
         self.serve(fetch, &parts.method, conditions.as_ref()).await
     }

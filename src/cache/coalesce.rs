@@ -13,8 +13,9 @@
 //! skip waiting (Varnish's hit-for-miss). Remembering never stops a later
 //! fill from storing a cacheable answer; a store clears the mark.
 //!
-//! Every outcome is a loggable enum. Local to one process; cross-instance
-//! coalescing is a Redis lock (a later version).
+//! Every outcome is a loggable enum. Local to one process; across instances
+//! (`coalesce.across_instances`) the leader also takes a Redis fill lock,
+//! see `proxy::fetch`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ use tokio::sync::watch;
 use super::{Entry, KeyHash};
 
 /// How long a key stays marked uncacheable after a fill found it so.
-const HIT_FOR_MISS_TTL: Duration = Duration::from_secs(30);
+pub const HIT_FOR_MISS_TTL: Duration = Duration::from_secs(30);
 
 /// Most keys remembered as uncacheable; older marks are evicted first.
 const HIT_FOR_MISS_CAPACITY: u64 = 100_000;

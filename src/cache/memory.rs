@@ -143,6 +143,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn writes_inline(&self) -> bool {
+        true
+    }
+
     fn usage(&self) -> Option<Usage> {
         self.entries.run_pending_tasks();
         Some(Usage {

@@ -44,6 +44,35 @@ pub fn render(config: &RuntimeConfig) -> String {
         size(config.cache.memory_max_bytes),
         size(config.cache.max_body_bytes),
     );
+    if let Some(redis) = &config.cache.redis {
+        let target = match &redis.nodes {
+            crate::config::RedisNodes::Single(url) => crate::config::validate::redact_url(url),
+            crate::config::RedisNodes::Cluster(urls) => {
+                format!("cluster of {} seed nodes", urls.len())
+            }
+        };
+        let l1 = if config.cache.store == crate::config::StoreKind::Tiered {
+            format!(
+                "; L1 {} trusted for {}",
+                size(config.cache.l1.max_bytes),
+                human(config.cache.l1.ttl)
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "redis {target} (timeout {}, {} connections, prefix {:?}){l1}{}",
+            human(redis.timeout),
+            redis.pool_size,
+            redis.key_prefix,
+            if config.cache.coalesce.across_instances {
+                "; fills coalesce across instances"
+            } else {
+                ""
+            }
+        );
+    }
     routes(config, &mut out);
     invalidations(config, &mut out);
     if !config.warnings.is_empty() {

@@ -29,7 +29,15 @@ use super::policy::{self, Exchange, Freshness, RequestDirectives};
 use super::respond::{self, CacheOutcome, Fwd, StaleReason};
 use super::{Outcome, Proxy, content_length};
 use crate::cache::coalesce::{Flight, Join, Shared, Waited};
-use crate::cache::{self, CacheKey, Entry, NoCacheReason, Record, Variants};
+use crate::cache::{self, CacheKey, Entry, FillLock, NoCacheReason, Record, Variants};
+
+/// A fill lock outlives the upstream timeout by this much, so a live holder
+/// never loses it, and a dead one's is taken over soon after.
+const LOCK_MARGIN: Duration = Duration::from_secs(1);
+/// Waiting on another instance's fill: first poll, and the longest between
+/// polls (each poll is one lookup).
+const FIRST_POLL: Duration = Duration::from_millis(10);
+const MAX_POLL: Duration = Duration::from_millis(100);
 use crate::config::{Route, RuntimeConfig};
 use crate::error::ProxyError;
 
@@ -56,6 +64,9 @@ pub(crate) struct FetchRequest {
     pub fwd: Fwd,
     /// False when the response must not be stored (a coalesced wait timed out).
     pub store: bool,
+    /// The cross-instance fill lock this fill holds, released once its
+    /// response is written (or at once if it is not stored).
+    pub lock: Option<u64>,
 }
 
 /// The result of a fill.
@@ -135,7 +146,11 @@ impl Proxy {
         let proxy = self.clone();
         let route = fetch.route.name.clone();
         let task = tokio::spawn(async move {
-            let fetched = proxy.fetch(fetch).await;
+            let fetched = if fetch.config.cache.coalesce.across_instances {
+                proxy.fetch_across(fetch).await
+            } else {
+                proxy.fetch(fetch).await
+            };
             flight.complete(fetched.shared());
             fetched
         });
@@ -145,6 +160,74 @@ impl Proxy {
                 tracing::error!(route = %route, cause = %e, "fill task failed");
                 failed(StatusCode::BAD_GATEWAY, CacheOutcome::miss(Fwd::Miss), None)
             }
+        }
+    }
+
+    /// The leader's fill when fills coalesce across instances: take the
+    /// store's fill lock and fill; or, while another instance holds it,
+    /// poll the store for its result, and past `wait_timeout` go upstream
+    /// without storing. A holder that died is replaced when its lock
+    /// expires (the lock lives `upstream.timeout` plus a margin).
+    async fn fetch_across(&self, mut fetch: FetchRequest) -> Fetched {
+        let ttl = fetch.config.upstream.timeout + LOCK_MARGIN;
+        let deadline = tokio::time::Instant::now() + fetch.config.cache.coalesce.wait_timeout;
+        let mut poll = FIRST_POLL;
+        loop {
+            match self.inner.cache.try_lock(&fetch.key, ttl).await {
+                Ok(FillLock::Acquired(token)) => return self.fetch_locked(fetch, token).await,
+                Ok(FillLock::Held) => {}
+                Ok(FillLock::Uncacheable | FillLock::Unsupported) | Err(_) => {
+                    return self.fetch(fetch).await;
+                }
+            }
+            if tokio::time::Instant::now() + poll > deadline {
+                fetch.store = false;
+                return self.fetch(fetch).await;
+            }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(MAX_POLL);
+            if let Some(entry) = self.filled_elsewhere(&fetch).await {
+                self.inner
+                    .metrics
+                    .coalesced_requests_total
+                    .with_label_values(&[&fetch.route.name])
+                    .inc();
+                return Fetched::Entry {
+                    entry,
+                    outcome: CacheOutcome::miss(fetch.fwd).collapsed(),
+                    upstream: None,
+                    received: None,
+                };
+            }
+        }
+    }
+
+    /// A fill holding the lock: released after the write when the response
+    /// is stored, at once otherwise (marked uncacheable when it is).
+    async fn fetch_locked(&self, mut fetch: FetchRequest, token: u64) -> Fetched {
+        fetch.lock = Some(token);
+        let key = fetch.key.clone();
+        let fetched = self.fetch(fetch).await;
+        let handed_over = matches!(&fetched, Fetched::Entry { outcome, .. } if outcome.stored);
+        if !handed_over {
+            let uncacheable = matches!(fetched, Fetched::Response { .. });
+            let mark = uncacheable.then_some(crate::cache::coalesce::HIT_FOR_MISS_TTL);
+            self.inner.cache.unlock(&key, token, mark).await;
+        }
+        fetched
+    }
+
+    /// A fresh entry another instance stored for this request, if any.
+    async fn filled_elsewhere(&self, fetch: &FetchRequest) -> Option<Arc<Entry>> {
+        let found = super::lookup::find(&self.inner.cache, &fetch.key, &fetch.headers).await?;
+        match super::lookup::usable(&found, &fetch.headers, fetch.credentials) {
+            super::lookup::Usable::Yes(entry)
+                if policy::judge(&entry, &fetch.directives, SystemTime::now())
+                    == policy::Verdict::Fresh =>
+            {
+                Some(entry)
+            }
+            _ => None,
         }
     }
 
@@ -290,15 +373,15 @@ impl Proxy {
                     ..fetch.key.clone()
                 };
                 outcome = match (&fetch.generations, fetch.store) {
-                    (Some(_), true) => match self
-                        .inner
-                        .cache
-                        .insert(&key, Record::Response(entry.clone()))
-                        .await
-                    {
-                        Ok(()) => outcome.stored(),
-                        Err(_) => outcome.not_stored(NoCacheReason::StorageError),
-                    },
+                    (Some(_), true) => {
+                        match self
+                            .write(fetch, vec![(key, Record::Response(entry.clone()))])
+                            .await
+                        {
+                            Ok(()) => outcome.stored(),
+                            Err(reason) => outcome.not_stored(reason),
+                        }
+                    }
                     (None, _) => outcome.not_stored(NoCacheReason::StorageError),
                     (_, false) => outcome.not_stored(NoCacheReason::WaitTimeout),
                 };
@@ -385,9 +468,8 @@ impl Proxy {
         let names = policy::vary_fields(&entry.headers);
         if names.is_empty() {
             let entry = Arc::new(entry);
-            let result = self
-                .insert(&fetch.key, Record::Response(entry.clone()))
-                .await;
+            let records = vec![(fetch.key.clone(), Record::Response(entry.clone()))];
+            let result = self.write(fetch, records).await;
             return (entry, result);
         }
         let variant = super::key::variant(&fetch.key.hash, &names, &fetch.headers);
@@ -413,23 +495,32 @@ impl Proxy {
             hash: variant,
             ..fetch.key.clone()
         };
-        let mut result = self
-            .insert(&variant_key, Record::Response(entry.clone()))
-            .await;
-        if result.is_ok() && fetch.index.as_deref() != Some(&index) {
-            result = self
-                .insert(&fetch.key, Record::Variants(Arc::new(index)))
-                .await;
+        // The variant first: a reader that finds the index finds it too.
+        let mut records = vec![(variant_key, Record::Response(entry.clone()))];
+        if fetch.index.as_deref() != Some(&index) {
+            records.push((fetch.key.clone(), Record::Variants(Arc::new(index))));
         }
+        let result = self.write(fetch, records).await;
         (entry, result)
     }
 
-    async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), NoCacheReason> {
-        self.inner
-            .cache
-            .insert(key, record)
-            .await
-            .map_err(|_| NoCacheReason::StorageError)
+    /// Hands records to the store; a held fill lock is released once they
+    /// are written, so other instances waiting on it find them.
+    async fn write(
+        &self,
+        fetch: &FetchRequest,
+        records: Vec<(CacheKey, Record)>,
+    ) -> Result<(), NoCacheReason> {
+        let then = fetch.lock.map(|token| {
+            let cache = self.inner.cache.clone();
+            let key = fetch.key.clone();
+            Box::pin(async move { cache.unlock(&key, token, None).await }) as cache::AfterWrite
+        });
+        if self.inner.cache.store(records, then).await {
+            Ok(())
+        } else {
+            Err(NoCacheReason::StorageError)
+        }
     }
 }
 

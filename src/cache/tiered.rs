@@ -1,0 +1,251 @@
+//! The tiered store: an in-process L1 (moka, `cache.l1`) over Redis, so a
+//! hit on a hot key costs no round trip, while every replica still shares
+//! one cache and one set of generation counters.
+//!
+//! Coherence: an L1 entry is only served when every one of its tokens has a
+//! *known* current generation and the entry was filled under exactly those.
+//! Known generations are learned from Redis lookups and forgotten
+//!
+//! - for the tokens a bump names, at once on this instance, and on every
+//!   other instance when the bump's message arrives on `{prefix}invalidate`;
+//! - all of them whenever the subscription is lost or re-established: while
+//!   it is down L1 is not used at all (every lookup goes to Redis), and once
+//!   it is back nothing learned before is trusted;
+//! - after `l1.ttl` in any case, which bounds staleness if a message is
+//!   ever lost without the subscription noticing.
+//!
+//! A lookup that raced an invalidation (an epoch changed while it was in
+//! Redis) does not teach L1 anything. Writes go to both tiers.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use moka::sync::Cache as MokaCache;
+use tokio_util::sync::CancellationToken;
+
+use super::redis::{InvalidationListener, RedisNodes, RedisStore, subscribe};
+use super::{
+    CacheKey, FillLock, KeyHash, Lookup, Record, Store, StoreError, StoreHealth, Token, Usage,
+};
+
+/// moka weighs entries in `u32`; bigger ones are weighed as the maximum.
+const MAX_WEIGHT: u64 = u32::MAX as u64;
+
+/// The tiered store. Cheap to clone.
+#[derive(Clone)]
+pub struct TieredStore {
+    redis: RedisStore,
+    l1: Arc<L1>,
+}
+
+/// The local tier and what it knows.
+struct L1 {
+    entries: MokaCache<KeyHash, Record>,
+    /// token id -> the last generation learned from Redis.
+    known: MokaCache<u64, u64>,
+    subscribed: AtomicBool,
+    /// Moves on every invalidation, resync or loss.
+    epoch: AtomicU64,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+struct L1Expiry(Duration);
+
+impl moka::Expiry<KeyHash, Record> for L1Expiry {
+    fn expire_after_create(&self, _: &KeyHash, record: &Record, _: Instant) -> Option<Duration> {
+        Some(record.keep_for(SystemTime::now()).min(self.0))
+    }
+    fn expire_after_update(
+        &self,
+        _: &KeyHash,
+        record: &Record,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(record.keep_for(SystemTime::now()).min(self.0))
+    }
+}
+
+impl TieredStore {
+    /// L1 of `max_bytes`, entries and generations trusted for at most `ttl`,
+    /// over `redis`; subscribes to invalidations until `shutdown`.
+    pub fn new(
+        redis: RedisStore,
+        max_bytes: u64,
+        ttl: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let l1 = Arc::new(L1 {
+            entries: MokaCache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|_: &KeyHash, r: &Record| r.weight().min(MAX_WEIGHT) as u32)
+                .expire_after(L1Expiry(ttl))
+                .build(),
+            known: MokaCache::builder()
+                .max_capacity((max_bytes / 64).max(10_000))
+                .time_to_live(ttl)
+                .build(),
+            subscribed: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            hasher: Default::default(),
+        });
+        let settings = redis.settings();
+        let urls = match &settings.nodes {
+            RedisNodes::Single(url) => vec![url.clone()],
+            RedisNodes::Cluster(urls) => urls.clone(),
+        };
+        let ping_timeout = settings.timeout.max(Duration::from_millis(250));
+        subscribe(urls, redis.channel(), ping_timeout, l1.clone(), shutdown);
+        Self { redis, l1 }
+    }
+
+    /// Whether L1 is in use (the subscription is up).
+    pub fn subscribed(&self) -> bool {
+        self.l1.subscribed.load(Ordering::Acquire)
+    }
+}
+
+impl L1 {
+    fn token_id(&self, token: &str) -> u64 {
+        self.hasher.hash_one(token)
+    }
+
+    fn forget(&self, tokens: impl IntoIterator<Item = impl AsRef<str>>) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for t in tokens {
+            self.known.invalidate(&self.token_id(t.as_ref()));
+        }
+    }
+
+    fn reset(&self, subscribed: bool) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.subscribed.store(subscribed, Ordering::Release);
+        self.known.invalidate_all();
+    }
+
+    /// The known generations of every token, if all are known.
+    fn known_generations(&self, tokens: &[Token]) -> Option<Vec<u64>> {
+        tokens
+            .iter()
+            .map(|t| self.known.get(&self.token_id(t.as_str())))
+            .collect()
+    }
+
+    /// A lookup answered entirely from L1, if possible.
+    fn lookup(&self, key: &CacheKey) -> Option<Lookup> {
+        if !self.subscribed.load(Ordering::Acquire) {
+            return None;
+        }
+        let record = self.entries.get(&key.hash)?;
+        let generations = self.known_generations(&key.tokens)?;
+        if let Record::Response(e) = &record
+            && e.generations != generations
+        {
+            return None;
+        }
+        Some(Lookup {
+            record: Some(record),
+            generations,
+        })
+    }
+
+    /// Learns from a Redis lookup that started at `epoch`.
+    fn learn(&self, key: &CacheKey, lookup: &Lookup, epoch: u64) {
+        if !self.subscribed.load(Ordering::Acquire) || self.epoch.load(Ordering::Acquire) != epoch {
+            return;
+        }
+        for (t, g) in key.tokens.iter().zip(&lookup.generations) {
+            self.known.insert(self.token_id(t.as_str()), *g);
+        }
+        let valid = match &lookup.record {
+            Some(Record::Response(e)) => e.generations == lookup.generations,
+            Some(Record::Variants(_)) => true,
+            None => false,
+        };
+        if let (true, Some(record)) = (valid, &lookup.record) {
+            self.entries.insert(key.hash, record.clone());
+        }
+    }
+}
+
+impl InvalidationListener for L1 {
+    fn invalidated(&self, tokens: &[&str]) {
+        self.forget(tokens.iter());
+    }
+
+    fn resynced(&self) {
+        self.reset(true);
+        tracing::info!("tiered store: invalidations subscribed; L1 in use");
+    }
+
+    fn lost(&self) {
+        if self.subscribed.load(Ordering::Acquire) {
+            tracing::warn!(
+                "tiered store: invalidation subscription lost; L1 bypassed until it is back"
+            );
+        }
+        self.reset(false);
+    }
+}
+
+#[async_trait]
+impl Store for TieredStore {
+    fn backend(&self) -> &'static str {
+        "tiered"
+    }
+
+    async fn lookup(&self, key: &CacheKey) -> Result<Lookup, StoreError> {
+        if let Some(hit) = self.l1.lookup(key) {
+            return Ok(hit);
+        }
+        let epoch = self.l1.epoch.load(Ordering::Acquire);
+        let lookup = self.redis.lookup(key).await?;
+        self.l1.learn(key, &lookup, epoch);
+        Ok(lookup)
+    }
+
+    async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), StoreError> {
+        if self.subscribed() {
+            self.l1.entries.insert(key.hash, record.clone());
+        }
+        self.redis.insert(key, record).await
+    }
+
+    async fn bump(&self, tokens: &[Token]) -> Result<(), StoreError> {
+        // Forget locally first: this instance must never serve from L1 what
+        // it has just invalidated, whatever happens in Redis.
+        self.l1.forget(tokens.iter().map(Token::as_str));
+        self.redis.bump(tokens).await
+    }
+
+    async fn try_lock(&self, key: &CacheKey, ttl: Duration) -> Result<FillLock, StoreError> {
+        self.redis.try_lock(key, ttl).await
+    }
+
+    async fn unlock(
+        &self,
+        key: &CacheKey,
+        token: u64,
+        uncacheable_for: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        self.redis.unlock(key, token, uncacheable_for).await
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.l1.entries.run_pending_tasks();
+        Some(Usage {
+            bytes: self.l1.entries.weighted_size(),
+            entries: self.l1.entries.entry_count(),
+        })
+    }
+
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            subscribed: Some(self.subscribed()),
+            ..self.redis.health()
+        }
+    }
+}

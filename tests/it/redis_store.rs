@@ -1,0 +1,603 @@
+//! cachecar on Redis, end to end: replicas share one cache and stay
+//! coherent, the cluster works, and every Redis fault (killed, frozen,
+//! late, out of memory, corrupt values) leaves requests answered by the
+//! upstream within about the timeout.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::redis_server::{RedisCluster, RedisServer};
+use crate::support::{ADMIN_TOKEN, Reply, TestProxy, config, eventually, get, send, trace_init};
+
+const RULES: &str = r#"routes:
+  - { name: docs, match: "GET /docs/{id}" }
+invalidate:
+  - match: PUT /docs/{id}
+    purge: ["GET /docs/{id}"]
+"#;
+
+/// Answers GETs with `<path> v<n>`, where n counts the GETs of that path,
+/// so a re-fetch shows in the body; optionally slowly.
+#[derive(Clone, Default)]
+struct Versions {
+    seen: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    delay: Duration,
+}
+
+impl Respond for Versions {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut map = self.seen.lock().unwrap();
+        let n = map.entry(req.url.path().to_string()).or_default();
+        *n += 1;
+        ResponseTemplate::new(200)
+            .set_body_string(format!("{} v{n}", req.url.path()))
+            .set_delay(self.delay)
+    }
+}
+
+impl Versions {
+    fn count(&self, path: &str) -> usize {
+        self.seen.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    async fn serve(&self) -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(self.clone())
+            .mount(&server)
+            .await;
+        Mock::given(method("PUT"))
+            .respond_with(ResponseTemplate::new(204))
+            .mount(&server)
+            .await;
+        server
+    }
+}
+
+/// A config with the `store` on `redis` (a `url:` or `cluster:` line).
+fn redis_config(upstream: &str, store: &str, redis: &str, extra: &str) -> String {
+    let l1 = if store == "tiered" {
+        "  l1: { max_bytes: 8MiB, ttl: 60s }\n"
+    } else {
+        ""
+    };
+    config(
+        upstream,
+        &format!(
+            "cache:\n  store: {store}\n  redis: {{ {redis}, timeout: 50ms, key_prefix: \"cc:\" }}\n{l1}{extra}{RULES}"
+        ),
+    )
+}
+
+fn url_line(redis: &RedisServer) -> String {
+    format!("url: \"{}\"", redis.url())
+}
+
+async fn status(proxy: &TestProxy) -> serde_json::Value {
+    let reply = get(&proxy.admin_url("/status"), &[]).await;
+    serde_json::from_slice(&reply.body).expect("status is JSON")
+}
+
+async fn put(proxy: &TestProxy, path: &str) -> Reply {
+    send(Method::PUT, &proxy.url(path), &[HOST], "{}").await
+}
+
+/// Every replica is reached under one name, as behind a Service: the host
+/// is part of the cache key, and each test proxy has its own port.
+const HOST: (&str, &str) = ("host", "api.test");
+
+/// GET through a replica, under the shared name.
+async fn fetch(url: &str) -> Reply {
+    get(url, &[HOST]).await
+}
+
+/// Waits until `proxy` serves `path` from the cache again (after a fault).
+async fn caching_resumes(proxy: &TestProxy, path: &str) -> bool {
+    eventually(Duration::from_secs(15), || async {
+        fetch(&proxy.url(path)).await;
+        fetch(&proxy.url(path)).await.x_cache() == "HIT"
+    })
+    .await
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_redis_and_stay_coherent() {
+    trace_init();
+    let redis = RedisServer::start().await;
+    let app = Versions::default();
+    let upstream = app.serve().await;
+    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), "");
+    let (a, b) = (TestProxy::start(&yaml).await, TestProxy::start(&yaml).await);
+
+    let first = fetch(&a.url("/docs/1")).await;
+    assert_eq!(
+        (first.status.as_u16(), first.x_cache().as_str()),
+        (200, "MISS")
+    );
+    // Writes are in the background: B sees the entry once it landed.
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            fetch(&b.url("/docs/1")).await.x_cache() == "HIT"
+        })
+        .await,
+        "filled through A, hit through B"
+    );
+    assert_eq!(fetch(&b.url("/docs/1")).await.text(), "/docs/1 v1");
+    assert_eq!(app.count("/docs/1"), 1);
+
+    // A mutation through B is seen through A at once: no L1 to wait for.
+    assert_eq!(put(&b, "/docs/1").await.status, 204);
+    let after = fetch(&a.url("/docs/1")).await;
+    assert_eq!(
+        (after.x_cache().as_str(), after.text().as_str()),
+        ("MISS", "/docs/1 v2")
+    );
+
+    let s = status(&a).await;
+    assert_eq!(s["cache"]["store"]["backend"], "redis");
+    assert_eq!(s["cache"]["store"]["up"], true);
+    assert_eq!(s["cache"]["store"]["circuit"], "closed");
+    assert_eq!(s["cache"]["store"]["redis"]["key_prefix"], "cc:");
+    assert!(
+        !s.to_string().contains(&redis.port.to_string()),
+        "no address in /status"
+    );
+    assert_eq!(
+        a.metric("cachecar_store_up", &[("backend", "redis")]).await,
+        1.0
+    );
+    assert!(
+        a.metric(
+            "cachecar_store_operation_duration_seconds_count",
+            &[("backend", "redis"), ("op", "lookup")]
+        )
+        .await
+            >= 2.0
+    );
+    let keys = redis.keys("cc:*").await;
+    assert!(keys.iter().any(|k| k.starts_with("cc:e:docs:")), "{keys:?}");
+}
+
+#[tokio::test]
+async fn a_purge_through_one_replica_empties_the_other_replicas_l1() {
+    trace_init();
+    let redis = RedisServer::start().await;
+    let app = Versions::default();
+    let upstream = app.serve().await;
+    let yaml = redis_config(&upstream.uri(), "tiered", &url_line(&redis), "");
+    let (a, b) = (TestProxy::start(&yaml).await, TestProxy::start(&yaml).await);
+    for p in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                status(p).await["cache"]["store"]["l1_in_use"] == true
+            })
+            .await
+        );
+    }
+    fetch(&a.url("/docs/1")).await;
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            fetch(&b.url("/docs/1")).await.x_cache() == "HIT"
+        })
+        .await
+    );
+    // B now answers from its L1: no Redis command at all.
+    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]).await;
+    assert_eq!(fetch(&b.url("/docs/1")).await.x_cache(), "HIT");
+    let stats: String = redis.cmd(&["INFO", "commandstats"]).await;
+    assert!(
+        !stats.contains("cmdstat_mget"),
+        "L1 hit went to redis: {stats}"
+    );
+
+    // PUT through A; B's L1 (trusted for 60 s) drops the entry when the
+    // invalidation message arrives, well within the time asserted here.
+    assert_eq!(put(&a, "/docs/1").await.status, 204);
+    let purged_at = Instant::now();
+    let seen = std::sync::Mutex::new(String::new());
+    let fresh = eventually(Duration::from_millis(500), || async {
+        let text = fetch(&b.url("/docs/1")).await.text();
+        *seen.lock().unwrap() = text.clone();
+        text != "/docs/1 v1"
+    })
+    .await;
+    assert!(fresh, "B still served the purged entry from L1");
+    eprintln!(
+        "L1 of B dropped the entry {:?} after the PUT returned",
+        purged_at.elapsed()
+    );
+    assert_eq!(*seen.lock().unwrap(), "/docs/1 v2");
+}
+
+#[tokio::test]
+async fn l1_is_bypassed_while_invalidations_cannot_arrive() {
+    trace_init();
+    let mut redis = RedisServer::start().await;
+    let app = Versions::default();
+    let upstream = app.serve().await;
+    let yaml = redis_config(&upstream.uri(), "tiered", &url_line(&redis), "");
+    let proxy = TestProxy::start(&yaml).await;
+    assert!(caching_resumes(&proxy, "/docs/1").await, "warm");
+    let before = app.count("/docs/1");
+
+    // Redis gone: the subscription drops, L1 is no longer trusted (another
+    // replica's purge could not reach us), every request goes upstream.
+    redis.kill();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status(&proxy).await["cache"]["store"]["l1_in_use"] == false
+        })
+        .await
+    );
+    for _ in 0..5 {
+        let r = fetch(&proxy.url("/docs/1")).await;
+        assert_eq!(r.status, 200);
+        assert_ne!(r.x_cache(), "HIT");
+    }
+    assert_eq!(app.count("/docs/1"), before + 5);
+    assert_eq!(get(&proxy.admin_url("/readyz"), &[]).await.status, 200);
+
+    redis.launch().await;
+    assert!(caching_resumes(&proxy, "/docs/1").await, "caching resumes");
+    assert_eq!(status(&proxy).await["cache"]["store"]["l1_in_use"], true);
+}
+
+/// SIGSTOP: connections open, nothing answers, the worst case for a client.
+async fn frozen_redis(store: &str) {
+    trace_init();
+    let redis = RedisServer::start().await;
+    let app = Versions::default();
+    let upstream = app.serve().await;
+    let yaml = redis_config(&upstream.uri(), store, &url_line(&redis), "");
+    let proxy = TestProxy::start(&yaml).await;
+    assert!(caching_resumes(&proxy, "/docs/1").await, "warm");
+
+    redis.freeze();
+    let mut slowest = Duration::ZERO;
+    for n in 0..20 {
+        let started = Instant::now();
+        let r = fetch(&proxy.url(&format!("/docs/{}", n % 3))).await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(r.status, 200, "request {n}");
+        assert!(r.text().starts_with("/docs/"));
+    }
+    eprintln!("{store}: slowest of 20 requests with redis frozen: {slowest:?}");
+    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+    assert_eq!(get(&proxy.admin_url("/readyz"), &[]).await.status, 200);
+    assert_eq!(status(&proxy).await["cache"]["store"]["up"], false);
+    assert_eq!(
+        proxy
+            .metric("cachecar_store_circuit_open", &[("backend", store)])
+            .await,
+        1.0
+    );
+    assert!(
+        proxy
+            .metric("cachecar_store_errors_total", &[("backend", store)])
+            .await
+            >= 3.0
+    );
+
+    redis.thaw();
+    assert!(caching_resumes(&proxy, "/docs/7").await, "caching resumes");
+    assert_eq!(status(&proxy).await["cache"]["store"]["circuit"], "closed");
+    assert_eq!(get(&proxy.admin_url("/readyz"), &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn frozen_redis_costs_requests_at_most_the_timeout() {
+    frozen_redis("redis").await;
+}
+
+#[tokio::test]
+async fn frozen_redis_under_the_tiered_store_too() {
+    frozen_redis("tiered").await;
+}
+
+#[tokio::test]
+async fn killed_redis_fails_open_and_caching_resumes_when_it_returns() {
+    trace_init();
+    let mut redis = RedisServer::start().await;
+    let app = Versions::default();
+    let upstream = app.serve().await;
+    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), "");
+    let proxy = TestProxy::start(&yaml).await;
+    assert!(caching_resumes(&proxy, "/docs/1").await, "warm");
+
+    redis.kill();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(fetch(&proxy.url("/docs/1")).await.status, 200);
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+    assert_eq!(
+        proxy
+            .metric("cachecar_store_up", &[("backend", "redis")])
+            .await,
+        0.0
+    );
+    assert_eq!(get(&proxy.admin_url("/readyz"), &[]).await.status, 200);
+
+    // Back, empty (no persistence): the breaker's probe re-admits it.
+    redis.launch().await;
+    assert!(caching_resumes(&proxy, "/docs/1").await, "caching resumes");
+    assert_eq!(
+        proxy
+            .metric("cachecar_store_up", &[("backend", "redis")])
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn cachecar_starts_without_redis_and_uses_it_when_it_appears() {
+    trace_init();
+    let mut redis = RedisServer::unstarted();
+    let app = Versions::default();
+    let upstream = app.serve().await;
+    let yaml = redis_config(&upstream.uri(), "tiered", &url_line(&redis), "");
+    let proxy = TestProxy::start(&yaml).await;
+    assert_eq!(get(&proxy.admin_url("/readyz"), &[]).await.status, 200);
+    for _ in 0..3 {
+        let r = fetch(&proxy.url("/docs/1")).await;
+        assert_eq!((r.status.as_u16(), r.x_cache().as_str()), (200, "MISS"));
+    }
+    redis.launch().await;
+    assert!(caching_resumes(&proxy, "/docs/1").await, "caching starts");
+}
+
+#[tokio::test]
+async fn redis_out_of_memory_is_a_miss_not_an_error() {
+    trace_init();
+    let redis =
+        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]).await;
+    let app = Versions::default();
+    let upstream = app.serve().await;
+    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), "");
+    let proxy = TestProxy::start(&yaml).await;
+    // Fill Redis with someone else's data until it refuses writes: big
+    // values first, then small ones, so not even a small entry fits.
+    let mut conn = redis.conn().await;
+    for size in [256 * 1024, 1024] {
+        let chunk = vec![b'x'; size];
+        let mut full = false;
+        for n in 0..4096 {
+            let set: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(format!("junk:{size}:{n}"))
+                .arg(&chunk)
+                .query_async(&mut conn)
+                .await;
+            if set.is_err() {
+                full = true;
+                break;
+            }
+        }
+        assert!(full, "redis reached maxmemory with {size}-byte values");
+    }
+
+    for n in 0..10 {
+        let started = Instant::now();
+        let r = fetch(&proxy.url(&format!("/docs/{}", n % 2))).await;
+        assert_eq!(r.status, 200);
+        assert_ne!(r.x_cache(), "HIT");
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+    assert!(
+        proxy
+            .metric("cachecar_store_errors_total", &[("backend", "redis")])
+            .await
+            >= 1.0
+    );
+    // An answering Redis is up: OOM replies do not open the circuit.
+    assert_eq!(status(&proxy).await["cache"]["store"]["circuit"], "closed");
+
+    let _: () = redis.cmd(&["FLUSHALL"]).await;
+    assert!(caching_resumes(&proxy, "/docs/1").await, "caching resumes");
+}
+
+#[tokio::test]
+async fn corrupt_entries_in_redis_are_refetched_and_replaced() {
+    trace_init();
+    let redis = RedisServer::start().await;
+    let app = Versions::default();
+    let upstream = app.serve().await;
+    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), "");
+    let proxy = TestProxy::start(&yaml).await;
+    assert!(caching_resumes(&proxy, "/docs/1").await);
+    let keys = redis.keys("cc:e:*").await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    // Truncated, then garbage: never served, never an error.
+    let mut conn = redis.conn().await;
+    let value: Vec<u8> = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let truncated = value[..value.len() / 2].to_vec();
+    for bad in [truncated, b"\x00garbage".to_vec()] {
+        let _: () = redis::cmd("SET")
+            .arg(&keys[0])
+            .arg(bad)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let before = app.count("/docs/1");
+        let r = fetch(&proxy.url("/docs/1")).await;
+        assert_eq!((r.status.as_u16(), r.x_cache().as_str()), (200, "MISS"));
+        assert!(r.text().starts_with("/docs/1 v"));
+        assert_eq!(app.count("/docs/1"), before + 1);
+        assert!(caching_resumes(&proxy, "/docs/1").await, "replaced");
+    }
+}
+
+#[tokio::test]
+async fn cold_key_through_many_replicas_makes_one_upstream_request() {
+    trace_init();
+    let redis = RedisServer::start().await;
+    let app = Versions {
+        delay: Duration::from_millis(400),
+        ..Default::default()
+    };
+    let upstream = app.serve().await;
+    let coalesce = "  coalesce: { wait_timeout: 5s, across_instances: true }\n";
+    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), coalesce);
+    let replicas = [
+        TestProxy::start(&yaml).await,
+        TestProxy::start(&yaml).await,
+        TestProxy::start(&yaml).await,
+    ];
+    let tasks: Vec<_> = (0..30)
+        .map(|n| {
+            let url = replicas[n % 3].url("/docs/cold");
+            tokio::spawn(async move { fetch(&url).await })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(
+            (r.status.as_u16(), r.text().as_str()),
+            (200, "/docs/cold v1")
+        );
+    }
+    assert_eq!(
+        app.count("/docs/cold"),
+        1,
+        "one upstream request for 3 replicas"
+    );
+    let collapsed: f64 = {
+        let mut sum = 0.0;
+        for p in &replicas {
+            sum += p
+                .metric("cachecar_coalesced_requests_total", &[("route", "docs")])
+                .await;
+        }
+        sum
+    };
+    assert!(
+        collapsed >= 2.0,
+        "other replicas waited for the lock holder"
+    );
+}
+
+#[tokio::test]
+async fn waiters_on_another_replicas_fill_give_up_after_wait_timeout() {
+    trace_init();
+    let redis = RedisServer::start().await;
+    let app = Versions {
+        delay: Duration::from_millis(1500),
+        ..Default::default()
+    };
+    let upstream = app.serve().await;
+    let coalesce = "  coalesce: { wait_timeout: 300ms, across_instances: true }\n";
+    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), coalesce)
+        .replace("timeout: 2s", "timeout: 5s");
+    let (a, b) = (TestProxy::start(&yaml).await, TestProxy::start(&yaml).await);
+    let leader = tokio::spawn({
+        let url = a.url("/docs/slow");
+        async move { fetch(&url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let waiter = fetch(&b.url("/docs/slow")).await;
+    let waited = started.elapsed();
+    assert_eq!(waiter.status, 200);
+    assert_eq!(leader.await.unwrap().status, 200);
+    // B gave up on A's lock after 300 ms and fetched itself (1.5 s).
+    assert_eq!(app.count("/docs/slow"), 2);
+    assert!(waited < Duration::from_millis(2500), "{waited:?}");
+}
+
+#[tokio::test]
+async fn a_purge_made_while_redis_is_frozen_is_applied_when_it_returns() {
+    trace_init();
+    let redis = RedisServer::start().await;
+    let app = Versions::default();
+    let upstream = app.serve().await;
+    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), "");
+    let (a, b) = (TestProxy::start(&yaml).await, TestProxy::start(&yaml).await);
+    assert!(caching_resumes(&a, "/docs/1").await);
+    let cached = fetch(&a.url("/docs/1")).await.text();
+    assert_eq!(fetch(&b.url("/docs/1")).await.text(), cached);
+
+    redis.freeze();
+    // The app applies the mutation; the purge cannot reach Redis and waits.
+    assert_eq!(put(&a, "/docs/1").await.status, 204);
+    let pending = status(&a).await["cache"]["store"]["pending_purges"].as_u64();
+    assert!(pending >= Some(1), "{pending:?}");
+    let admin = send(
+        Method::POST,
+        &a.admin_url("/admin/purge"),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        r#"{"targets": ["GET /docs/2"]}"#,
+    )
+    .await;
+    assert_eq!(admin.status, 503);
+    assert!(admin.text().contains("queued"), "{}", admin.text());
+
+    redis.thaw();
+    // A never serves what it purged, even before the replay.
+    for _ in 0..5 {
+        assert_ne!(fetch(&a.url("/docs/1")).await.text(), cached);
+    }
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            status(&a).await["cache"]["store"]["pending_purges"] == 0
+        })
+        .await,
+        "the purges are replayed"
+    );
+    assert_ne!(fetch(&b.url("/docs/1")).await.text(), cached);
+}
+
+#[tokio::test]
+async fn replicas_share_a_redis_cluster() {
+    trace_init();
+    let cluster = RedisCluster::start().await;
+    let app = Versions::default();
+    let upstream = app.serve().await;
+    let seeds = cluster
+        .urls()
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let yaml = redis_config(
+        &upstream.uri(),
+        "tiered",
+        &format!("cluster: [{seeds}]"),
+        "",
+    );
+    let (a, b) = (TestProxy::start(&yaml).await, TestProxy::start(&yaml).await);
+    for n in 0..8 {
+        let path = format!("/docs/{n}");
+        fetch(&a.url(&path)).await;
+        assert!(
+            eventually(Duration::from_secs(3), || async {
+                fetch(&b.url(&path)).await.x_cache() == "HIT"
+            })
+            .await,
+            "{path}: filled through A, hit through B"
+        );
+    }
+    assert_eq!(app.count("/docs/3"), 1);
+    let mut holding = 0;
+    for node in &cluster.nodes {
+        holding += usize::from(!node.keys("cc:e:*").await.is_empty());
+    }
+    assert!(holding >= 2, "entries spread over the nodes");
+
+    assert_eq!(put(&b, "/docs/3").await.status, 204);
+    assert!(
+        eventually(Duration::from_millis(500), || async {
+            fetch(&a.url("/docs/3")).await.text() == "/docs/3 v2"
+        })
+        .await,
+        "a purge through B reaches A's L1 over the cluster"
+    );
+}
