@@ -8,6 +8,8 @@
 //! - `GET /status`: JSON: version, config generation and hash, store.
 //! - `POST /admin/purge` with `{"targets": ["GET /path", ...]}`: bumps the
 //!   generations the targets name, across users, query strings and variants.
+//! - `POST /admin/reload`: re-reads the config file (as a file change or
+//!   `SIGHUP` would); 422 with every error when it is refused.
 //! - `GET /admin/explain?method=GET&url=/path[&header=Name: value]...`: how a
 //!   request would be cached, and whether it is.
 //!
@@ -31,6 +33,7 @@ use crate::config::{ConfigHandle, RedisNodes, RuntimeConfig};
 use crate::proxy::Proxy;
 use crate::proxy::body::Body;
 use crate::proxy::invalidate::PurgeTarget;
+use crate::reload::{Reloaded, Reloader, Trigger};
 use crate::shutdown::{Readiness, ReadyState};
 
 mod explain;
@@ -52,6 +55,7 @@ struct Inner {
     registry: Registry,
     cache: Cache,
     proxy: Proxy,
+    reloader: Option<Reloader>,
     readiness: Arc<Readiness>,
     started: Instant,
 }
@@ -69,6 +73,7 @@ impl Admin {
         registry: Registry,
         cache: Cache,
         proxy: Proxy,
+        reloader: Option<Reloader>,
         readiness: Arc<Readiness>,
     ) -> Self {
         Self {
@@ -77,6 +82,7 @@ impl Admin {
                 registry,
                 cache,
                 proxy,
+                reloader,
                 readiness,
                 started: Instant::now(),
             }),
@@ -148,10 +154,11 @@ impl Admin {
         let path = request.uri().path().to_string();
         match (request.method().clone(), path.as_str()) {
             (Method::POST, "/admin/purge") => self.purge(request).await,
+            (Method::POST, "/admin/reload") => self.reload().await,
             (Method::GET, "/admin/explain") => {
                 explain::explain(&self.inner.config.load(), &self.inner.cache, request.uri()).await
             }
-            (_, "/admin/purge" | "/admin/explain") => {
+            (_, "/admin/purge" | "/admin/explain" | "/admin/reload") => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -199,6 +206,12 @@ impl Admin {
                     "routes": config.routes.len(),
                     "invalidation_rules": config.invalidations.rules().count(),
                     "warnings": config.warnings,
+                    "reload": {
+                        "from_file": self.inner.reloader.is_some(),
+                        "watch": config.reload.watch,
+                        "poll_interval_ms": config.reload.poll_interval.map(|d| d.as_millis() as u64),
+                    },
+                    "last_reload": self.inner.reloader.as_ref().and_then(Reloader::last),
                 },
                 "cache": {
                     "enabled": config.cache.enabled,
@@ -206,6 +219,44 @@ impl Admin {
                 },
             }),
         )
+    }
+
+    /// `POST /admin/reload`: 200 with the new generation (or "unchanged"),
+    /// 422 with every error when the file is refused.
+    async fn reload(&self) -> Response<Body> {
+        let Some(reloader) = &self.inner.reloader else {
+            return text(
+                StatusCode::CONFLICT,
+                "this config did not come from a file; nothing to reload\n",
+            );
+        };
+        match reloader.reload(Trigger::Admin).await {
+            Reloaded::Applied {
+                generation,
+                hash,
+                restart_required,
+            } => json_response(
+                StatusCode::OK,
+                &json!({
+                    "result": "applied",
+                    "generation": generation,
+                    "hash": hash,
+                    "restart_required": restart_required,
+                }),
+            ),
+            Reloaded::Unchanged { generation } => json_response(
+                StatusCode::OK,
+                &json!({ "result": "unchanged", "generation": generation }),
+            ),
+            Reloaded::Refused { errors } => json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({
+                    "result": "refused",
+                    "generation": self.inner.config.load().source.generation,
+                    "errors": errors,
+                }),
+            ),
+        }
     }
 
     async fn purge<B>(&self, request: Request<B>) -> Response<Body>

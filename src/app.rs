@@ -25,13 +25,19 @@ use crate::config::{ConfigHandle, RuntimeConfig, StoreKind};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::upstream::Upstream;
+use crate::reload::Reloader;
 use crate::shutdown::Readiness;
+use crate::warmup;
 
 /// How long the admin listener may take to close after the proxy drained.
 const ADMIN_GRACE: Duration = Duration::from_secs(1);
 /// How long background cache writes get to finish at shutdown: entries
 /// already fetched are worth a moment, not a hung exit.
 const WRITE_GRACE: Duration = Duration::from_secs(2);
+/// Readiness waits at most this long for the start-up warmup; past it the
+/// warmup goes on in the background (a hung app must not keep the pod out
+/// of service forever).
+const WARMUP_READY_LIMIT: Duration = Duration::from_secs(30);
 
 /// A bound, ready-to-run cachecar.
 pub struct App {
@@ -42,6 +48,8 @@ pub struct App {
     _background: DropGuard,
     proxy: Proxy,
     admin: Admin,
+    metrics: Arc<Metrics>,
+    reloader: Option<Reloader>,
     readiness: Arc<Readiness>,
     proxy_listener: TcpListener,
     admin_listener: TcpListener,
@@ -92,13 +100,21 @@ impl App {
             .with_label_values(&["ok"])
             .inc();
         let cache = Cache::new(store, metrics.clone());
-        let proxy = Proxy::new(config.clone(), cache.clone(), upstream, metrics);
+        let proxy = Proxy::new(config.clone(), cache.clone(), upstream, metrics.clone());
+        let reloader = config.load().source.path.clone().map(|path| {
+            let (proxy, metrics) = (proxy.clone(), metrics.clone());
+            Reloader::new(path, config.clone(), metrics.clone(), move |applied| {
+                let (proxy, metrics) = (proxy.clone(), metrics.clone());
+                tokio::spawn(async move { warmup::run(&proxy, &applied, &metrics).await });
+            })
+        });
         let readiness = Arc::new(Readiness::default());
         let admin = Admin::new(
             config.clone(),
             registry,
             cache.clone(),
             proxy.clone(),
+            reloader.clone(),
             readiness.clone(),
         );
         Ok(Self {
@@ -107,6 +123,8 @@ impl App {
             _background: background.drop_guard(),
             proxy,
             admin,
+            metrics,
+            reloader,
             readiness,
             proxy_listener: bind("proxy", proxy_addr).await?,
             admin_listener: bind("admin", admin_addr).await?,
@@ -121,6 +139,12 @@ impl App {
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
         local_addr(&self.admin_listener)
+    }
+
+    /// Reloads the config file; `None` when the config did not come from
+    /// a file (the demo). `main` wires `SIGHUP` to it.
+    pub fn reloader(&self) -> Option<Reloader> {
+        self.reloader.clone()
     }
 
     /// Serves until `shutdown` fires, then drains and returns.
@@ -152,6 +176,11 @@ impl App {
             )
             .instrument(tracing::info_span!("proxy")),
         );
+        let watch_stop = CancellationToken::new();
+        if let Some(reloader) = &self.reloader {
+            reloader.spawn_watch(config.reload, watch_stop.clone());
+        }
+        warm_up(&self.proxy, &self.cache, &self.metrics, &config).await;
         self.readiness.set_ready();
         tracing::info!(
             listen = %proxy_addr,
@@ -162,6 +191,7 @@ impl App {
         );
         drop(config);
         shutdown.cancelled().await;
+        watch_stop.cancel();
         self.readiness.set_draining();
         tracing::info!(?drain_delay, "draining: readiness is 503, still serving");
         tokio::time::sleep(drain_delay).await;
@@ -174,6 +204,31 @@ impl App {
         admin_stop.cancel();
         let _ = admin_task.await;
         tracing::info!(clean, "cachecar stopped");
+    }
+}
+
+/// The start-up warmup: readiness waits for it (at most
+/// [`WARMUP_READY_LIMIT`]), and for its writes to land, so the first client
+/// request already finds the entries.
+async fn warm_up(
+    proxy: &Proxy,
+    cache: &Cache,
+    metrics: &Arc<Metrics>,
+    config: &Arc<RuntimeConfig>,
+) {
+    if config.warmup.is_empty() {
+        return;
+    }
+    let (proxy, metrics, config) = (proxy.clone(), metrics.clone(), config.clone());
+    let task = tokio::spawn(async move { warmup::run(&proxy, &config, &metrics).await });
+    match tokio::time::timeout(WARMUP_READY_LIMIT, task).await {
+        Ok(_) => {
+            cache.drain(WRITE_GRACE).await;
+        }
+        Err(_) => tracing::warn!(
+            limit = ?WARMUP_READY_LIMIT,
+            "warmup is slow; ready now, warming on in the background"
+        ),
     }
 }
 

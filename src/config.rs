@@ -48,6 +48,12 @@ pub struct RuntimeConfig {
     pub invalidations: Invalidations,
     /// Draining on SIGTERM.
     pub shutdown: ShutdownConfig,
+    /// Requests fetched and stored at start and after reloads that add them.
+    pub warmup: Vec<WarmupTarget>,
+    /// Access log and slow-request warnings.
+    pub log: LogConfig,
+    /// What reloads the config file besides `SIGHUP` and the admin API.
+    pub reload: ReloadConfig,
     /// Where the config came from and its content hash.
     pub source: ConfigSource,
     /// Things that are allowed but probably not meant (e.g. unreachable routes).
@@ -166,6 +172,37 @@ pub struct ShutdownConfig {
     pub grace_period: Duration,
 }
 
+/// One `warmup` entry: a GET that a route caches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WarmupTarget {
+    /// As written (`GET /api/documents/index`), for logs.
+    pub text: String,
+    /// The `Host` it is sent with: the URL's, or the upstream's authority.
+    pub host: String,
+    /// Path and query, normalized.
+    pub path_and_query: String,
+}
+
+/// `reload`: automatic reloads of the config file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReloadConfig {
+    /// Reload when the file's directory changes (notify).
+    pub watch: bool,
+    /// Also compare the file's content hash this often; `None`: never.
+    pub poll_interval: Option<Duration>,
+}
+
+/// `log`: what the access log records.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LogConfig {
+    /// Fraction of requests that get an access-log event; errors (5xx) and
+    /// slow requests always do.
+    pub access_sample: f64,
+    /// Requests slower than this log a warning naming where the time went;
+    /// `None`: never.
+    pub slow_request: Option<Duration>,
+}
+
 /// Provenance of a config.
 #[derive(Clone, Debug, Default)]
 pub struct ConfigSource {
@@ -196,6 +233,12 @@ impl ConfigHandle {
     /// The current snapshot.
     pub fn load(&self) -> Arc<RuntimeConfig> {
         self.current.load_full()
+    }
+
+    /// Makes `config` the running config; requests already holding the old
+    /// snapshot finish with it.
+    pub fn store(&self, config: RuntimeConfig) {
+        self.current.store(Arc::new(config));
     }
 }
 

@@ -29,6 +29,9 @@
 //!   - [`proxy::body`]: the response body type, bounded collection.
 //! - [`cache`]: the `Store` trait, entries, tokens; [`cache::memory`] is moka.
 //! - [`config`]: YAML -> validated `RuntimeConfig`, every problem at once.
+//! - [`reload`]: the config file re-read on change, `SIGHUP` or the admin
+//!   API, swapped in whole or refused whole; [`warmup`]: targets fetched
+//!   at start and after reloads.
 //! - [`metrics`], [`admin`], [`shutdown`], [`error`].
 //! - [`app`]: wiring and lifecycle; [`demo`]: the embedded demo API.
 
@@ -45,6 +48,8 @@ pub mod error;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod shutdown;
+pub mod warmup;
 
 pub use app::App;

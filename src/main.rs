@@ -177,7 +177,22 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<()> {
     let app = App::bind(config).await?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
+    if let Some(reloader) = app.reloader() {
+        reload_on_sighup(reloader)?;
+    }
     app.run(shutdown).await;
+    Ok(())
+}
+
+/// Reloads the config on every SIGHUP.
+fn reload_on_sighup(reloader: cachecar::reload::Reloader) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            reloader.reload(cachecar::reload::Trigger::Signal).await;
+        }
+    });
     Ok(())
 }
 

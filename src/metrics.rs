@@ -66,6 +66,10 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     /// Generation of the running config (1 at start, +1 per applied reload).
     pub config_generation: IntGauge,
+    /// Warmup requests by result (`stored`, `fresh`, `not_stored`, `failed`).
+    pub warmup_total: IntCounterVec,
+    /// Requests slower than `log.slow_request`, by route.
+    pub slow_requests_total: IntCounterVec,
     /// Requests being handled now.
     pub inflight_requests: IntGauge,
 }
@@ -155,6 +159,12 @@ impl Metrics {
                 &["result"],
             )?,
             config_generation: gauge("config_generation", "Generation of the running config")?,
+            warmup_total: counter("warmup_total", "Warmup requests by result", &["result"])?,
+            slow_requests_total: counter(
+                "slow_requests_total",
+                "Requests slower than log.slow_request",
+                &["route"],
+            )?,
             inflight_requests: gauge("inflight_requests", "Requests being handled")?,
         };
         m.register(registry)?;
@@ -181,6 +191,8 @@ impl Metrics {
         r.register(Box::new(self.memory_store_evictions_total.clone()))?;
         r.register(Box::new(self.config_reloads_total.clone()))?;
         r.register(Box::new(self.config_generation.clone()))?;
+        r.register(Box::new(self.warmup_total.clone()))?;
+        r.register(Box::new(self.slow_requests_total.clone()))?;
         r.register(Box::new(self.inflight_requests.clone()))?;
         Ok(())
     }

@@ -35,7 +35,7 @@ use hyper::body::Incoming;
 
 use crate::cache::coalesce::Coalescer;
 use crate::cache::{BypassReason, Cache, CacheStatus, StoreError, Token};
-use crate::config::{ConfigHandle, Route, RuntimeConfig, Scope};
+use crate::config::{ConfigHandle, LogConfig, Route, RuntimeConfig, Scope};
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, method_label, status_class};
 
@@ -91,6 +91,8 @@ pub(crate) struct Outcome {
     cache: CacheOutcome,
     /// Time the upstream took to answer, if it was asked.
     upstream: Option<Duration>,
+    /// Time the cache lookup took, if there was one.
+    store: Option<Duration>,
 }
 
 /// Decrements the in-flight gauge however `handle` ends.
@@ -143,7 +145,7 @@ impl Proxy {
         let method = request.method().clone();
         let (mut response, outcome) = self.dispatch(&config, request, client).await;
         outcome.cache.decorate(&mut response);
-        self.record(&method, &outcome, response.status(), started);
+        self.record(&config.log, &method, &outcome, &response, started);
         response
     }
 
@@ -220,7 +222,9 @@ impl Proxy {
         let (parts, _body) = request.into_parts();
         let credentials = route.scope == Scope::Public && has_credentials(&parts.headers);
         let key = key::for_request(&route, captures, &target, &parts.headers, identity);
+        let looked = Instant::now();
         let found = lookup::find(&self.inner.cache, &key, &parts.headers).await;
+        let lookup_took = looked.elapsed();
         let varies = found.as_ref().is_some_and(|f| f.index.is_some());
         let (usable, fwd) = match found
             .as_ref()
@@ -255,7 +259,9 @@ impl Proxy {
             store: true,
             lock: None,
         };
-        self.serve(fetch, &parts.method, conditions.as_ref()).await
+        let (response, mut outcome) = self.serve(fetch, &parts.method, conditions.as_ref()).await;
+        outcome.store = Some(lookup_took);
+        (response, outcome)
     }
 
     /// The rest of step 3: answer from the stored response `fetch.stale`
@@ -482,7 +488,15 @@ impl Proxy {
     }
 
     /// Metrics and the access log for one request.
-    fn record(&self, method: &Method, outcome: &Outcome, status: StatusCode, started: Instant) {
+    fn record(
+        &self,
+        log: &LogConfig,
+        method: &Method,
+        outcome: &Outcome,
+        response: &Response<Body>,
+        started: Instant,
+    ) {
+        let status = response.status();
         let m = &self.inner.metrics;
         let route = outcome.route.as_deref().unwrap_or("none");
         let cache_status = outcome.cache.status.as_str();
@@ -507,16 +521,52 @@ impl Proxy {
                 .with_label_values(&[route, reason.as_str()])
                 .inc();
         }
-        tracing::info!(
-            target: "cachecar::access",
-            route,
-            method = %method,
-            status = status.as_u16(),
-            cache_status,
-            detail = outcome.cache.detail.map(|d| d.as_str()),
-            duration_us = took.as_micros() as u64,
-            upstream_us = outcome.upstream.map(|d| d.as_micros() as u64),
-        );
+        let slow = log.slow_request.is_some_and(|limit| took > limit);
+        let sampled = status.is_server_error()
+            || slow
+            || log.access_sample >= 1.0
+            || fastrand::f64() < log.access_sample;
+        if !sampled {
+            return;
+        }
+        let bytes = body_length(response);
+        {
+            tracing::info!(
+                target: "cachecar::access",
+                route,
+                method = %method,
+                status = status.as_u16(),
+                cache_status,
+                detail = outcome.cache.detail.map(|d| d.as_str()),
+                duration_us = took.as_micros() as u64,
+                upstream_us = outcome.upstream.map(|d| d.as_micros() as u64),
+                store_us = outcome.store.map(|d| d.as_micros() as u64),
+                bytes,
+            );
+        }
+        if slow {
+            m.slow_requests_total.with_label_values(&[route]).inc();
+            let upstream = outcome.upstream.unwrap_or_default();
+            let store = outcome.store.unwrap_or_default();
+            let own = took.saturating_sub(upstream + store);
+            let (spent_in, _) = [("upstream", upstream), ("store", store), ("cachecar", own)]
+                .into_iter()
+                .max_by_key(|(_, d)| *d)
+                .unwrap_or(("cachecar", own));
+            tracing::warn!(
+                target: "cachecar::slow",
+                route,
+                method = %method,
+                status = status.as_u16(),
+                cache_status,
+                duration_ms = took.as_millis() as u64,
+                upstream_ms = upstream.as_millis() as u64,
+                store_ms = store.as_millis() as u64,
+                cachecar_ms = own.as_millis() as u64,
+                spent_in,
+                "slow request"
+            );
+        }
     }
 }
 
@@ -526,8 +576,24 @@ impl Outcome {
             route,
             cache,
             upstream: None,
+            store: None,
         }
     }
+}
+
+/// The response body's length when known (a stored entry, or an upstream
+/// `Content-Length`); streamed bodies of unknown length are `None`.
+fn body_length(response: &Response<Body>) -> Option<u64> {
+    use http_body::Body as _;
+    response.body().size_hint().exact().or_else(|| {
+        response
+            .headers()
+            .get(header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    })
 }
 
 /// Whether a request has a body (or may have one).

@@ -40,6 +40,28 @@ pub struct RawConfig {
     pub warmup: Vec<Located<String>>,
     /// `shutdown`
     pub shutdown: RawShutdown,
+    /// `log`
+    pub log: RawLog,
+    /// `reload`
+    pub reload: RawReload,
+}
+
+/// `reload:`
+#[derive(Debug, Default)]
+pub struct RawReload {
+    /// `watch`
+    pub watch: Option<bool>,
+    /// `poll_interval`
+    pub poll_interval: Option<Duration>,
+}
+
+/// `log:`
+#[derive(Debug, Default)]
+pub struct RawLog {
+    /// `access_sample`
+    pub access_sample: Option<f64>,
+    /// `slow_request`
+    pub slow_request: Option<Duration>,
 }
 
 /// `upstream:`
@@ -222,6 +244,8 @@ const TOP_KEYS: &[&str] = &[
     "invalidate",
     "warmup",
     "shutdown",
+    "log",
+    "reload",
 ];
 const POLICY_KEYS: &[&str] = &[
     "ttl",
@@ -286,6 +310,8 @@ pub fn decode(root: &Node, p: &mut Problems) -> RawConfig {
             .get("shutdown")
             .map(|n| shutdown(n, p))
             .unwrap_or_default(),
+        log: m.get("log").map(|n| log(n, p)).unwrap_or_default(),
+        reload: m.get("reload").map(|n| reload(n, p)).unwrap_or_default(),
     };
     m.finish(TOP_KEYS, p);
     raw
@@ -624,5 +650,37 @@ fn shutdown(node: &Node, p: &mut Problems) -> RawShutdown {
             .and_then(|n| yaml::duration(n, "shutdown.grace_period", p)),
     };
     m.finish(&["drain_delay", "grace_period"], p);
+    raw
+}
+
+fn log(node: &Node, p: &mut Problems) -> RawLog {
+    let Some(mut m) = MapReader::new(node, "log", p) else {
+        return RawLog::default();
+    };
+    let raw = RawLog {
+        access_sample: m
+            .get("access_sample")
+            .and_then(|n| yaml::fraction(n, "log.access_sample", p)),
+        slow_request: m
+            .get("slow_request")
+            .and_then(|n| yaml::duration(n, "log.slow_request", p)),
+    };
+    m.finish(&["access_sample", "slow_request"], p);
+    raw
+}
+
+fn reload(node: &Node, p: &mut Problems) -> RawReload {
+    let Some(mut m) = MapReader::new(node, "reload", p) else {
+        return RawReload::default();
+    };
+    let raw = RawReload {
+        watch: m
+            .get("watch")
+            .and_then(|n| yaml::boolean(n, "reload.watch", p)),
+        poll_interval: m
+            .get("poll_interval")
+            .and_then(|n| yaml::duration(n, "reload.poll_interval", p)),
+    };
+    m.finish(&["watch", "poll_interval"], p);
     raw
 }

@@ -73,8 +73,42 @@ pub fn render(config: &RuntimeConfig) -> String {
             }
         );
     }
+    let _ = writeln!(
+        out,
+        "reload: {}{}, SIGHUP, POST /admin/reload; access log {}, slow requests {}",
+        if config.reload.watch {
+            "on file change, "
+        } else {
+            ""
+        },
+        config.reload.poll_interval.map_or_else(
+            || "no poll".to_string(),
+            |d| format!("poll every {}", human(d))
+        ),
+        if config.log.access_sample >= 1.0 {
+            "every request".to_string()
+        } else {
+            format!(
+                "{}% of requests (plus 5xx and slow)",
+                config.log.access_sample * 100.0
+            )
+        },
+        config.log.slow_request.map_or_else(
+            || "not reported".to_string(),
+            |d| format!("over {}", human(d))
+        ),
+    );
     routes(config, &mut out);
     invalidations(config, &mut out);
+    if !config.warmup.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nWarmup (at start and after each reload, 4 at a time):"
+        );
+        for w in &config.warmup {
+            let _ = writeln!(out, "  {}  (Host: {})", w.text, w.host);
+        }
+    }
     if !config.warnings.is_empty() {
         let _ = writeln!(out, "\nWarnings:");
         for w in &config.warnings {

@@ -10,13 +10,14 @@ use std::time::Duration;
 use http::{HeaderName, Method, Uri};
 
 use super::file::{
-    Located, RawConfig, RawIdentity, RawInvalidation, RawPolicy, RawQuery, RawRoute, RawTtl,
+    Located, RawConfig, RawIdentity, RawInvalidation, RawLog, RawPolicy, RawQuery, RawRoute, RawTtl,
 };
 use super::yaml::{Loc, Problems};
 use super::{
     AdminConfig, AdminToken, CacheConfig, CoalesceConfig, ConfigSource, IdentityConfig,
-    IdentitySource, KeySpec, L1Config, OriginCacheControl, QueryKey, RedisNodes, RedisSettings,
-    Route, RuntimeConfig, Scope, ShutdownConfig, StoreKind, UpstreamConfig,
+    IdentitySource, KeySpec, L1Config, LogConfig, OriginCacheControl, QueryKey, RedisNodes,
+    RedisSettings, ReloadConfig, Route, RuntimeConfig, Scope, ShutdownConfig, StoreKind,
+    UpstreamConfig, WarmupTarget,
 };
 use crate::proxy::invalidate::{InvalidationRule, Invalidations, PurgePlan, PurgeTarget};
 use crate::proxy::route::{RouteTable, Template, split_pattern};
@@ -61,6 +62,12 @@ pub const DEFAULT_KEY_PREFIX: &str = "cachecar:";
 pub const DEFAULT_L1_MAX_BYTES: u64 = 64 << 20;
 /// Longest L1 trusts what it learned without asking Redis.
 pub const DEFAULT_L1_TTL: Duration = Duration::from_secs(5);
+/// Requests slower than this log a warning unless `log.slow_request` says
+/// otherwise (the seed's "SLOW QUERY" threshold).
+pub const DEFAULT_SLOW_REQUEST: Duration = Duration::from_secs(1);
+/// The config file's content hash is checked this often, in case file
+/// events are missed.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// An identity hash key shorter than this is guessable.
 const MIN_HASH_KEY_LEN: usize = 16;
 /// Bumped when the key layout changes, so old entries never match new keys.
@@ -75,15 +82,15 @@ pub fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig> {
     let mut cache_warnings = Vec::new();
     let cache = cache(&raw, p, &mut cache_warnings);
     let identity = identity(&raw.identity, p);
-    refuse_unreleased(&raw, p);
     let defaults = &raw.defaults;
     let routes = routes(&raw.routes, defaults, p);
     let (invalidations, plans) = invalidations(&raw.invalidate, &routes, p);
-    let (routes, mut warnings) = route_table(routes, &plans, p)?;
+    let (routes, mut warnings) = route_table(routes, &plans, identity.as_ref(), p)?;
     warnings.extend(cache_warnings);
     let invalidations = Invalidations::new(invalidations)
         .map_err(|e| p.at_loc(None, "invalidate", e.0))
         .ok()?;
+    let warmup = warmup(&raw.warmup, upstream.as_ref(), &routes, p);
     Some(RuntimeConfig {
         listen: listen?,
         upstream: upstream?,
@@ -95,6 +102,16 @@ pub fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig> {
         shutdown: ShutdownConfig {
             drain_delay: raw.shutdown.drain_delay.unwrap_or(DEFAULT_DRAIN_DELAY),
             grace_period: raw.shutdown.grace_period.unwrap_or(DEFAULT_GRACE_PERIOD),
+        },
+        warmup,
+        log: log(&raw.log),
+        reload: ReloadConfig {
+            watch: raw.reload.watch.unwrap_or(true),
+            poll_interval: match raw.reload.poll_interval {
+                Some(d) if d.is_zero() => None,
+                Some(d) => Some(d),
+                None => Some(DEFAULT_POLL_INTERVAL),
+            },
         },
         source: ConfigSource::default(),
         warnings,
@@ -489,12 +506,102 @@ fn l1(raw: &RawConfig, store: StoreKind, p: &mut Problems, warnings: &mut Vec<St
     l1
 }
 
-/// Keys of the contract that this version parses but does not implement
-/// yet. Refusing them beats silently running without what they ask for.
-fn refuse_unreleased(raw: &RawConfig, p: &mut Problems) {
-    let not_yet = "is not supported by this version of cachecar yet; remove it";
-    if let Some(first) = raw.warmup.first() {
-        p.at_loc(Some(first.loc), "warmup", not_yet);
+/// `warmup`: each entry a `GET` of a path some route caches, given as
+/// `GET /path?query` (sent with the upstream's authority as `Host`) or
+/// `GET http://host/path` (sent with that `Host`, for entries clients that
+/// use that host will hit).
+fn warmup(
+    raw: &[Located<String>],
+    upstream: Option<&UpstreamConfig>,
+    routes: &RouteTable<Arc<Route>>,
+    p: &mut Problems,
+) -> Vec<WarmupTarget> {
+    let mut out: Vec<WarmupTarget> = Vec::new();
+    for item in raw {
+        let loc = Some(item.loc);
+        let text = item.value.trim();
+        let Some((method, target)) = text.split_once(' ') else {
+            p.at_loc(
+                loc,
+                "warmup",
+                "expected `GET /path` or `GET http://host/path`",
+            );
+            continue;
+        };
+        if method != "GET" {
+            p.at_loc(
+                loc,
+                "warmup",
+                format!("`{method}`: only GET requests can warm the cache"),
+            );
+            continue;
+        }
+        let uri = match target.trim().parse::<Uri>() {
+            Ok(u)
+                if u.scheme().is_none_or(|s| s.as_str() == "http") && u.path().starts_with('/') =>
+            {
+                u
+            }
+            _ => {
+                p.at_loc(
+                    loc,
+                    "warmup",
+                    format!("`{}` is not a path or an http:// URL", target.trim()),
+                );
+                continue;
+            }
+        };
+        let target = match crate::proxy::normalize::request(&uri, &http::HeaderMap::new()) {
+            Ok(t) => t,
+            Err(e) => {
+                p.at_loc(loc, "warmup", format!("`{uri}`: {e}"));
+                continue;
+            }
+        };
+        if routes.find(&target.path).is_none() {
+            p.at_loc(
+                loc,
+                "warmup",
+                format!(
+                    "`{}` matches no route, so nothing would be stored",
+                    target.path
+                ),
+            );
+            continue;
+        }
+        let Some(host) = target
+            .host
+            .or_else(|| upstream.map(|u| u.authority.as_str().to_ascii_lowercase()))
+        else {
+            continue;
+        };
+        let path_and_query = match &target.query {
+            Some(q) => format!("{}?{q}", target.path),
+            None => target.path,
+        };
+        let t = WarmupTarget {
+            text: text.to_string(),
+            host,
+            path_and_query,
+        };
+        if out.contains(&t) {
+            p.at_loc(loc, "warmup", format!("`{text}` is listed twice"));
+            continue;
+        }
+        out.push(t);
+    }
+    out
+}
+
+/// `log`: defaults log every request and warn above one second.
+fn log(raw: &RawLog) -> LogConfig {
+    LogConfig {
+        access_sample: raw.access_sample.unwrap_or(1.0),
+        slow_request: match raw.slow_request {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => Some(DEFAULT_SLOW_REQUEST),
+        },
     }
 }
 
@@ -890,6 +997,7 @@ fn invalidation(
 fn route_table(
     pending: Vec<PendingRoute>,
     plans: &[PurgePlan],
+    identity: Option<&IdentityConfig>,
     p: &mut Problems,
 ) -> Option<(RouteTable<Arc<Route>>, Vec<String>)> {
     let locs: Vec<Loc> = pending.iter().map(|r| r.loc).collect();
@@ -905,7 +1013,7 @@ fn route_table(
             sets.sort();
             sets.dedup();
             route.binding_sets = sets;
-            route.fingerprint = fingerprint(&route);
+            route.fingerprint = fingerprint(&route, identity);
             (route.template.clone(), Arc::new(route))
         })
         .collect();
@@ -927,7 +1035,12 @@ fn route_table(
     Some((table, warnings))
 }
 
-fn fingerprint(route: &Route) -> [u8; 32] {
+/// Everything about a route that decides which entry a request may read:
+/// a reload that changes any of it gives the route new keys, so entries
+/// stored under the old rules are never served under the new ones, while
+/// unchanged routes keep theirs. Freshness settings are not part of it:
+/// each entry carries its own deadlines.
+fn fingerprint(route: &Route, identity: Option<&IdentityConfig>) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(KEY_FORMAT_VERSION);
     let mut field = |bytes: &[u8]| {
@@ -943,6 +1056,20 @@ fn fingerprint(route: &Route) -> [u8; 32] {
     }
     for set in &route.binding_sets {
         field(set.join(",").as_bytes());
+    }
+    // Who may share an entry: turning these off must not leave entries
+    // stored under the looser rule readable.
+    field(&[
+        u8::from(route.store_private),
+        u8::from(route.share_authenticated),
+    ]);
+    if route.scope == Scope::User
+        && let Some(identity) = identity
+    {
+        match &identity.source {
+            IdentitySource::Header(name) => field(format!("header:{name}").as_bytes()),
+            IdentitySource::Cookie(name) => field(format!("cookie:{name}").as_bytes()),
+        }
     }
     *h.finalize().as_bytes()
 }

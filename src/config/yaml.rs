@@ -414,6 +414,22 @@ pub fn integer(node: &Node, path: &str, max: u64, p: &mut Problems) -> Option<u6
     }
 }
 
+/// A fraction from 0 to 1 inclusive (`0.1`, `1`, `0`).
+pub fn fraction(node: &Node, path: &str, p: &mut Problems) -> Option<f64> {
+    let f = match &node.value {
+        Value::Float(f) => Some(*f),
+        Value::Int(i) => Some(*i as f64),
+        _ => None,
+    };
+    match f {
+        Some(f) if (0.0..=1.0).contains(&f) => Some(f),
+        _ => {
+            p.at(Some(node), path, "expected a number from 0 to 1 (e.g. 0.1)");
+            None
+        }
+    }
+}
+
 /// A humantime duration such as `250ms`, `30s` or `2h`.
 pub fn duration(node: &Node, path: &str, p: &mut Problems) -> Option<Duration> {
     let text = match &node.value {

@@ -155,6 +155,126 @@ async fn run_serves_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// `SIGHUP` re-reads the file (here with file watching and polling off, so
+/// nothing else could have applied the in-place edit).
+#[tokio::test]
+async fn sighup_applies_an_in_place_edit() {
+    trace_init();
+    let (port, admin) = (free_port(), free_port());
+    let text = |route: &str| {
+        format!(
+            "listen: 127.0.0.1:{port}\nupstream: {{ url: \"http://127.0.0.1:9\" }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nshutdown: {{ drain_delay: 0s }}\nreload: {{ watch: false, poll_interval: 0s }}\nroutes:\n  - name: {route}\n    match: GET /a\n"
+        )
+    };
+    let path = write_config("sighup", &text("first"));
+    let child = bin()
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(port_open(admin).await, "admin port opens");
+    let status_url = format!("http://127.0.0.1:{admin}/status");
+    std::fs::write(&path, text("second")).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before: serde_json::Value =
+        serde_json::from_slice(&get(&status_url, &[]).await.body).unwrap();
+    assert_eq!(
+        before["config"]["generation"], 1,
+        "no reload without the signal"
+    );
+    let _ = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status();
+    let applied = eventually(Duration::from_secs(5), || {
+        let url = status_url.clone();
+        async move {
+            let s: serde_json::Value = serde_json::from_slice(&get(&url, &[]).await.body).unwrap();
+            s["config"]["generation"] == 2 && s["config"]["last_reload"]["trigger"] == "sighup"
+        }
+    })
+    .await;
+    let status = tokio::task::spawn_blocking(move || terminate(child))
+        .await
+        .unwrap();
+    assert!(applied, "SIGHUP applied the edit");
+    assert!(status.success(), "still exits cleanly: {status:?}");
+}
+
+/// The access log (sampled; slow requests always kept) and the slow-request
+/// warning, as JSON lines on stderr.
+#[tokio::test]
+async fn json_access_log_samples_and_slow_requests_name_where_time_went() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    trace_init();
+    let up = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("twelve bytes")
+                .set_delay(Duration::from_millis(80)),
+        )
+        .mount(&up)
+        .await;
+    let (port, admin) = (free_port(), free_port());
+    let path = write_config(
+        "logs",
+        &format!(
+            "listen: 127.0.0.1:{port}\nupstream: {{ url: \"{}\" }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nshutdown: {{ drain_delay: 0s }}\nlog: {{ access_sample: 0.0, slow_request: 40ms }}\nroutes:\n  - name: docs\n    match: GET /a\n    ttl: 1m\n",
+            up.uri()
+        ),
+    );
+    let child = bin()
+        .args(["--log-format", "json", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(port_open(port).await, "proxy port opens");
+    let url = format!("http://127.0.0.1:{port}/a");
+    assert_eq!(get(&url, &[]).await.x_cache(), "MISS");
+    assert_eq!(get(&url, &[]).await.x_cache(), "HIT");
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let of = |target: &str| {
+        events
+            .iter()
+            .filter(|e| e["target"] == target)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let access = of("cachecar::access");
+    assert_eq!(
+        access.len(),
+        1,
+        "only the slow miss is kept at sample 0: {access:?}"
+    );
+    let a = &access[0];
+    assert_eq!(a["route"], "docs");
+    assert_eq!(a["method"], "GET");
+    assert_eq!(a["status"], 200);
+    assert_eq!(a["cache_status"], "miss");
+    assert_eq!(a["bytes"], 12);
+    assert!(a["upstream_us"].as_u64().unwrap() >= 80_000, "{a}");
+    assert!(a["store_us"].is_u64(), "{a}");
+    let slow = of("cachecar::slow");
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    assert_eq!(slow[0]["route"], "docs");
+    assert_eq!(slow[0]["spent_in"], "upstream");
+    assert!(slow[0]["upstream_ms"].as_u64().unwrap() >= 80);
+}
+
 /// `cachecar demo`: first call goes to the slow demo API, the second is a
 /// hit, a PUT invalidates; SIGTERM exits 0.
 #[tokio::test]

@@ -11,6 +11,7 @@ mod invalidation;
 mod metrics;
 mod redis_server;
 mod redis_store;
+mod reload;
 mod semantics;
 mod shutdown;
 mod store_contract;

@@ -70,6 +70,17 @@ impl TestProxy {
     pub async fn start(yaml: &str) -> Self {
         let config =
             load_str(yaml, &|_| None).unwrap_or_else(|e| panic!("test config is invalid: {e}"));
+        Self::serve(config).await
+    }
+
+    /// Loads the file at `path` (so it reloads) and serves it.
+    pub async fn start_file(path: &std::path::Path) -> Self {
+        let config = cachecar::config::load_file(path, &|_| None)
+            .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
+        Self::serve(config).await
+    }
+
+    async fn serve(config: cachecar::config::RuntimeConfig) -> Self {
         let app = App::bind(config).await.expect("bind loopback ports");
         let (addr, admin) = (app.proxy_addr(), app.admin_addr());
         let shutdown = CancellationToken::new();

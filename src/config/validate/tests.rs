@@ -368,12 +368,13 @@ fn unused_store_sections_are_warnings_not_errors() {
 }
 
 #[test]
-fn refuses_features_of_later_versions_instead_of_ignoring_them() {
+fn contract_keys_are_all_accepted() {
     rejected(
         &format!("{MINIMAL}warmup: [GET /a]\n"),
-        "warmup: is not supported",
+        "`/a` matches no route",
     );
     let accepted = [
+        "routes: [{ name: a, match: GET /a }]\nwarmup: [GET /a]\n",
         "defaults: { stale_if_error: 5s, stale_while_revalidate: 1m }\n",
         "cache: { coalesce: { enabled: false, wait_timeout: 1s }, max_variants: 4 }\n",
     ];
@@ -465,4 +466,58 @@ fn binding_sets_follow_the_purge_targets() {
     assert_eq!(routes[0].binding_sets, vec![vec![Box::from("id")]]);
     assert!(routes[1].binding_sets.is_empty());
     assert_ne!(routes[0].fingerprint, routes[1].fingerprint);
+}
+
+#[test]
+fn log_and_reload_settings_have_defaults_and_bounds() {
+    let config = load_str(MINIMAL, &|_| None).unwrap();
+    assert_eq!(config.log.access_sample, 1.0);
+    assert_eq!(config.log.slow_request, Some(super::DEFAULT_SLOW_REQUEST));
+    assert!(config.reload.watch);
+    assert_eq!(
+        config.reload.poll_interval,
+        Some(super::DEFAULT_POLL_INTERVAL)
+    );
+    let text = format!(
+        "{MINIMAL}log: {{ access_sample: 0.25, slow_request: 0s }}\nreload: {{ watch: false, poll_interval: 0s }}\n"
+    );
+    let config = load_str(&text, &|_| None).unwrap();
+    assert_eq!(config.log.access_sample, 0.25);
+    assert_eq!(config.log.slow_request, None, "0s turns the warning off");
+    assert!(!config.reload.watch);
+    assert_eq!(config.reload.poll_interval, None);
+    rejected(
+        &format!("{MINIMAL}log: {{ access_sample: 1.5 }}\n"),
+        "log.access_sample: expected a number from 0 to 1",
+    );
+    rejected(
+        &format!("{MINIMAL}log: {{ access_sampel: 1 }}\n"),
+        "access_sampel",
+    );
+    rejected(
+        &format!("{MINIMAL}reload: {{ watch: sometimes }}\n"),
+        "reload.watch",
+    );
+}
+
+#[test]
+fn fingerprints_change_with_sharing_rules_and_identity_source() {
+    let with = |extra: &str, identity: &str| {
+        let text = format!(
+            "{MINIMAL}identity: {{ {identity} }}\nroutes:\n  - name: a\n    match: GET /a\n    scope: user\n{extra}"
+        );
+        load_str(&text, &|_| None).unwrap().routes.values()[0].fingerprint
+    };
+    let base = with("", "header: authorization");
+    assert_eq!(base, with("", "header: authorization"), "stable");
+    assert_ne!(
+        base,
+        with("    store_private: true\n", "header: authorization")
+    );
+    assert_ne!(base, with("", "cookie: session"));
+    assert_eq!(
+        base,
+        with("    ttl: 5m\n", "header: authorization"),
+        "freshness is not part of the key"
+    );
 }
