@@ -21,7 +21,7 @@ use crate::cache::memory::MemoryStore;
 use crate::cache::redis::RedisStore;
 use crate::cache::tiered::TieredStore;
 use crate::cache::{Cache, Store};
-use crate::config::{ConfigHandle, RuntimeConfig, StoreKind};
+use crate::config::{ConfigHandle, Limits, RuntimeConfig, StoreKind};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::upstream::Upstream;
@@ -159,6 +159,7 @@ impl App {
                 "admin",
                 self.admin_listener,
                 move |_| admin_service.clone(),
+                Limits::default(),
                 admin_stop.clone(),
                 ADMIN_GRACE,
             )
@@ -171,6 +172,7 @@ impl App {
                 "proxy",
                 self.proxy_listener,
                 move |peer| proxy.service(peer),
+                config.limits,
                 proxy_stop.clone(),
                 grace,
             )

@@ -54,6 +54,10 @@ pub struct RuntimeConfig {
     pub log: LogConfig,
     /// What reloads the config file besides `SIGHUP` and the admin API.
     pub reload: ReloadConfig,
+    /// Bounds on what a client may send (restart to change).
+    pub limits: Limits,
+    /// Which hosts are served and which client headers are trusted.
+    pub security: SecurityConfig,
     /// Where the config came from and its content hash.
     pub source: ConfigSource,
     /// Things that are allowed but probably not meant (e.g. unreachable routes).
@@ -181,6 +185,61 @@ pub struct WarmupTarget {
     pub host: String,
     /// Path and query, normalized.
     pub path_and_query: String,
+}
+
+/// `limits`: what one client may send and hold. Built into the listener,
+/// so a restart applies changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of the request line plus headers (HTTP/1.1), or of the header
+    /// list (HTTP/2); beyond: 431.
+    pub max_header_bytes: usize,
+    /// Header fields per request; beyond: 431.
+    pub max_headers: usize,
+    /// Bytes of the request target; beyond: 414.
+    pub max_uri_bytes: usize,
+    /// Time for a request's headers to arrive, counted from when the
+    /// connection is idle: also the keep-alive idle timeout.
+    pub header_read_timeout: Duration,
+    /// Request body bytes; beyond: 413.
+    pub max_request_body_bytes: u64,
+    /// Longest wait for the next piece of a request body; beyond: 408.
+    pub request_body_timeout: Duration,
+    /// Client connections open at once; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    /// Generous for an API, tight enough that one client cannot hold much:
+    /// close to nginx's defaults.
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 32 << 10,
+            max_headers: 100,
+            max_uri_bytes: 8 << 10,
+            header_read_timeout: Duration::from_secs(60),
+            max_request_body_bytes: 16 << 20,
+            request_body_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            h2_max_concurrent_streams: 128,
+        }
+    }
+}
+
+/// `security`: the hosts cachecar answers for and the headers it trusts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// Lower-cased `Host` values (with or without port) that are served;
+    /// empty: any. Others get 421.
+    pub allowed_hosts: Vec<String>,
+    /// Keep the client's `X-Forwarded-*`/`Forwarded` (appending to
+    /// `X-Forwarded-For`), for when a trusted proxy sits in front; else
+    /// they are overwritten from the connection.
+    pub trust_forwarded: bool,
+    /// Merge runs of `/` in paths before matching, keying and forwarding.
+    pub merge_slashes: bool,
 }
 
 /// `reload`: automatic reloads of the config file.

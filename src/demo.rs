@@ -113,6 +113,7 @@ impl DemoApi {
             "demo-api",
             listener,
             move |_| service.clone(),
+            crate::config::Limits::default(),
             stop,
             Duration::from_secs(1),
         )

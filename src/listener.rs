@@ -2,26 +2,62 @@
 //! and HTTP/2 with prior knowledge, "h2c") -> a tower service, with graceful
 //! shutdown.
 //!
+//! Limits (`limits` in the config) are enforced here where hyper can: the
+//! header read timeout (with a timer; hyper silently has none without one,
+//! which leaves slowloris connections open forever), header bytes and
+//! count (431), HTTP/2 stream concurrency and reset floods, and a bound on
+//! open connections: past `max_connections` the loop stops accepting, so
+//! new connections wait in the kernel's backlog instead of costing memory.
+//!
 //! When `stop` fires the loop stops accepting and drops the listener (new
 //! connections are refused), asks every open connection to finish its
 //! in-flight requests and close, and waits for them up to `grace`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::config::Limits;
 use crate::proxy::upstream::BoxError;
+
+/// HTTP/2 streams a client may reset before the server has accepted them,
+/// at once: the "rapid reset" flood (CVE-2023-44487) is bounded by it.
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// HTTP/2 streams the server may reset for a client's protocol errors
+/// before the connection is closed (CVE-2024-27316 style floods).
+const H2_MAX_LOCAL_RESETS: usize = 1024;
+
+/// The connection builder with `limits` applied.
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS);
+    builder
+}
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the loop
 /// does not spin while the condition lasts.
@@ -33,6 +69,7 @@ pub async fn serve<M, S, B>(
     name: &'static str,
     listener: TcpListener,
     make_service: M,
+    limits: Limits,
     stop: CancellationToken,
     grace: Duration,
 ) -> bool
@@ -46,9 +83,18 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = builder(&limits);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
+        let slot = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             biased;
             () = stop.cancelled() => break,
@@ -70,6 +116,7 @@ where
         let span = tracing::debug_span!("connection", listener = name, %peer);
         tokio::spawn(
             async move {
+                let _slot = slot;
                 if let Err(e) = watched.await {
                     tracing::debug!(cause = %e, "connection ended with an error");
                 }

@@ -43,6 +43,7 @@ pub mod body;
 pub mod cache_control;
 pub mod conditional;
 mod fetch;
+pub mod guard;
 pub mod invalidate;
 pub mod key;
 pub mod lookup;
@@ -52,7 +53,7 @@ pub mod respond;
 pub mod route;
 pub mod upstream;
 
-use body::Body;
+use body::{Body, BodyLimit, Guarded};
 use conditional::ClientConditions;
 use fetch::FetchRequest;
 use lookup::Usable;
@@ -152,25 +153,38 @@ impl Proxy {
     async fn dispatch<B>(
         &self,
         config: &Arc<RuntimeConfig>,
-        request: Request<B>,
+        mut request: Request<B>,
         client: SocketAddr,
     ) -> (Response<Body>, Outcome)
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let target = match normalize::request(request.uri(), request.headers()) {
+        if let Err(refusal) = guard::screen(&request, config) {
+            return refuse(refusal, None);
+        }
+        upstream::drop_untrusted(request.headers_mut(), config.security.trust_forwarded);
+        let mut target = match normalize::request(request.uri(), request.headers()) {
             Ok(target) => target,
             Err(e) => {
                 let outcome = Outcome::new(None, CacheOutcome::bypass(BypassReason::Invalid));
                 return (ProxyError::from(e).to_response("none"), outcome);
             }
         };
+        if config.security.merge_slashes {
+            normalize::merge_slashes(&mut target.path);
+        }
+        if let Err(refusal) = guard::host_allowed(config, target.host.as_deref()) {
+            return refuse(refusal, None);
+        }
         let method = request.method();
         if *method == Method::GET || *method == Method::HEAD {
             return match config.routes.find(&target.path) {
                 Some(m) => {
                     let route = m.value.clone();
+                    if let Err(refusal) = guard::path(&target) {
+                        return refuse(refusal, Some(route.name.clone()));
+                    }
                     self.cacheable(config, request, target.clone(), route, &m.captures, client)
                         .await
                 }
@@ -325,6 +339,11 @@ impl Proxy {
             .routes
             .find(&target.path)
             .map(|m| m.value.name.clone());
+        if (route.is_some() || !purge.rules.is_empty())
+            && let Err(refusal) = guard::path(target)
+        {
+            return refuse(refusal, route);
+        }
         let label = route.as_deref().unwrap_or("none").to_string();
         let (result, took) = self
             .forward_client(config, request, target, client, &label)
@@ -333,7 +352,7 @@ impl Proxy {
         outcome.upstream = Some(took);
         let response = match result {
             Ok(response) => response,
-            Err(e) => return (ProxyError::from(e).to_response(&label), outcome),
+            Err(e) => return (upstream_failure(e, &label), outcome),
         };
         let status = response.status();
         if status.is_success() || status.is_redirection() {
@@ -399,7 +418,7 @@ impl Proxy {
         outcome.upstream = Some(took);
         match result {
             Ok(response) => (response.map(Body::Stream), outcome),
-            Err(e) => (ProxyError::from(e).to_response(&label), outcome),
+            Err(e) => (upstream_failure(e, &label), outcome),
         }
     }
 
@@ -417,11 +436,19 @@ impl Proxy {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = request.into_parts();
+        let limits = &config.limits;
+        let body = box_body(body).map(|b| {
+            UnsyncBoxBody::new(Guarded::new(
+                b,
+                limits.max_request_body_bytes,
+                limits.request_body_timeout,
+            ))
+        });
         self.forward(
             config,
             &parts.method,
             &parts.headers,
-            box_body(body),
+            body,
             target,
             client,
             route,
@@ -444,9 +471,8 @@ impl Proxy {
         client: SocketAddr,
         route: &str,
     ) -> (Result<Response<Incoming>, UpstreamError>, Duration) {
-        let build = |body: UpstreamBody| {
-            upstream::request(method, headers, target, &config.upstream, client, body)
-        };
+        let build =
+            |body: UpstreamBody| upstream::request(method, headers, target, config, client, body);
         let replayable = body.is_none() && method.is_idempotent();
         let first = build(body.unwrap_or_else(empty_body));
         let (result, took) = self.send(config, first, route).await;
@@ -579,6 +605,41 @@ impl Outcome {
             store: None,
         }
     }
+}
+
+/// The answer when forwarding failed: 413/408 (closing) when it was the
+/// client's body that broke a limit, else 502/504.
+fn upstream_failure(e: UpstreamError, route: &str) -> Response<Body> {
+    match BodyLimit::find(&e) {
+        Some(limit) => {
+            let (status, reason) = match limit {
+                BodyLimit::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+                BodyLimit::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request body too slow"),
+            };
+            refuse(
+                guard::Refusal {
+                    status,
+                    reason,
+                    close: true,
+                },
+                None,
+            )
+            .0
+        }
+        None => ProxyError::from(e).to_response(route),
+    }
+}
+
+/// The answer to a refused request, counted as a bypass of `route`.
+fn refuse(refusal: guard::Refusal, route: Option<Arc<str>>) -> (Response<Body>, Outcome) {
+    let mut response = crate::error::status_response(refusal.status, refusal.reason);
+    if refusal.close {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    let outcome = Outcome::new(route, CacheOutcome::bypass(BypassReason::Invalid));
+    (response, outcome)
 }
 
 /// The response body's length when known (a stored entry, or an upstream

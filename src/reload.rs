@@ -384,6 +384,7 @@ fn carry_over(old: &RuntimeConfig, new: &mut RuntimeConfig) -> Vec<&'static str>
     keep!("cache.redis", cache.redis);
     keep!("cache.l1", cache.l1);
     keep!("reload", reload);
+    keep!("limits", limits);
     changed
 }
 

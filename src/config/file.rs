@@ -44,6 +44,42 @@ pub struct RawConfig {
     pub log: RawLog,
     /// `reload`
     pub reload: RawReload,
+    /// `limits`
+    pub limits: RawLimits,
+    /// `security`
+    pub security: RawSecurity,
+}
+
+/// `limits:`
+#[derive(Debug, Default)]
+pub struct RawLimits {
+    /// `max_header_bytes`
+    pub max_header_bytes: Option<Located<u64>>,
+    /// `max_headers`
+    pub max_headers: Option<Located<u64>>,
+    /// `max_uri_bytes`
+    pub max_uri_bytes: Option<Located<u64>>,
+    /// `header_read_timeout`
+    pub header_read_timeout: Option<Located<Duration>>,
+    /// `max_request_body_bytes`
+    pub max_request_body_bytes: Option<Located<u64>>,
+    /// `request_body_timeout`
+    pub request_body_timeout: Option<Located<Duration>>,
+    /// `max_connections`
+    pub max_connections: Option<Located<u64>>,
+    /// `h2_max_concurrent_streams`
+    pub h2_max_concurrent_streams: Option<Located<u64>>,
+}
+
+/// `security:`
+#[derive(Debug, Default)]
+pub struct RawSecurity {
+    /// `allowed_hosts`
+    pub allowed_hosts: Vec<Located<String>>,
+    /// `trust_forwarded`
+    pub trust_forwarded: Option<bool>,
+    /// `merge_slashes`
+    pub merge_slashes: Option<bool>,
 }
 
 /// `reload:`
@@ -246,6 +282,8 @@ const TOP_KEYS: &[&str] = &[
     "shutdown",
     "log",
     "reload",
+    "limits",
+    "security",
 ];
 const POLICY_KEYS: &[&str] = &[
     "ttl",
@@ -312,6 +350,11 @@ pub fn decode(root: &Node, p: &mut Problems) -> RawConfig {
             .unwrap_or_default(),
         log: m.get("log").map(|n| log(n, p)).unwrap_or_default(),
         reload: m.get("reload").map(|n| reload(n, p)).unwrap_or_default(),
+        limits: m.get("limits").map(|n| limits(n, p)).unwrap_or_default(),
+        security: m
+            .get("security")
+            .map(|n| security(n, p))
+            .unwrap_or_default(),
     };
     m.finish(TOP_KEYS, p);
     raw
@@ -682,5 +725,74 @@ fn reload(node: &Node, p: &mut Problems) -> RawReload {
             .and_then(|n| yaml::duration(n, "reload.poll_interval", p)),
     };
     m.finish(&["watch", "poll_interval"], p);
+    raw
+}
+
+fn limits(node: &Node, p: &mut Problems) -> RawLimits {
+    let Some(mut m) = MapReader::new(node, "limits", p) else {
+        return RawLimits::default();
+    };
+    let mut size = |key: &str, p: &mut Problems| {
+        m.get(key)
+            .and_then(|n| located(n, yaml::byte_size(n, &format!("limits.{key}"), p)))
+    };
+    let max_header_bytes = size("max_header_bytes", p);
+    let max_uri_bytes = size("max_uri_bytes", p);
+    let max_request_body_bytes = size("max_request_body_bytes", p);
+    let mut count = |key: &str, max: u64, p: &mut Problems| {
+        m.get(key)
+            .and_then(|n| located(n, yaml::integer(n, &format!("limits.{key}"), max, p)))
+    };
+    let max_headers = count("max_headers", 10_000, p);
+    let max_connections = count("max_connections", 1_000_000, p);
+    let h2_max_concurrent_streams = count("h2_max_concurrent_streams", 100_000, p);
+    let mut duration = |key: &str, p: &mut Problems| {
+        m.get(key)
+            .and_then(|n| located(n, yaml::duration(n, &format!("limits.{key}"), p)))
+    };
+    let header_read_timeout = duration("header_read_timeout", p);
+    let request_body_timeout = duration("request_body_timeout", p);
+    m.finish(
+        &[
+            "max_header_bytes",
+            "max_headers",
+            "max_uri_bytes",
+            "header_read_timeout",
+            "max_request_body_bytes",
+            "request_body_timeout",
+            "max_connections",
+            "h2_max_concurrent_streams",
+        ],
+        p,
+    );
+    RawLimits {
+        max_header_bytes,
+        max_headers,
+        max_uri_bytes,
+        header_read_timeout,
+        max_request_body_bytes,
+        request_body_timeout,
+        max_connections,
+        h2_max_concurrent_streams,
+    }
+}
+
+fn security(node: &Node, p: &mut Problems) -> RawSecurity {
+    let Some(mut m) = MapReader::new(node, "security", p) else {
+        return RawSecurity::default();
+    };
+    let raw = RawSecurity {
+        allowed_hosts: m
+            .get("allowed_hosts")
+            .map(|n| strings(n, "security.allowed_hosts", p))
+            .unwrap_or_default(),
+        trust_forwarded: m
+            .get("trust_forwarded")
+            .and_then(|n| yaml::boolean(n, "security.trust_forwarded", p)),
+        merge_slashes: m
+            .get("merge_slashes")
+            .and_then(|n| yaml::boolean(n, "security.merge_slashes", p)),
+    };
+    m.finish(&["allowed_hosts", "trust_forwarded", "merge_slashes"], p);
     raw
 }

@@ -98,6 +98,34 @@ pub fn render(config: &RuntimeConfig) -> String {
             |d| format!("over {}", human(d))
         ),
     );
+    let (l, s) = (&config.limits, &config.security);
+    let _ = writeln!(
+        out,
+        "security: hosts {}; X-Forwarded-* {}{}",
+        if s.allowed_hosts.is_empty() {
+            "any".to_string()
+        } else {
+            s.allowed_hosts.join(", ")
+        },
+        if s.trust_forwarded {
+            "trusted (kept and keyed)"
+        } else {
+            "overwritten from the connection"
+        },
+        if s.merge_slashes { "; // merged" } else { "" },
+    );
+    let _ = writeln!(
+        out,
+        "limits: headers {} / {} fields, target {}, header timeout {}, body {} (pause {}), {} connections, {} h2 streams",
+        size(l.max_header_bytes as u64),
+        l.max_headers,
+        size(l.max_uri_bytes as u64),
+        human(l.header_read_timeout),
+        size(l.max_request_body_bytes),
+        human(l.request_body_timeout),
+        l.max_connections,
+        l.h2_max_concurrent_streams,
+    );
     routes(config, &mut out);
     invalidations(config, &mut out);
     if !config.warmup.is_empty() {

@@ -10,14 +10,15 @@ use std::time::Duration;
 use http::{HeaderName, Method, Uri};
 
 use super::file::{
-    Located, RawConfig, RawIdentity, RawInvalidation, RawLog, RawPolicy, RawQuery, RawRoute, RawTtl,
+    Located, RawConfig, RawIdentity, RawInvalidation, RawLimits, RawLog, RawPolicy, RawQuery,
+    RawRoute, RawTtl,
 };
 use super::yaml::{Loc, Problems};
 use super::{
     AdminConfig, AdminToken, CacheConfig, CoalesceConfig, ConfigSource, IdentityConfig,
-    IdentitySource, KeySpec, L1Config, LogConfig, OriginCacheControl, QueryKey, RedisNodes,
-    RedisSettings, ReloadConfig, Route, RuntimeConfig, Scope, ShutdownConfig, StoreKind,
-    UpstreamConfig, WarmupTarget,
+    IdentitySource, KeySpec, L1Config, Limits, LogConfig, OriginCacheControl, QueryKey, RedisNodes,
+    RedisSettings, ReloadConfig, Route, RuntimeConfig, Scope, SecurityConfig, ShutdownConfig,
+    StoreKind, UpstreamConfig, WarmupTarget,
 };
 use crate::proxy::invalidate::{InvalidationRule, Invalidations, PurgePlan, PurgeTarget};
 use crate::proxy::route::{RouteTable, Template, split_pattern};
@@ -71,7 +72,7 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// An identity hash key shorter than this is guessable.
 const MIN_HASH_KEY_LEN: usize = 16;
 /// Bumped when the key layout changes, so old entries never match new keys.
-const KEY_FORMAT_VERSION: &[u8] = b"cachecar-key-v1";
+const KEY_FORMAT_VERSION: &[u8] = b"cachecar-key-v2";
 
 /// Validates `raw`, recording problems in `p`. Returns a config only when
 /// the parts it needs could be built; callers also check `p.is_empty()`.
@@ -105,6 +106,12 @@ pub fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig> {
         },
         warmup,
         log: log(&raw.log),
+        limits: limits(&raw.limits, p),
+        security: SecurityConfig {
+            allowed_hosts: allowed_hosts(&raw.security.allowed_hosts, p),
+            trust_forwarded: raw.security.trust_forwarded.unwrap_or(false),
+            merge_slashes: raw.security.merge_slashes.unwrap_or(false),
+        },
         reload: ReloadConfig {
             watch: raw.reload.watch.unwrap_or(true),
             poll_interval: match raw.reload.poll_interval {
@@ -591,6 +598,108 @@ fn warmup(
         out.push(t);
     }
     out
+}
+
+/// `limits`, with the defaults of [`Limits::default`].
+fn limits(raw: &RawLimits, p: &mut Problems) -> Limits {
+    let d = Limits::default();
+    let at_least =
+        |v: &Option<Located<u64>>, min: u64, default: u64, key: &str, p: &mut Problems| match v {
+            Some(v) if v.value < min => {
+                p.at_loc(
+                    Some(v.loc),
+                    &format!("limits.{key}"),
+                    format!("must be at least {min}"),
+                );
+                default
+            }
+            Some(v) => v.value,
+            None => default,
+        };
+    let positive =
+        |v: &Option<Located<Duration>>, default: Duration, key: &str, p: &mut Problems| match v {
+            Some(v) if v.value.is_zero() => {
+                p.at_loc(
+                    Some(v.loc),
+                    &format!("limits.{key}"),
+                    "must be greater than zero",
+                );
+                default
+            }
+            Some(v) => v.value,
+            None => default,
+        };
+    Limits {
+        // hyper needs at least 8 KiB of read buffer.
+        max_header_bytes: at_least(
+            &raw.max_header_bytes,
+            8192,
+            d.max_header_bytes as u64,
+            "max_header_bytes",
+            p,
+        ) as usize,
+        max_headers: at_least(&raw.max_headers, 1, d.max_headers as u64, "max_headers", p) as usize,
+        max_uri_bytes: at_least(
+            &raw.max_uri_bytes,
+            64,
+            d.max_uri_bytes as u64,
+            "max_uri_bytes",
+            p,
+        ) as usize,
+        header_read_timeout: positive(
+            &raw.header_read_timeout,
+            d.header_read_timeout,
+            "header_read_timeout",
+            p,
+        ),
+        max_request_body_bytes: at_least(
+            &raw.max_request_body_bytes,
+            0,
+            d.max_request_body_bytes,
+            "max_request_body_bytes",
+            p,
+        ),
+        request_body_timeout: positive(
+            &raw.request_body_timeout,
+            d.request_body_timeout,
+            "request_body_timeout",
+            p,
+        ),
+        max_connections: at_least(
+            &raw.max_connections,
+            1,
+            d.max_connections as u64,
+            "max_connections",
+            p,
+        ) as usize,
+        h2_max_concurrent_streams: at_least(
+            &raw.h2_max_concurrent_streams,
+            1,
+            u64::from(d.h2_max_concurrent_streams),
+            "h2_max_concurrent_streams",
+            p,
+        ) as u32,
+    }
+}
+
+/// `security.allowed_hosts`: host names, optionally with a port.
+fn allowed_hosts(raw: &[Located<String>], p: &mut Problems) -> Vec<String> {
+    raw.iter()
+        .filter_map(|h| {
+            let host = h.value.trim().to_ascii_lowercase();
+            match host.parse::<http::uri::Authority>() {
+                Ok(a) if a.as_str() == host && !host.contains('@') => Some(host),
+                _ => {
+                    p.at_loc(
+                        Some(h.loc),
+                        "security.allowed_hosts",
+                        format!("`{}` is not a host or host:port", h.value),
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// `log`: defaults log every request and warn above one second.

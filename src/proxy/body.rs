@@ -136,3 +136,105 @@ impl http_body::Body for Body {
         }
     }
 }
+
+/// A client's request body on its way upstream, held to
+/// `limits.max_request_body_bytes` and `limits.request_body_timeout`
+/// (the longest wait for the next piece): a body that breaks either ends
+/// with a [`BodyLimit`] error, which fails the upstream request; the proxy
+/// answers 413 or 408 and the app sees an aborted request, never a
+/// truncated one it could mistake for complete.
+pub struct Guarded<B> {
+    inner: B,
+    remaining: u64,
+    limit: u64,
+    idle: std::time::Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// Why a [`Guarded`] body was cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BodyLimit {
+    /// More than the limit was sent.
+    #[error("request body larger than {0} bytes")]
+    TooLarge(u64),
+    /// No data for this long.
+    #[error("no request body data for {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+impl BodyLimit {
+    /// The first [`BodyLimit`] in `error`'s source chain.
+    pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<BodyLimit> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(limit) = e.downcast_ref::<BodyLimit>() {
+                return Some(*limit);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
+
+impl<B> Guarded<B> {
+    /// Guards `inner`.
+    pub fn new(inner: B, limit: u64, idle: std::time::Duration) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+            limit,
+            idle,
+            timer: None,
+        }
+    }
+}
+
+impl<B> http_body::Body for Guarded<B>
+where
+    B: http_body::Body<Data = Bytes, Error = crate::proxy::upstream::BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = crate::proxy::upstream::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.timer = None;
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > this.remaining {
+                        return Poll::Ready(Some(Err(BodyLimit::TooLarge(this.limit).into())));
+                    }
+                    this.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(other) => {
+                this.timer = None;
+                Poll::Ready(other)
+            }
+            Poll::Pending => {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyLimit::Timeout(idle).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

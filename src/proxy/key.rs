@@ -106,6 +106,13 @@ pub fn for_request(
     let parts = parts(route, target, headers, identity);
     let mut h = blake3::Hasher::new();
     h.update(&route.fingerprint);
+    // The scheme and host the app is told about. Present only when
+    // `security.trust_forwarded` let a trusted proxy set them; the app may
+    // answer differently per scheme (redirects), so they select entries.
+    for name in ["x-forwarded-proto", "x-forwarded-host"] {
+        let value = headers.get(name).map_or(&b""[..], |v| v.as_bytes());
+        field(&mut h, value);
+    }
     field(&mut h, parts.host.as_bytes());
     field(&mut h, parts.path.as_bytes());
     field(&mut h, parts.query.as_bytes());

@@ -110,6 +110,19 @@ pub fn accept_encoding(headers: &mut HeaderMap) {
     }
 }
 
+/// Merges runs of `/` into one (`security.merge_slashes`).
+pub fn merge_slashes(path: &mut String) {
+    if path.contains("//") {
+        let mut out = String::with_capacity(path.len());
+        for c in path.chars() {
+            if !(c == '/' && out.ends_with('/')) {
+                out.push(c);
+            }
+        }
+        *path = out;
+    }
+}
+
 /// Normalizes one literal path segment of a template. `.` and `..` are refused
 /// because a normalized request path never contains them.
 ///
@@ -264,6 +277,16 @@ mod tests {
         assert_eq!(norm("/a/.").unwrap().0, "/a/");
         // Encoded slashes are not path separators, so nothing is resolved.
         assert_eq!(norm("/a/..%2Fb").unwrap().0, "/a/..%2Fb");
+    }
+
+    #[test]
+    fn slashes_merge_only_when_asked() {
+        let mut p = "//a///b/".to_string();
+        merge_slashes(&mut p);
+        assert_eq!(p, "/a/b/");
+        let mut p = "/a/b".to_string();
+        merge_slashes(&mut p);
+        assert_eq!(p, "/a/b");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::normalize::Normalized;
-use crate::config::UpstreamConfig;
+use crate::config::{RuntimeConfig, UpstreamConfig};
 
 /// Boxed error of request bodies from any source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -118,16 +118,19 @@ pub fn request(
     method: &http::Method,
     client_headers: &HeaderMap,
     target: &Normalized,
-    config: &UpstreamConfig,
+    runtime: &RuntimeConfig,
     client: SocketAddr,
     body: UpstreamBody,
 ) -> Request<UpstreamBody> {
+    let config = &runtime.upstream;
+    let trust = runtime.security.trust_forwarded;
     let mut headers = HeaderMap::with_capacity(client_headers.len() + 4);
     for (name, value) in client_headers {
         headers.append(name.clone(), value.clone());
     }
+    drop_untrusted(&mut headers, trust);
     strip_hop_by_hop(&mut headers);
-    forwarded_headers(&mut headers, target, client);
+    forwarded_headers(&mut headers, target, client, trust);
     if let Some(host) = target
         .host
         .as_deref()
@@ -166,24 +169,74 @@ fn upstream_uri(target: &Normalized, config: &UpstreamConfig) -> Uri {
         .unwrap_or_else(|_| Uri::from_static("/"))
 }
 
-fn forwarded_headers(headers: &mut HeaderMap, target: &Normalized, client: SocketAddr) {
+/// Client headers that an app (or a framework in it) may act on but the
+/// cache key does not cover: they could make the app answer for another
+/// URL, method or client than the one cachecar keyed. Never forwarded.
+const REWRITING: [&str; 6] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+];
+
+/// Who-is-the-client headers: overwritten from the connection unless
+/// `security.trust_forwarded` says a trusted proxy set them.
+const CLIENT_CLAIMS: [&str; 7] = [
+    "forwarded",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+];
+
+/// Removes the client headers cachecar does not pass on: `REWRITING`
+/// always; `CLIENT_CLAIMS` and `X-Forwarded-Proto`/`-Host` unless
+/// `trust_forwarded` (then the key covers the latter two, see `key`).
+/// Done before routing and keying, so nothing downstream sees them.
+pub fn drop_untrusted(headers: &mut HeaderMap, trust_forwarded: bool) {
+    for name in REWRITING {
+        headers.remove(name);
+    }
+    if !trust_forwarded {
+        for name in CLIENT_CLAIMS {
+            headers.remove(name);
+        }
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.remove(&X_FORWARDED_HOST);
+    }
+}
+
+fn forwarded_headers(
+    headers: &mut HeaderMap,
+    target: &Normalized,
+    client: SocketAddr,
+    trust: bool,
+) {
     let ip = client.ip().to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
+        Some(prior) if trust && !prior.trim().is_empty() => format!("{prior}, {ip}"),
         _ => ip,
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    match target
-        .host
-        .as_deref()
-        .and_then(|h| HeaderValue::from_str(h).ok())
-    {
-        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
-        None => headers.remove(&X_FORWARDED_HOST),
-    };
+    if !(trust && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !(trust && headers.contains_key(&X_FORWARDED_HOST)) {
+        match target
+            .host
+            .as_deref()
+            .and_then(|h| HeaderValue::from_str(h).ok())
+        {
+            Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
     headers.append(header::VIA, VIA_VALUE.clone());
 }
 
@@ -205,18 +258,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 mod tests {
     use super::*;
 
-    fn config() -> UpstreamConfig {
-        UpstreamConfig {
-            url: "http://app:8000/base".into(),
-            authority: "app:8000".parse().unwrap(),
-            base_path: "/base".into(),
-            connect_timeout: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(4),
-        }
+    fn config(trust_forwarded: bool) -> RuntimeConfig {
+        crate::config::load_str(
+            &format!(
+                "upstream: {{ url: \"http://app:8000/base\" }}\nsecurity: {{ trust_forwarded: {trust_forwarded} }}\n"
+            ),
+            &|_| None,
+        )
+        .unwrap()
     }
 
     fn build(headers: &[(&str, &str)]) -> Request<UpstreamBody> {
+        build_with(headers, false)
+    }
+
+    fn build_with(headers: &[(&str, &str)], trust: bool) -> Request<UpstreamBody> {
         let mut req = Request::builder().method("GET").uri("/x?a=1");
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -232,7 +288,7 @@ mod tests {
             &parts.method,
             &parts.headers,
             &target,
-            &config(),
+            &config(trust),
             "10.0.0.9:5555".parse().unwrap(),
             body,
         )
@@ -264,10 +320,50 @@ mod tests {
         for gone in ["connection", "x-secret", "te", "upgrade"] {
             assert!(!h.contains_key(gone), "{gone} should be removed");
         }
-        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
+        assert_eq!(
+            h["x-forwarded-for"], "10.0.0.9",
+            "client claims are overwritten"
+        );
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example");
         assert_eq!(h["via"], "1.1 cachecar");
         assert_eq!(h["accept"], "application/json");
+    }
+
+    #[test]
+    fn rewriting_and_client_claim_headers_are_dropped_unless_trusted() {
+        let hostile = [
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("forwarded", "for=1.1.1.1;host=evil"),
+            ("x-real-ip", "1.1.1.1"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+        ];
+        let req = build(&hostile);
+        let h = req.headers();
+        for gone in [
+            "x-original-url",
+            "x-rewrite-url",
+            "x-http-method-override",
+            "x-method-override",
+            "forwarded",
+            "x-real-ip",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} must not reach the app");
+        }
+        let req = build_with(&hostile, true);
+        let h = req.headers();
+        assert!(
+            !h.contains_key("x-original-url"),
+            "rewrites are never trusted"
+        );
+        assert_eq!(h["forwarded"], "for=1.1.1.1;host=evil");
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "evil.example");
     }
 }

@@ -7,6 +7,7 @@ mod admin;
 mod cache_flow;
 mod cli;
 mod coalescing;
+mod hostile;
 mod invalidation;
 mod metrics;
 mod redis_server;

@@ -65,3 +65,39 @@ async fn readiness_turns_503_while_draining() {
     assert_eq!(get(&proxy.url("/still-served"), &[]).await.status, 200);
     proxy.join().await;
 }
+
+/// SIGTERM under load: 40 requests in flight all complete, and the app
+/// stops well before the grace period ends.
+#[tokio::test]
+async fn shutdown_under_load_completes_every_in_flight_request() {
+    trace_init();
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("done")
+                .set_delay(Duration::from_millis(400)),
+        )
+        .mount(&upstream)
+        .await;
+    let proxy = TestProxy::start(&config(&upstream.uri(), "")).await;
+    let requests: Vec<_> = (0..40)
+        .map(|i| {
+            let url = proxy.url(&format!("/load/{i}"));
+            tokio::spawn(async move { get(&url, &[]).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let started = std::time::Instant::now();
+    proxy.begin_shutdown();
+    for r in requests {
+        let r = r.await.unwrap();
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "done"));
+    }
+    proxy.join().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped once drained, not at the 5 s grace deadline: {:?}",
+        started.elapsed()
+    );
+}

@@ -128,3 +128,69 @@ async fn h2c_clients_are_served() {
         assert_eq!(&body[..], b"over h2");
     }
 }
+
+/// `limits.h2_max_concurrent_streams` is advertised and held: 12 requests
+/// on one HTTP/2 connection reach the app at most 3 at a time.
+#[tokio::test]
+async fn h2_streams_per_connection_are_bounded() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    trace_init();
+    let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (n, p) = (now.clone(), peak.clone());
+    let app = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (n, p) = (n.clone(), p.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let (n, p) = (n.clone(), p.clone());
+                    async move {
+                        let in_flight = n.fetch_add(1, Ordering::SeqCst) + 1;
+                        p.fetch_max(in_flight, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        n.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let proxy = TestProxy::start(&config(
+        &format!("http://{addr}"),
+        "limits: { h2_max_concurrent_streams: 3 }\n",
+    ))
+    .await;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    // One request first, so the client has the server's SETTINGS; streams
+    // opened before that beyond the limit are refused (REFUSED_STREAM).
+    let first: http::Uri = proxy.url("/s/first").parse().unwrap();
+    assert_eq!(client.get(first).await.unwrap().status(), 200);
+    let requests: Vec<_> = (0..12)
+        .map(|i| {
+            let client = client.clone();
+            let uri: http::Uri = proxy.url(&format!("/s/{i}")).parse().unwrap();
+            tokio::spawn(async move { client.get(uri).await.map(|r| r.status()) })
+        })
+        .collect();
+    for r in requests {
+        assert_eq!(r.await.unwrap().expect("h2 request").as_u16(), 200);
+    }
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&peak),
+        "peak concurrency at the app: {peak}"
+    );
+    app.abort();
+}
