@@ -35,7 +35,7 @@ use hyper::body::Incoming;
 
 use crate::cache::coalesce::Coalescer;
 use crate::cache::{BypassReason, Cache, CacheStatus, StoreError, Token};
-use crate::config::{ConfigHandle, LogConfig, Route, RuntimeConfig, Scope};
+use crate::config::{ConfigHandle, LogConfig, QueryKey, Route, RuntimeConfig, Scope};
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, method_label, status_class};
 
@@ -212,7 +212,7 @@ impl Proxy {
         &self,
         config: &Arc<RuntimeConfig>,
         mut request: Request<B>,
-        target: Normalized,
+        mut target: Normalized,
         route: Arc<Route>,
         captures: &Captures<'_, '_>,
         client: SocketAddr,
@@ -236,6 +236,14 @@ impl Proxy {
         let (parts, _body) = request.into_parts();
         let credentials = route.scope == Scope::Public && has_credentials(&parts.headers);
         let key = key::for_request(&route, captures, &target, &parts.headers, identity);
+        // The app is asked exactly what the key covers: with a query
+        // allow-list (or `query: none`) the other parameters are not
+        // forwarded, so an unkeyed parameter (`utm=x;id=evil`, `ID=evil`
+        // to a case-insensitive framework) can never shape a stored answer.
+        if route.key.query != QueryKey::All {
+            let keyed = key::keyed_query(&route.key.query, target.query.as_deref());
+            target.query = (!keyed.is_empty()).then_some(keyed);
+        }
         let looked = Instant::now();
         let found = lookup::find(&self.inner.cache, &key, &parts.headers).await;
         let lookup_took = looked.elapsed();

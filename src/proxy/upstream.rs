@@ -172,9 +172,12 @@ fn upstream_uri(target: &Normalized, config: &UpstreamConfig) -> Uri {
 /// Client headers that an app (or a framework in it) may act on but the
 /// cache key does not cover: they could make the app answer for another
 /// URL, method or client than the one cachecar keyed. Never forwarded.
-const REWRITING: [&str; 6] = [
+const REWRITING: [&str; 9] = [
     "x-original-url",
+    "x-original-uri",
     "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-forwarded-path",
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
@@ -183,14 +186,21 @@ const REWRITING: [&str; 6] = [
 
 /// Who-is-the-client headers: overwritten from the connection unless
 /// `security.trust_forwarded` says a trusted proxy set them.
-const CLIENT_CLAIMS: [&str; 7] = [
+const CLIENT_CLAIMS: [&str; 14] = [
     "forwarded",
     "x-forwarded-port",
     "x-forwarded-prefix",
     "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-url-scheme",
+    "front-end-https",
+    "x-host",
+    "x-original-host",
     "x-real-ip",
     "x-client-ip",
     "true-client-ip",
+    "cf-connecting-ip",
 ];
 
 /// Removes the client headers cachecar does not pass on: `REWRITING`

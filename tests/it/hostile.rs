@@ -27,13 +27,16 @@ impl Respond for Echo {
                 .to_string()
         };
         let body = format!(
-            "method={} path={} host={} xfh={} xou={} override={}",
+            "method={} path={} host={} xfh={} xou={} override={} xhost={} scheme={} query={}",
             req.method,
             req.url.path(),
             h("host"),
             h("x-forwarded-host"),
             h("x-original-url"),
             h("x-http-method-override"),
+            h("x-host"),
+            h("x-forwarded-scheme"),
+            req.url.query().unwrap_or("-"),
         );
         // Like most apps, it does not know cache-admin methods.
         let status = if matches!(req.method.as_str(), "PURGE" | "BAN") {
@@ -58,7 +61,7 @@ async fn received(server: &MockServer) -> usize {
     server.received_requests().await.unwrap_or_default().len()
 }
 
-const RULES: &str = "routes:\n  - name: docs\n    match: GET /api/docs/{*path}\n  - name: assets\n    match: GET /static/{*path}\n";
+const RULES: &str = "routes:\n  - name: docs\n    match: GET /api/docs/{*path}\n  - name: assets\n    match: GET /static/{*path}\n  - name: items\n    match: GET /api/items/{id}\n    key: { query: [page] }\n";
 
 /// What a raw exchange produced.
 #[derive(Debug)]
@@ -551,4 +554,35 @@ async fn a_flood_of_unique_urls_stays_within_the_memory_bound() {
         peak <= f64::from(bound),
         "600 entries of 2 KiB held in a {bound}-byte store: peak {peak}"
     );
+}
+
+#[tokio::test]
+async fn unkeyed_query_parameters_never_reach_the_app() {
+    trace_init();
+    let up = echo_upstream().await;
+    let proxy = TestProxy::start(&config(&up.uri(), RULES)).await;
+    // Parameter cloaking: a framework splitting on `;` or reading names
+    // case-insensitively would see page=evil; the key sees page=1.
+    let attack = raw(
+        proxy.addr,
+        b"GET /api/items/1?page=1&utm=x;page=evil&PAGE=evil HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(attack.body().ends_with("query=page=1"), "{attack:?}");
+    let v = victim(proxy.addr, "/api/items/1?page=1").await;
+    assert_eq!(x_cache(&v), "HIT");
+    assert!(!v.body().contains("evil"), "{v:?}");
+}
+
+#[tokio::test]
+async fn more_unkeyed_host_and_scheme_headers_never_reach_the_app() {
+    trace_init();
+    let up = echo_upstream().await;
+    let proxy = TestProxy::start(&config(&up.uri(), RULES)).await;
+    let r = raw(
+        proxy.addr,
+        b"GET /api/docs/h HTTP/1.1\r\nHost: api.test\r\nX-Host: evil.test\r\nX-Forwarded-Scheme: nothttps\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.body().contains("xhost=- scheme=-"), "{r:?}");
 }
