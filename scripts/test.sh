@@ -21,3 +21,5 @@ echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
 echo "== cargo test"
 cargo test --all-targets --locked
+echo "== deployment files (Dockerfile, compose, Helm chart)"
+scripts/validate-deploy.sh target/debug/cachecar

@@ -58,6 +58,13 @@ enum Command {
         #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
         latency: Duration,
     },
+    /// Exit 0 if `url` answers 200 within a second, else 1: a container
+    /// health check that needs no curl in the image.
+    Healthcheck {
+        /// What to ask (plain http, e.g. the admin port's /readyz).
+        #[arg(long, default_value = "http://127.0.0.1:9090/healthz")]
+        url: String,
+    },
     /// Run the demo API alone (the "existing app" in docker-compose).
     DemoApi {
         /// Where the demo API listens.
@@ -95,6 +102,7 @@ fn main() -> ExitCode {
             latency,
         } => run_async(run_demo(*listen, *admin_listen, *latency)),
         Command::DemoApi { listen, latency } => run_async(run_demo_api(*listen, *latency)),
+        Command::Healthcheck { url } => healthcheck(url),
     }
 }
 
@@ -182,6 +190,56 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<()> {
     }
     app.run(shutdown).await;
     Ok(())
+}
+
+/// `cachecar healthcheck`: one GET over plain TCP, 1 s in all.
+fn healthcheck(url: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let fail = |why: String| {
+        eprintln!("cachecar healthcheck: {url}: {why}");
+        ExitCode::FAILURE
+    };
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return fail("not a URL".into());
+    };
+    if uri.scheme_str() != Some("http") {
+        return fail("only http:// URLs".into());
+    }
+    let Some(host) = uri.host() else {
+        return fail("no host".into());
+    };
+    let port = uri.port_u16().unwrap_or(80);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let timeout = Duration::from_secs(1);
+    let addr = match std::net::ToSocketAddrs::to_socket_addrs(&(host, port)) {
+        Ok(mut addrs) => match addrs.next() {
+            Some(a) => a,
+            None => return fail("no address".into()),
+        },
+        Err(e) => return fail(e.to_string()),
+    };
+    let exchange = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head)?;
+        Ok(String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    match exchange() {
+        Ok(head) if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") => {
+            ExitCode::SUCCESS
+        }
+        Ok(head) => fail(format!(
+            "answered {:?}",
+            head.lines().next().unwrap_or_default()
+        )),
+        Err(e) => fail(e.to_string()),
+    }
 }
 
 /// Reloads the config on every SIGHUP.

@@ -171,30 +171,49 @@ impl Metrics {
         Ok(m)
     }
 
+    /// Every collector, in registration order.
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.requests_total.clone()),
+            Box::new(self.request_duration_seconds.clone()),
+            Box::new(self.cache_hits_total.clone()),
+            Box::new(self.cache_misses_total.clone()),
+            Box::new(self.upstream_requests_total.clone()),
+            Box::new(self.upstream_duration_seconds.clone()),
+            Box::new(self.not_stored_total.clone()),
+            Box::new(self.coalesced_requests_total.clone()),
+            Box::new(self.invalidations_total.clone()),
+            Box::new(self.store_operation_duration_seconds.clone()),
+            Box::new(self.store_errors_total.clone()),
+            Box::new(self.store_up.clone()),
+            Box::new(self.store_circuit_open.clone()),
+            Box::new(self.store_writes_dropped_total.clone()),
+            Box::new(self.memory_store_bytes.clone()),
+            Box::new(self.memory_store_entries.clone()),
+            Box::new(self.memory_store_evictions_total.clone()),
+            Box::new(self.config_reloads_total.clone()),
+            Box::new(self.config_generation.clone()),
+            Box::new(self.warmup_total.clone()),
+            Box::new(self.slow_requests_total.clone()),
+            Box::new(self.inflight_requests.clone()),
+        ]
+    }
+
     fn register(&self, r: &Registry) -> Result<(), prometheus::Error> {
-        r.register(Box::new(self.requests_total.clone()))?;
-        r.register(Box::new(self.request_duration_seconds.clone()))?;
-        r.register(Box::new(self.cache_hits_total.clone()))?;
-        r.register(Box::new(self.cache_misses_total.clone()))?;
-        r.register(Box::new(self.upstream_requests_total.clone()))?;
-        r.register(Box::new(self.upstream_duration_seconds.clone()))?;
-        r.register(Box::new(self.not_stored_total.clone()))?;
-        r.register(Box::new(self.coalesced_requests_total.clone()))?;
-        r.register(Box::new(self.invalidations_total.clone()))?;
-        r.register(Box::new(self.store_operation_duration_seconds.clone()))?;
-        r.register(Box::new(self.store_errors_total.clone()))?;
-        r.register(Box::new(self.store_up.clone()))?;
-        r.register(Box::new(self.store_circuit_open.clone()))?;
-        r.register(Box::new(self.store_writes_dropped_total.clone()))?;
-        r.register(Box::new(self.memory_store_bytes.clone()))?;
-        r.register(Box::new(self.memory_store_entries.clone()))?;
-        r.register(Box::new(self.memory_store_evictions_total.clone()))?;
-        r.register(Box::new(self.config_reloads_total.clone()))?;
-        r.register(Box::new(self.config_generation.clone()))?;
-        r.register(Box::new(self.warmup_total.clone()))?;
-        r.register(Box::new(self.slow_requests_total.clone()))?;
-        r.register(Box::new(self.inflight_requests.clone()))?;
+        for c in self.collectors() {
+            r.register(c)?;
+        }
         Ok(())
+    }
+
+    /// The name of every metric family this process exports (with the
+    /// `cachecar_` prefix), whether or not it has samples yet: what
+    /// dashboards and alerts may query.
+    pub fn family_names(&self) -> Vec<String> {
+        self.collectors()
+            .iter()
+            .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+            .collect()
     }
 
     /// The upstream latency histogram of one route.
@@ -278,5 +297,44 @@ mod tests {
             Metrics::new(&registry).is_err(),
             "double registration is refused"
         );
+    }
+}
+
+#[cfg(test)]
+mod dashboard_tests {
+    use super::*;
+
+    /// Every `cachecar_*` metric the shipped Grafana dashboard queries is
+    /// one this process exports (histograms by their `_bucket`, `_sum` or
+    /// `_count` series).
+    #[test]
+    fn the_dashboard_queries_only_exported_metrics() {
+        let dashboard = include_str!("../config/grafana/dashboards/cachecar.json");
+        let exported = Metrics::new(&Registry::new()).unwrap().family_names();
+        let mut queried = Vec::new();
+        let mut rest = dashboard;
+        while let Some(at) = rest.find("cachecar_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            queried.push(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+        assert!(
+            queried.len() > 10,
+            "the dashboard queries metrics: {queried:?}"
+        );
+        for name in &queried {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|base| exported.iter().any(|e| e == base))
+                .unwrap_or(name);
+            assert!(
+                exported.iter().any(|e| e == family),
+                "the dashboard asks for {name}, which cachecar does not export"
+            );
+        }
     }
 }

@@ -275,6 +275,56 @@ async fn json_access_log_samples_and_slow_requests_name_where_time_went() {
     assert!(slow[0]["upstream_ms"].as_u64().unwrap() >= 80);
 }
 
+/// `cachecar healthcheck` exits 0 against a ready admin port, 1 when
+/// nothing listens or the answer is not 200.
+#[tokio::test]
+async fn healthcheck_reports_readiness_by_exit_code() {
+    trace_init();
+    let (port, admin) = (free_port(), free_port());
+    let path = write_config(
+        "health",
+        &format!(
+            "listen: 127.0.0.1:{port}\nupstream: {{ url: \"http://127.0.0.1:9\" }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nshutdown: {{ drain_delay: 0s }}\n"
+        ),
+    );
+    let check = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            bin()
+                .args(["healthcheck", "--url", &url])
+                .output()
+                .unwrap()
+                .status
+                .code()
+        })
+    };
+    let down = check(format!("http://127.0.0.1:{admin}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(down, Some(1), "nothing listening yet");
+    let child = bin()
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(port_open(admin).await);
+    let ready = eventually(Duration::from_secs(5), || {
+        let url = format!("http://127.0.0.1:{admin}/readyz");
+        async move { check(url).await.unwrap() == Some(0) }
+    })
+    .await;
+    let missing = check(format!("http://127.0.0.1:{admin}/nothing"))
+        .await
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || terminate(child))
+        .await
+        .unwrap();
+    assert!(ready, "ready admin port passes");
+    assert_eq!(missing, Some(1), "a 404 fails");
+    assert!(status.success());
+}
+
 /// `cachecar demo`: first call goes to the slow demo API, the second is a
 /// hit, a PUT invalidates; SIGTERM exits 0.
 #[tokio::test]
