@@ -1,5 +1,7 @@
 //! Hot-path micro-benchmarks: normalization + route match + key build,
-//! memory lookup, and `Cache-Status` rendering.
+//! memory lookup, entry encode/decode, and `Cache-Status` rendering.
+//! `cargo bench --bench hot_path`; the load comparison with nginx is
+//! `benches/load.sh` (docs/benchmarks.md).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -7,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use cachecar::cache::memory::MemoryStore;
-use cachecar::cache::{Entry, Record, Store};
+use cachecar::cache::{Entry, Record, Store, codec};
 use cachecar::config::load_str;
 use cachecar::proxy::respond::{CacheOutcome, Fwd};
 use cachecar::proxy::{key, normalize};
@@ -83,10 +85,19 @@ fn bench_memory_lookup(c: &mut Criterion) {
         generations,
         shareable_with_auth: false,
     };
-    rt.block_on(store.insert(&k, Record::Response(Arc::new(entry))))
-        .unwrap();
+    let record = Record::Response(Arc::new(entry));
+    rt.block_on(store.insert(&k, record.clone())).unwrap();
     c.bench_function("memory lookup (hit)", |b| {
         b.iter(|| black_box(rt.block_on(store.lookup(&k)).unwrap()))
+    });
+    // The Redis store's value format: encode at store time, decode per
+    // Redis hit.
+    let encoded = Bytes::from(codec::encode(&record));
+    c.bench_function("entry encode (2 KiB body)", |b| {
+        b.iter(|| black_box(codec::encode(&record)))
+    });
+    c.bench_function("entry decode (2 KiB body)", |b| {
+        b.iter(|| black_box(codec::decode(encoded.clone()).unwrap()))
     });
 }
 

@@ -464,8 +464,10 @@ impl Entry {
     /// the body, each header's bytes plus its map slot and value buffer,
     /// and the entry itself with its store bookkeeping.
     pub fn weight(&self) -> u64 {
-        const PER_ENTRY: usize = 512;
-        const PER_HEADER: usize = 128;
+        // What an entry costs beyond its bytes, measured (docs/benchmarks.md):
+        // the Entry, its HeaderMap and moka's node, queues and timer.
+        const PER_ENTRY: usize = 1024;
+        const PER_HEADER: usize = 160;
         let headers: usize = self
             .headers
             .iter()

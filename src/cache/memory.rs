@@ -21,10 +21,13 @@ use prometheus::IntCounterVec;
 
 use super::{CacheKey, KeyHash, Lookup, Record, Store, StoreError, Token, Usage};
 
-/// Counters kept per byte of entry capacity: a generous bound on distinct
-/// tokens (each entry depends on a handful), so counters are evicted only
-/// when their entries long have been.
-const TOKENS_PER_KIB: u64 = 16;
+/// The share of `max_bytes` given to generation counters: a flood of unique
+/// URLs creates a counter per URL, and they must not grow past the bound
+/// (an evicted counter is safe: it comes back with a fresh value, so its
+/// entries become misses).
+const TOKEN_SHARE: u64 = 5; // one fifth
+/// What one counter costs in moka (key, value, its node and queues).
+const TOKEN_COST: u64 = 160;
 
 /// Lower bound on the counter capacity, for tiny caches.
 const MIN_TOKEN_CAPACITY: u64 = 10_000;
@@ -62,11 +65,13 @@ impl moka::Expiry<KeyHash, Record> for EntryExpiry {
 }
 
 impl MemoryStore {
-    /// A store holding at most `max_bytes` of entries (by [`Record::weight`](super::Record::weight)).
+    /// A store holding at most `max_bytes` of entries (by [`Record::weight`](super::Record::weight))
+    /// and their generation counters together: a fifth of it is for counters.
     /// Evictions are counted in `evictions{reason}` when given.
     pub fn new(max_bytes: u64, evictions: Option<IntCounterVec>) -> Self {
+        let token_budget = max_bytes / TOKEN_SHARE;
         let mut builder = MokaCache::builder()
-            .max_capacity(max_bytes)
+            .max_capacity(max_bytes - token_budget)
             .weigher(|_: &KeyHash, r: &Record| r.weight().min(MAX_WEIGHT) as u32)
             .expire_after(EntryExpiry);
         if let Some(evictions) = evictions {
@@ -79,7 +84,7 @@ impl MemoryStore {
                 evictions.with_label_values(&[reason]).inc();
             });
         }
-        let token_capacity = (max_bytes / 1024 * TOKENS_PER_KIB).max(MIN_TOKEN_CAPACITY);
+        let token_capacity = (token_budget / TOKEN_COST).max(MIN_TOKEN_CAPACITY);
         Self {
             entries: builder.build(),
             generations: MokaCache::new(token_capacity),

@@ -1,0 +1,249 @@
+"""cachecar vs nginx proxy_cache, side by side in one run (see
+docs/benchmarks.md). Started by benches/load.sh; all traffic on 127.0.0.1.
+
+Targets run pinned to core 0; wrk, the origin and Redis to core 1. Each
+figure is the median over interleaved rounds; ratios are against nginx in
+the same run.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.join(ROOT, "benches", "load")
+BIN = os.environ.get("CACHECAR_BIN", os.path.join(ROOT, "target", "release", "cachecar"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+FILL_MAX_MIB = int(os.environ.get("FILL_MAX_MIB", "512"))
+DURATION = os.environ.get("DURATION", "5s")
+CONNS = [int(c) for c in os.environ.get("CONNS", "16 64").split()]
+STORES = os.environ.get("STORES", "memory tiered redis").split()
+TARGET_CPU, LOAD_CPU = os.environ.get("TARGET_CPU", "0"), os.environ.get("LOAD_CPU", "1")
+ORIGIN, NGINX, CACHECAR, ADMIN, REDIS = 18000, 18081, 18080, 19090, 16399
+
+BODY = json.dumps({"id": 1, "items": [{"n": i, "text": "x" * 20} for i in range(60)]})[:2048]
+BODY = BODY + " " * (2048 - len(BODY))
+
+# tmpfs when there is one: nginx's cache then costs no disk I/O either.
+tmp = tempfile.mkdtemp(prefix="cachecar-load-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+os.chmod(tmp, 0o755)
+procs = []
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def spawn(cpu, *args, **kw):
+    p = subprocess.Popen(["taskset", "-c", cpu, *args], stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(tmp, "stderr.log"), "a"), **kw)
+    procs.append(p)
+    return p
+
+
+def wait_http(url, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+def render(name, **subst):
+    text = open(os.path.join(HERE, name)).read()
+    for k, v in subst.items():
+        text = text.replace(f"@{k}@", str(v))
+    out = os.path.join(tmp, name.replace(".in", ""))
+    open(out, "w").write(text)
+    return out
+
+
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+
+def wrk(port, script, conns, prefix=""):
+    env = dict(os.environ, MISS_PREFIX=prefix)
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}", f"-d{DURATION}",
+                          "--latency", "-s", os.path.join(HERE, script), f"http://127.0.0.1:{port}"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        print(f"  warning: {errors.group(1)} non-2xx answers", file=sys.stderr)
+    return rps, p50, p99
+
+
+def warm(port):
+    for i in range(100):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/hit/{i}").read()
+    time.sleep(0.3)
+    for i in range(100):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/hit/{i}").read()
+
+
+def cachecar_config(store, max_bytes="512MiB"):
+    path = os.path.join(tmp, f"cachecar-{store}.yaml")
+    redis = f"\n  redis: {{ url: \"redis://127.0.0.1:{REDIS}/0\" }}" if store != "memory" else ""
+    open(path, "w").write(f"""listen: 127.0.0.1:{CACHECAR}
+upstream: {{ url: "http://127.0.0.1:{ORIGIN}", timeout: 10s }}
+admin: {{ listen: 127.0.0.1:{ADMIN} }}
+shutdown: {{ drain_delay: 0s, grace_period: 2s }}
+log: {{ access_sample: 0.0, slow_request: 0s }}
+reload: {{ watch: false, poll_interval: 0s }}
+cache:
+  store: {store}
+  memory: {{ max_bytes: {max_bytes} }}{redis}
+routes:
+  - {{ name: hit, match: "GET /hit/{{*p}}", ttl: 1h }}
+  - {{ name: miss, match: "GET /miss/{{*p}}", ttl: 1h }}
+""")
+    return path
+
+
+def start_cachecar(store, max_bytes="512MiB"):
+    p = spawn(TARGET_CPU, BIN, "--log-filter", "warn", "run", "--config", cachecar_config(store, max_bytes))
+    wait_http(f"http://127.0.0.1:{ADMIN}/readyz")
+    return p
+
+
+def stop(p):
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def metric(name):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{ADMIN}/metrics").read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def main():
+    for tool in ("wrk", "nginx", "redis-server", "taskset"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is missing (benches/load.sh installs it)")
+    if not os.path.exists(BIN):
+        raise SystemExit(f"{BIN} missing: cargo build --release")
+    nginx_bin = shutil.which("nginx")
+    os.makedirs(os.path.join(tmp, "cache"), exist_ok=True)
+    # nginx workers run unprivileged.
+    os.chmod(os.path.join(tmp, "cache"), 0o777)
+    spawn(LOAD_CPU, nginx_bin, "-c", render("origin.conf.in", DIR=tmp, ORIGIN=ORIGIN, BODY=BODY), "-e", os.path.join(tmp, "origin-error.log"))
+    spawn(TARGET_CPU, nginx_bin, "-c", render("nginx.conf.in", DIR=tmp, ORIGIN=ORIGIN, NGINX=NGINX), "-e", os.path.join(tmp, "nginx-error.log"))
+    spawn(LOAD_CPU, "redis-server", "--port", str(REDIS), "--bind", "127.0.0.1", "--save", "",
+          "--appendonly", "no", "--maxmemory", "1gb", "--maxmemory-policy", "allkeys-lru")
+    wait_http(f"http://127.0.0.1:{ORIGIN}/x")
+    wait_http(f"http://127.0.0.1:{NGINX}/pass/x")
+    time.sleep(0.3)
+    warm(NGINX)
+
+    results = {}  # (target, path, conns) -> [(rps, p50, p99)]
+    rss = {}
+
+    def record(target, path, conns, value):
+        results.setdefault((target, path, conns), []).append(value)
+
+    for rnd in range(ROUNDS):
+        print(f"round {rnd + 1}/{ROUNDS}", file=sys.stderr)
+        for conns in CONNS:
+            record("nginx", "hit", conns, wrk(NGINX, "hit.lua", conns))
+            record("nginx", "miss", conns, wrk(NGINX, "miss.lua", conns, f"n{rnd}c{conns}"))
+            record("nginx", "pass", conns, wrk(NGINX, "pass.lua", conns))
+        for store in STORES:
+            p = start_cachecar(store)
+            if store == "memory" and rnd == 0:
+                rss["idle"] = rss_kb(p.pid)
+            warm(CACHECAR)
+            for conns in CONNS:
+                record(store, "hit", conns, wrk(CACHECAR, "hit.lua", conns))
+                record(store, "miss", conns, wrk(CACHECAR, "miss.lua", conns, f"{store}{rnd}c{conns}"))
+                if store == "memory":
+                    record(store, "pass", conns, wrk(CACHECAR, "pass.lua", conns))
+            if store == "memory":
+                rss["after run"] = max(rss.get("after run", 0), rss_kb(p.pid))
+            stop(p)
+
+    # 100k stored 2 KiB entries, then a flood of unique URLs far past the
+    # bound: RSS against max_bytes.
+    global DURATION
+    run_duration = DURATION
+    p = start_cachecar("memory", f"{FILL_MAX_MIB}MiB")
+    DURATION = "2s"
+    for i in range(60):
+        if metric("cachecar_memory_store_entries") >= 100_000:
+            break
+        wrk(CACHECAR, "miss.lua", 64, f"fill{i}")
+    entries = metric("cachecar_memory_store_entries")
+    stored = metric("cachecar_memory_store_bytes")
+    rss["100k entries"] = rss_kb(p.pid)
+    DURATION = "20s"
+    wrk(CACHECAR, "miss.lua", 64, "flood")
+    flood_entries = metric("cachecar_memory_store_entries")
+    rss["flood"] = rss_kb(p.pid)
+    stop(p)
+
+    med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) for k, v in results.items()}
+    print(f"\ncachecar vs nginx {subprocess.run([nginx_bin, '-v'], capture_output=True, text=True).stderr.strip()}, "
+          f"{ROUNDS} interleaved rounds of {run_duration}, medians; targets on core {TARGET_CPU}, wrk/origin/redis on core {LOAD_CPU}\n")
+    print("| path | conns | target | req/s | p50 ms | p99 ms | req/s vs nginx | p99 vs nginx |")
+    print("|------|-------|--------|-------|--------|--------|----------------|--------------|")
+    for path in ("hit", "miss", "pass"):
+        for conns in CONNS:
+            base = med.get(("nginx", path, conns))
+            for target in ["nginx"] + STORES:
+                v = med.get((target, path, conns))
+                if not v:
+                    continue
+                ratio = f"{v[0] / base[0]:.2f}x" if target != "nginx" else ""
+                p99r = f"{v[2] / base[2]:.2f}x" if target != "nginx" else ""
+                label = target if target == "nginx" else f"cachecar {target}"
+                print(f"| {path} | {conns} | {label} | {v[0]:,.0f} | {v[1]:.3f} | {v[2]:.3f} | {ratio} | {p99r} |")
+    if "idle" in rss:
+        print(f"\ncachecar RSS: idle {rss['idle'] / 1024:.1f} MiB; after the runs (max_bytes 512 MiB) "
+              f"{rss['after run'] / 1024:.1f} MiB")
+    print(f"cachecar RSS with {entries:,.0f} stored 2 KiB entries ({stored / 2**20:.1f} MiB weighed, "
+          f"max_bytes {FILL_MAX_MIB} MiB): {rss['100k entries'] / 1024:.1f} MiB; after a further 20 s flood "
+          f"of unique URLs ({flood_entries:,.0f} entries kept): {rss['flood'] / 1024:.1f} MiB")
+
+
+try:
+    main()
+finally:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
