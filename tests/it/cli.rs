@@ -40,6 +40,17 @@ fn check(path: &std::path::Path) -> Output {
         .expect("run cachecar check")
 }
 
+/// `cachecar --config path` (the default `run`), output discarded.
+fn run_quietly(path: &std::path::Path) -> Child {
+    bin()
+        .arg("--config")
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn cachecar")
+}
+
 /// Sends SIGTERM and waits (bounded) for the exit status.
 fn terminate(mut child: Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
@@ -137,13 +148,7 @@ async fn run_serves_and_exits_cleanly_on_sigterm() {
             "listen: 127.0.0.1:{port}\nupstream: {{ url: \"http://127.0.0.1:9\" }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nshutdown: {{ drain_delay: 0s }}\n"
         ),
     );
-    let child = bin()
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = run_quietly(&path);
     assert!(port_open(admin).await, "admin port opens");
     let ready = get(&format!("http://127.0.0.1:{admin}/readyz"), &[]).await;
     assert_eq!(ready.status, 200);
@@ -167,13 +172,7 @@ async fn sighup_applies_an_in_place_edit() {
         )
     };
     let path = write_config("sighup", &text("first"));
-    let child = bin()
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = run_quietly(&path);
     assert!(port_open(admin).await, "admin port opens");
     let status_url = format!("http://127.0.0.1:{admin}/status");
     std::fs::write(&path, text("second")).unwrap();
@@ -301,13 +300,7 @@ async fn healthcheck_reports_readiness_by_exit_code() {
         .await
         .unwrap();
     assert_eq!(down, Some(1), "nothing listening yet");
-    let child = bin()
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = run_quietly(&path);
     assert!(port_open(admin).await);
     let ready = eventually(Duration::from_secs(5), || {
         let url = format!("http://127.0.0.1:{admin}/readyz");
