@@ -146,15 +146,33 @@ fn strip_port(host: &str) -> &str {
 /// Refuses a path that a cache or purge rule applies to when it still
 /// carries something an app may decode differently from cachecar.
 pub fn path(target: &Normalized) -> Result<(), Refusal> {
-    const ENCODED: [&str; 5] = ["%2F", "%5C", "%00", "%23", "%3F"];
+    // Escapes are upper-cased by normalization. `%C0`/`%C1` start overlong
+    // UTF-8 (`%C0%AF` is `/` to a lax decoder) and are never valid.
+    const ENCODED: [&str; 7] = ["%2F", "%5C", "%00", "%23", "%3F", "%C0", "%C1"];
     let p = &target.path;
-    if p.contains('\\') || p.contains(';') || ENCODED.iter().any(|e| p.contains(e)) {
+    if p.contains('\\')
+        || p.contains(';')
+        || ENCODED.iter().any(|e| p.contains(e))
+        || double_encoded(p)
+    {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "path holds an encoded separator or a path parameter",
         ));
     }
     Ok(())
+}
+
+/// `%25` followed by the escape of a separator or dot (`%252F`, `%252e`):
+/// an app that decodes twice would see `/` or `.` where cachecar saw text.
+fn double_encoded(path: &str) -> bool {
+    path.match_indices("%25").any(|(i, _)| {
+        let next = path.get(i + 3..i + 5).unwrap_or("").to_ascii_uppercase();
+        matches!(
+            next.as_str(),
+            "2F" | "5C" | "00" | "2E" | "23" | "3F" | "C0" | "C1"
+        )
+    })
 }
 
 fn framing(headers: &HeaderMap) -> Result<(), Refusal> {
@@ -321,10 +339,16 @@ mod tests {
             "/a%3Fb",
             "/a\\b",
             "/api/me;x.css",
+            "/a%C0%AFb",
+            "/a%252Fb",
+            "/a%252fb",
+            "/a%252E%252E/b",
         ] {
             assert!(path(&t(bad)).is_err(), "{bad}");
         }
         assert!(path(&t("/api/me/x.css")).is_ok());
         assert!(path(&t("/a%20b")).is_ok());
+        assert!(path(&t("/100%25")).is_ok(), "a literal % is fine");
+        assert!(path(&t("/caf%C3%A9")).is_ok(), "valid UTF-8 is fine");
     }
 }

@@ -409,6 +409,8 @@ async fn path_tricks_on_cached_routes_are_refused() {
         "/static/a%23b",
         "/static/a%3fb=1",
         "/static/a\\b",
+        "/static/%c0%afapi/me",
+        "/static/..%252fapi/me",
     ] {
         let r = raw(
             proxy.addr,
