@@ -14,7 +14,7 @@ use cachecar::config::load_str;
 use cachecar::proxy::respond::{CacheOutcome, Fwd};
 use cachecar::proxy::{key, normalize};
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{HeaderMap, Request, StatusCode};
+use http::Request;
 
 const CONFIG: &str = r#"
 upstream: { url: "http://127.0.0.1:8000" }
@@ -68,23 +68,13 @@ fn bench_memory_lookup(c: &mut Criterion) {
         .build()
         .unwrap();
     let generations = rt.block_on(store.lookup(&k)).unwrap().generations;
-    let now = SystemTime::now();
-    let entry = Entry {
-        key: k.hash,
-        status: StatusCode::OK,
-        headers: HeaderMap::new(),
-        body: Bytes::from(vec![b'x'; 2048]),
-        stored_at: now,
-        initial_age: Duration::ZERO,
-        fresh_until: now + Duration::from_secs(3600),
-        stale_while_revalidate_until: now + Duration::from_secs(3600),
-        stale_if_error_until: now + Duration::from_secs(3600),
-        must_revalidate: false,
-        keep_until: now + Duration::from_secs(3600),
-        vary: Vec::new(),
+    let entry = Entry::fresh(
+        k.hash,
+        Bytes::from(vec![b'x'; 2048]),
+        SystemTime::now(),
+        Duration::from_secs(3600),
         generations,
-        shareable_with_auth: false,
-    };
+    );
     let record = Record::Response(Arc::new(entry));
     rt.block_on(store.insert(&k, record.clone())).unwrap();
     c.bench_function("memory lookup (hit)", |b| {

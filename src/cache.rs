@@ -434,6 +434,34 @@ impl fmt::Debug for KeyHash {
 // === impl Entry ===
 
 impl Entry {
+    /// The plainest entry: a `200` with `body` and no headers, stored at
+    /// `now`, fresh and kept for `keep`, filled under `generations`. For
+    /// tests, benches and tools; the proxy builds entries from responses.
+    pub fn fresh(
+        key: KeyHash,
+        body: Bytes,
+        now: SystemTime,
+        keep: Duration,
+        generations: Vec<u64>,
+    ) -> Self {
+        Self {
+            key,
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body,
+            stored_at: now,
+            initial_age: Duration::ZERO,
+            fresh_until: now + keep,
+            stale_while_revalidate_until: now + keep,
+            stale_if_error_until: now + keep,
+            must_revalidate: false,
+            keep_until: now + keep,
+            vary: Vec::new(),
+            generations,
+            shareable_with_auth: false,
+        }
+    }
+
     /// `Age` at `now` (RFC 9111 §4.2.3): age when received plus resident time.
     pub fn age(&self, now: SystemTime) -> Duration {
         self.initial_age + now.duration_since(self.stored_at).unwrap_or_default()

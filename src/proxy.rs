@@ -35,7 +35,7 @@ use hyper::body::Incoming;
 
 use crate::cache::coalesce::Coalescer;
 use crate::cache::{BypassReason, Cache, CacheStatus, StoreError, Token};
-use crate::config::{ConfigHandle, LogConfig, QueryKey, Route, RuntimeConfig, Scope};
+use crate::config::{ConfigHandle, Limits, LogConfig, QueryKey, Route, RuntimeConfig, Scope};
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, method_label, status_class};
 
@@ -444,14 +444,7 @@ impl Proxy {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = request.into_parts();
-        let limits = &config.limits;
-        let body = box_body(body).map(|b| {
-            UnsyncBoxBody::new(Guarded::new(
-                b,
-                limits.max_request_body_bytes,
-                limits.request_body_timeout,
-            ))
-        });
+        let body = guarded_body(body, &config.limits);
         self.forward(
             config,
             &parts.method,
@@ -564,20 +557,18 @@ impl Proxy {
             return;
         }
         let bytes = body_length(response);
-        {
-            tracing::info!(
-                target: "cachecar::access",
-                route,
-                method = %method,
-                status = status.as_u16(),
-                cache_status,
-                detail = outcome.cache.detail.map(|d| d.as_str()),
-                duration_us = took.as_micros() as u64,
-                upstream_us = outcome.upstream.map(|d| d.as_micros() as u64),
-                store_us = outcome.store.map(|d| d.as_micros() as u64),
-                bytes,
-            );
-        }
+        tracing::info!(
+            target: "cachecar::access",
+            route,
+            method = %method,
+            status = status.as_u16(),
+            cache_status,
+            detail = outcome.cache.detail.map(|d| d.as_str()),
+            duration_us = took.as_micros() as u64,
+            upstream_us = outcome.upstream.map(|d| d.as_micros() as u64),
+            store_us = outcome.store.map(|d| d.as_micros() as u64),
+            bytes,
+        );
         if slow {
             m.slow_requests_total.with_label_values(&[route]).inc();
             let upstream = outcome.upstream.unwrap_or_default();
@@ -684,9 +675,9 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// The request body to forward: `None` when there is none, so the request
-/// can be replayed.
-fn box_body<B>(body: B) -> Option<UpstreamBody>
+/// The request body to forward, held to the body limits: `None` when there
+/// is none, so the request can be replayed.
+fn guarded_body<B>(body: B, limits: &Limits) -> Option<UpstreamBody>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -694,7 +685,11 @@ where
     if body.is_end_stream() {
         return None;
     }
-    Some(UnsyncBoxBody::new(body.map_err(Into::into)))
+    Some(UnsyncBoxBody::new(Guarded::new(
+        body.map_err(Into::into),
+        limits.max_request_body_bytes,
+        limits.request_body_timeout,
+    )))
 }
 
 fn empty_body() -> UpstreamBody {

@@ -46,11 +46,20 @@ pub struct MemoryStore {
     hasher: std::collections::hash_map::RandomState,
 }
 
-struct EntryExpiry;
+/// Expires a record when its stored keep time ends, or after the cap if
+/// that comes first (the tiered store's `l1.ttl`).
+struct KeepFor(Option<Duration>);
 
-impl moka::Expiry<KeyHash, Record> for EntryExpiry {
+impl KeepFor {
+    fn of(&self, record: &Record) -> Option<Duration> {
+        let keep = record.keep_for(SystemTime::now());
+        Some(self.0.map_or(keep, |cap| keep.min(cap)))
+    }
+}
+
+impl moka::Expiry<KeyHash, Record> for KeepFor {
     fn expire_after_create(&self, _: &KeyHash, record: &Record, _: Instant) -> Option<Duration> {
-        Some(record.keep_for(SystemTime::now()))
+        self.of(record)
     }
 
     fn expire_after_update(
@@ -60,8 +69,31 @@ impl moka::Expiry<KeyHash, Record> for EntryExpiry {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(record.keep_for(SystemTime::now()))
+        self.of(record)
     }
+}
+
+/// How a byte bound splits between records and generation counters: the
+/// record cache's weighed capacity, and the most counters to keep.
+pub(super) fn split_budget(max_bytes: u64) -> (u64, u64) {
+    let counters = max_bytes / TOKEN_SHARE;
+    (
+        max_bytes - counters,
+        (counters / TOKEN_COST).max(MIN_TOKEN_CAPACITY),
+    )
+}
+
+/// A record cache weighed in bytes ([`Record::weight`](super::Record::weight)),
+/// bounded by `capacity`, each record expiring per [`KeepFor`] with `cap`.
+/// Shared by the memory store and the tiered store's L1.
+pub(super) fn record_cache(
+    capacity: u64,
+    cap: Option<Duration>,
+) -> moka::sync::CacheBuilder<KeyHash, Record, MokaCache<KeyHash, Record>> {
+    MokaCache::builder()
+        .max_capacity(capacity)
+        .weigher(|_: &KeyHash, r: &Record| r.weight().min(MAX_WEIGHT) as u32)
+        .expire_after(KeepFor(cap))
 }
 
 impl MemoryStore {
@@ -69,11 +101,8 @@ impl MemoryStore {
     /// and their generation counters together: a fifth of it is for counters.
     /// Evictions are counted in `evictions{reason}` when given.
     pub fn new(max_bytes: u64, evictions: Option<IntCounterVec>) -> Self {
-        let token_budget = max_bytes / TOKEN_SHARE;
-        let mut builder = MokaCache::builder()
-            .max_capacity(max_bytes - token_budget)
-            .weigher(|_: &KeyHash, r: &Record| r.weight().min(MAX_WEIGHT) as u32)
-            .expire_after(EntryExpiry);
+        let (entry_bytes, token_capacity) = split_budget(max_bytes);
+        let mut builder = record_cache(entry_bytes, None);
         if let Some(evictions) = evictions {
             builder = builder.eviction_listener(move |_, _, cause| {
                 let reason = match cause {
@@ -84,7 +113,6 @@ impl MemoryStore {
                 evictions.with_label_values(&[reason]).inc();
             });
         }
-        let token_capacity = (token_budget / TOKEN_COST).max(MIN_TOKEN_CAPACITY);
         Self {
             entries: builder.build(),
             generations: MokaCache::new(token_capacity),
@@ -166,7 +194,6 @@ mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use http::{HeaderMap, StatusCode};
 
     use super::*;
     use crate::cache::Entry;
@@ -180,23 +207,14 @@ mod tests {
     }
 
     fn entry(key: &CacheKey, generations: Vec<u64>, body: usize, keep: Duration) -> Record {
-        let now = SystemTime::now();
-        Record::Response(Arc::new(Entry {
-            key: key.hash,
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
-            body: Bytes::from(vec![b'x'; body]),
-            stored_at: now,
-            initial_age: Duration::ZERO,
-            fresh_until: now + keep,
-            stale_while_revalidate_until: now + keep,
-            stale_if_error_until: now + keep,
-            must_revalidate: false,
-            keep_until: now + keep,
-            vary: Vec::new(),
+        let body = Bytes::from(vec![b'x'; body]);
+        Record::Response(Arc::new(Entry::fresh(
+            key.hash,
+            body,
+            SystemTime::now(),
+            keep,
             generations,
-            shareable_with_auth: false,
-        }))
+        )))
     }
 
     #[tokio::test]

@@ -20,19 +20,17 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use moka::sync::Cache as MokaCache;
 use tokio_util::sync::CancellationToken;
 
+use super::memory::{record_cache, split_budget};
 use super::redis::{InvalidationListener, RedisNodes, RedisStore, subscribe};
 use super::{
     CacheKey, FillLock, KeyHash, Lookup, Record, Store, StoreError, StoreHealth, Token, Usage,
 };
-
-/// moka weighs entries in `u32`; bigger ones are weighed as the maximum.
-const MAX_WEIGHT: u64 = u32::MAX as u64;
 
 /// The tiered store. Cheap to clone.
 #[derive(Clone)]
@@ -52,23 +50,6 @@ struct L1 {
     hasher: std::collections::hash_map::RandomState,
 }
 
-struct L1Expiry(Duration);
-
-impl moka::Expiry<KeyHash, Record> for L1Expiry {
-    fn expire_after_create(&self, _: &KeyHash, record: &Record, _: Instant) -> Option<Duration> {
-        Some(record.keep_for(SystemTime::now()).min(self.0))
-    }
-    fn expire_after_update(
-        &self,
-        _: &KeyHash,
-        record: &Record,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(record.keep_for(SystemTime::now()).min(self.0))
-    }
-}
-
 impl TieredStore {
     /// L1 of `max_bytes`, entries and generations trusted for at most `ttl`,
     /// over `redis`; subscribes to invalidations until `shutdown`.
@@ -78,14 +59,13 @@ impl TieredStore {
         ttl: Duration,
         shutdown: CancellationToken,
     ) -> Self {
+        // Entries and learned generations share `max_bytes` as in the
+        // memory store, so a flood of unique URLs cannot grow `known` past it.
+        let (entry_bytes, known_capacity) = split_budget(max_bytes);
         let l1 = Arc::new(L1 {
-            entries: MokaCache::builder()
-                .max_capacity(max_bytes)
-                .weigher(|_: &KeyHash, r: &Record| r.weight().min(MAX_WEIGHT) as u32)
-                .expire_after(L1Expiry(ttl))
-                .build(),
+            entries: record_cache(entry_bytes, Some(ttl)).build(),
             known: MokaCache::builder()
-                .max_capacity((max_bytes / 64).max(10_000))
+                .max_capacity(known_capacity)
                 .time_to_live(ttl)
                 .build(),
             subscribed: AtomicBool::new(false),

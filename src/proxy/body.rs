@@ -137,18 +137,24 @@ impl http_body::Body for Body {
     }
 }
 
-/// A client's request body on its way upstream, held to
-/// `limits.max_request_body_bytes` and `limits.request_body_timeout`
-/// (the longest wait for the next piece): a body that breaks either ends
-/// with a [`BodyLimit`] error, which fails the upstream request; the proxy
-/// answers 413 or 408 and the app sees an aborted request, never a
-/// truncated one it could mistake for complete.
-pub struct Guarded<B> {
-    inner: B,
-    remaining: u64,
-    limit: u64,
-    idle: std::time::Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+pin_project_lite::pin_project! {
+    /// A client's request body on its way upstream, held to
+    /// `limits.max_request_body_bytes` and `limits.request_body_timeout`
+    /// (the longest wait for the next piece): a body that breaks either
+    /// ends with a [`BodyLimit`] error, which fails the upstream request;
+    /// the proxy answers 413 or 408 and the app sees an aborted request,
+    /// never a truncated one it could mistake for complete. The timer lives
+    /// inline and is re-armed, not re-allocated, for each wait.
+    pub struct Guarded<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        timer: tokio::time::Sleep,
+        armed: bool,
+        remaining: u64,
+        limit: u64,
+        idle: std::time::Duration,
+    }
 }
 
 /// Why a [`Guarded`] body was cut off.
@@ -181,17 +187,18 @@ impl<B> Guarded<B> {
     pub fn new(inner: B, limit: u64, idle: std::time::Duration) -> Self {
         Self {
             inner,
+            timer: tokio::time::sleep(idle),
+            armed: false,
             remaining: limit,
             limit,
             idle,
-            timer: None,
         }
     }
 }
 
 impl<B> http_body::Body for Guarded<B>
 where
-    B: http_body::Body<Data = Bytes, Error = crate::proxy::upstream::BoxError> + Unpin,
+    B: http_body::Body<Data = Bytes, Error = crate::proxy::upstream::BoxError>,
 {
     type Data = Bytes;
     type Error = crate::proxy::upstream::BoxError;
@@ -200,30 +207,33 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.timer = None;
+                *this.armed = false;
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
-                    if len > this.remaining {
-                        return Poll::Ready(Some(Err(BodyLimit::TooLarge(this.limit).into())));
+                    if len > *this.remaining {
+                        return Poll::Ready(Some(Err(BodyLimit::TooLarge(*this.limit).into())));
                     }
-                    this.remaining -= len;
+                    *this.remaining -= len;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(other) => {
-                this.timer = None;
+                *this.armed = false;
                 Poll::Ready(other)
             }
             Poll::Pending => {
-                let idle = this.idle;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyLimit::Timeout(idle).into()))),
+                if !*this.armed {
+                    let deadline = tokio::time::Instant::now() + *this.idle;
+                    this.timer.as_mut().reset(deadline);
+                    *this.armed = true;
+                }
+                match this.timer.poll(cx) {
+                    Poll::Ready(()) => {
+                        Poll::Ready(Some(Err(BodyLimit::Timeout(*this.idle).into())))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }

@@ -114,6 +114,8 @@ impl Upstream {
 }
 
 /// Builds the upstream request from the client's method and headers.
+/// `client_headers` have been through [`drop_untrusted`] already: the proxy
+/// does that once, at the door, before anything reads them.
 pub fn request(
     method: &http::Method,
     client_headers: &HeaderMap,
@@ -128,7 +130,6 @@ pub fn request(
     for (name, value) in client_headers {
         headers.append(name.clone(), value.clone());
     }
-    drop_untrusted(&mut headers, trust);
     strip_hop_by_hop(&mut headers);
     forwarded_headers(&mut headers, target, client, trust);
     if let Some(host) = target
@@ -297,7 +298,9 @@ mod tests {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let (parts, ()) = req.body(()).unwrap().into_parts();
+        let (mut parts, ()) = req.body(()).unwrap().into_parts();
+        // As the proxy does at the door.
+        drop_untrusted(&mut parts.headers, trust);
         let target = Normalized {
             path: "/x".into(),
             query: Some("a=1".into()),

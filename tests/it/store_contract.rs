@@ -13,7 +13,7 @@ use cachecar::cache::redis::{RedisNodes, RedisSettings, RedisStore};
 use cachecar::cache::tiered::TieredStore;
 use cachecar::cache::{CacheKey, Entry, FillLock, KeyHash, Record, Store, Token, Variants, codec};
 use cachecar::metrics::Metrics;
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::HeaderName;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis_server::{RedisCluster, RedisServer};
@@ -34,25 +34,12 @@ fn key(n: u8) -> CacheKey {
 }
 
 fn entry(key: &CacheKey, generations: Vec<u64>, body: &str, keep: Duration) -> Record {
-    let now = SystemTime::now();
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", "text/plain".parse().unwrap());
-    Record::Response(Arc::new(Entry {
-        key: key.hash,
-        status: StatusCode::OK,
-        headers,
-        body: Bytes::from(body.to_string()),
-        stored_at: now,
-        initial_age: Duration::ZERO,
-        fresh_until: now + keep,
-        stale_while_revalidate_until: now + keep,
-        stale_if_error_until: now + keep,
-        must_revalidate: false,
-        keep_until: now + keep,
-        vary: Vec::new(),
-        generations,
-        shareable_with_auth: false,
-    }))
+    let body = Bytes::from(body.to_string());
+    let mut entry = Entry::fresh(key.hash, body, SystemTime::now(), keep, generations);
+    entry
+        .headers
+        .insert("content-type", "text/plain".parse().unwrap());
+    Record::Response(Arc::new(entry))
 }
 
 fn body_of(record: &Option<Record>) -> Option<Bytes> {
