@@ -270,7 +270,33 @@ pub struct Usage {
 pub struct Cache {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    /// `store_operation_duration_seconds` by [`Op`], looked up once.
+    timers: Arc<[std::sync::OnceLock<prometheus::Histogram>; Op::ALL.len()]>,
     writes: Arc<tokio::sync::Semaphore>,
+}
+
+/// A timed store operation: the `op` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Lookup,
+    Insert,
+    Bump,
+    Lock,
+    Unlock,
+}
+
+impl Op {
+    const ALL: [Op; 5] = [Op::Lookup, Op::Insert, Op::Bump, Op::Lock, Op::Unlock];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Lookup => "lookup",
+            Op::Insert => "insert",
+            Op::Bump => "bump",
+            Op::Lock => "lock",
+            Op::Unlock => "unlock",
+        }
+    }
 }
 
 /// Most background writes in flight at once. A store that cannot keep up
@@ -604,6 +630,7 @@ impl Cache {
         Self {
             store,
             metrics,
+            timers: Arc::default(),
             writes: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
         }
     }
@@ -666,7 +693,7 @@ impl Cache {
     pub async fn try_lock(&self, key: &CacheKey, ttl: Duration) -> Result<FillLock, StoreError> {
         let start = Instant::now();
         let result = self.store.try_lock(key, ttl).await;
-        self.observe("lock", start, result.as_ref().err());
+        self.observe(Op::Lock, start, result.as_ref().err());
         result
     }
 
@@ -674,7 +701,7 @@ impl Cache {
     pub async fn unlock(&self, key: &CacheKey, token: u64, uncacheable_for: Option<Duration>) {
         let start = Instant::now();
         let result = self.store.unlock(key, token, uncacheable_for).await;
-        self.observe("unlock", start, result.as_ref().err());
+        self.observe(Op::Unlock, start, result.as_ref().err());
     }
 
     /// The store's health.
@@ -700,7 +727,7 @@ impl Cache {
     pub async fn lookup(&self, key: &CacheKey) -> Result<Lookup, StoreError> {
         let start = Instant::now();
         let result = self.store.lookup(key).await;
-        self.observe("lookup", start, result.as_ref().err());
+        self.observe(Op::Lookup, start, result.as_ref().err());
         result
     }
 
@@ -712,7 +739,7 @@ impl Cache {
     pub async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), StoreError> {
         let start = Instant::now();
         let result = self.store.insert(key, record).await;
-        self.observe("insert", start, result.as_ref().err());
+        self.observe(Op::Insert, start, result.as_ref().err());
         result
     }
 
@@ -727,7 +754,7 @@ impl Cache {
         }
         let start = Instant::now();
         let result = self.store.bump(tokens).await;
-        self.observe("bump", start, result.as_ref().err());
+        self.observe(Op::Bump, start, result.as_ref().err());
         result
     }
 
@@ -743,13 +770,17 @@ impl Cache {
         }
     }
 
-    fn observe(&self, op: &str, start: Instant, error: Option<&StoreError>) {
+    fn observe(&self, op: Op, start: Instant, error: Option<&StoreError>) {
         let backend = self.store.backend();
-        self.metrics
-            .store_operation_duration_seconds
-            .with_label_values(&[backend, op])
+        self.timers[op as usize]
+            .get_or_init(|| {
+                self.metrics
+                    .store_operation_duration_seconds
+                    .with_label_values(&[backend, op.as_str()])
+            })
             .observe(start.elapsed().as_secs_f64());
         if let Some(error) = error {
+            let op = op.as_str();
             self.metrics
                 .store_errors_total
                 .with_label_values(&[backend, op])
@@ -830,6 +861,20 @@ impl BypassReason {
             BypassReason::RequestBody => "request-body",
             BypassReason::Invalid => "invalid-request",
             BypassReason::Conditional => "conditional",
+        }
+    }
+
+    /// The whole `Cache-Status` member of a bypass for this reason, spelled
+    /// out once instead of rendered per request.
+    pub fn cache_status(self) -> &'static str {
+        match self {
+            BypassReason::NoRoute => "cachecar; fwd=bypass; detail=no-route",
+            BypassReason::Disabled => "cachecar; fwd=bypass; detail=disabled",
+            BypassReason::Method => "cachecar; fwd=bypass; detail=method",
+            BypassReason::NoIdentity => "cachecar; fwd=bypass; detail=no-identity",
+            BypassReason::RequestBody => "cachecar; fwd=bypass; detail=request-body",
+            BypassReason::Invalid => "cachecar; fwd=bypass; detail=invalid-request",
+            BypassReason::Conditional => "cachecar; fwd=bypass; detail=conditional",
         }
     }
 }

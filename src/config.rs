@@ -331,6 +331,8 @@ pub struct Route {
     /// Hash of everything that shapes this route's keys, mixed into every
     /// key, so entries stored under an earlier shape never match.
     pub fingerprint: [u8; 32],
+    /// The route's metric series.
+    pub metrics: crate::metrics::RouteMetrics,
 }
 
 /// Route scope.

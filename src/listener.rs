@@ -28,7 +28,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::proxy::upstream::BoxError;
@@ -113,16 +112,14 @@ where
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let watched = graceful.watch(connection);
-        let span = tracing::debug_span!("connection", listener = name, %peer);
-        tokio::spawn(
-            async move {
-                let _slot = slot;
-                if let Err(e) = watched.await {
-                    tracing::debug!(cause = %e, "connection ended with an error");
-                }
+        // No span around the connection: it would be entered and left on
+        // every poll of every request; the one log line names the peer.
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = watched.await {
+                tracing::debug!(listener = name, %peer, cause = %e, "connection ended with an error");
             }
-            .instrument(span),
-        );
+        });
     }
     drop(listener);
     let open = graceful.count();

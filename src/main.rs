@@ -156,11 +156,30 @@ fn check(path: Option<&Path>) -> ExitCode {
     }
 }
 
+/// The async runtime: one worker thread per CPU the process may use
+/// (affinity and cgroup quota count; `TOKIO_WORKER_THREADS` overrides).
+/// With one, the single-threaded scheduler: a sidecar limited to a core or
+/// less then pays for no cross-thread queues it cannot use.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+}
+
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cachecar: cannot start the async runtime: {e}");

@@ -5,10 +5,15 @@
 //! enums (`CacheStatus::as_str`, `NoCacheReason::as_str`, [`method_label`]),
 //! never from raw paths, hosts or users: cardinality is bounded by the config.
 
+use std::sync::{Arc, OnceLock};
+
 use http::Method;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
+
+use crate::cache::CacheStatus;
 
 /// Request latency buckets: from a memory hit (tens of µs) to a slow origin.
 const REQUEST_BUCKETS: &[f64] = &[
@@ -215,35 +220,160 @@ impl Metrics {
             .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
             .collect()
     }
+}
 
-    /// The upstream latency histogram of one route.
-    pub fn upstream_timer(&self, route: &str) -> Histogram {
-        self.upstream_duration_seconds.with_label_values(&[route])
+/// Values of the `method` label, by [`method_index`].
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other",
+];
+
+/// Values of `cache_status`, by `CacheStatus as usize`.
+const CACHE_STATUSES: [CacheStatus; 5] = [
+    CacheStatus::Hit,
+    CacheStatus::Miss,
+    CacheStatus::Stale,
+    CacheStatus::Revalidated,
+    CacheStatus::Bypass,
+];
+
+/// Values of the upstream `status_class` label, by [`UpstreamClass`].
+const CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "timeout", "error"];
+
+fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::PATCH => 4,
+        Method::DELETE => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
     }
 }
 
 /// The `method` label: standard methods by name, anything else `other`.
 pub fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
+    METHODS[method_index(method)]
+}
+
+/// The upstream `status_class` label of an exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamClass {
+    /// An answer, by its status.
+    Status(u16),
+    /// No answer within `upstream.timeout`.
+    Timeout,
+    /// The exchange failed.
+    Error,
+}
+
+impl UpstreamClass {
+    fn index(self) -> usize {
+        match self {
+            UpstreamClass::Status(100..=199) => 0,
+            UpstreamClass::Status(200..=299) => 1,
+            UpstreamClass::Status(300..=399) => 2,
+            UpstreamClass::Status(400..=499) => 3,
+            UpstreamClass::Status(_) => 4,
+            UpstreamClass::Timeout => 5,
+            UpstreamClass::Error => 6,
+        }
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        CLASSES[self.index()]
     }
 }
 
-/// The `status_class` label of an upstream status.
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+/// One route's metric series, each looked up in its family once and then
+/// kept: a request updates its counters without hashing label strings or
+/// taking the family's lock. Filled lazily, so only series that occur are
+/// exported, as before.
+///
+/// A `RouteMetrics` belongs to the [`Metrics`] it is first used with (one
+/// per process; every test app builds its own routes).
+pub struct RouteMetrics {
+    name: Arc<str>,
+    requests: [[OnceLock<IntCounter>; CACHE_STATUSES.len()]; METHODS.len()],
+    duration: [OnceLock<Histogram>; CACHE_STATUSES.len()],
+    hits: OnceLock<IntCounter>,
+    misses: OnceLock<IntCounter>,
+    upstream_duration: OnceLock<Histogram>,
+    upstream_requests: [OnceLock<IntCounter>; CLASSES.len()],
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMetrics")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteMetrics {
+    /// The series of the route labelled `name` (`none`: no rule matched).
+    pub fn new(name: Arc<str>) -> Self {
+        Self {
+            name,
+            requests: Default::default(),
+            duration: Default::default(),
+            hits: OnceLock::new(),
+            misses: OnceLock::new(),
+            upstream_duration: OnceLock::new(),
+            upstream_requests: Default::default(),
+        }
+    }
+
+    /// The route label.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// One request answered: `requests_total`, `request_duration_seconds`
+    /// and the hit or miss counter.
+    pub fn request(&self, m: &Metrics, method: &Method, status: CacheStatus, seconds: f64) {
+        let s = status as usize;
+        let label = status.as_str();
+        let method = method_index(method);
+        self.requests[method][s]
+            .get_or_init(|| {
+                m.requests_total
+                    .with_label_values(&[&self.name, METHODS[method], label])
+            })
+            .inc();
+        self.duration[s]
+            .get_or_init(|| {
+                m.request_duration_seconds
+                    .with_label_values(&[&self.name, label])
+            })
+            .observe(seconds);
+        match status {
+            CacheStatus::Hit | CacheStatus::Stale => self
+                .hits
+                .get_or_init(|| m.cache_hits_total.with_label_values(&[&self.name]))
+                .inc(),
+            CacheStatus::Miss | CacheStatus::Revalidated => self
+                .misses
+                .get_or_init(|| m.cache_misses_total.with_label_values(&[&self.name]))
+                .inc(),
+            CacheStatus::Bypass => {}
+        }
+    }
+
+    /// One upstream exchange: `upstream_duration_seconds` and
+    /// `upstream_requests_total`.
+    pub fn upstream(&self, m: &Metrics, class: UpstreamClass, seconds: f64) {
+        self.upstream_duration
+            .get_or_init(|| m.upstream_duration_seconds.with_label_values(&[&self.name]))
+            .observe(seconds);
+        self.upstream_requests[class.index()]
+            .get_or_init(|| {
+                m.upstream_requests_total
+                    .with_label_values(&[&self.name, class.as_str()])
+            })
+            .inc();
     }
 }
 
@@ -297,6 +427,66 @@ mod tests {
             Metrics::new(&registry).is_err(),
             "double registration is refused"
         );
+    }
+
+    /// The kept series are the ones the labels name: every method and
+    /// cache status lands in its own `requests_total` series, hits and
+    /// misses in theirs, each upstream class in its own.
+    #[test]
+    fn route_series_land_under_their_labels() {
+        let m = Metrics::new(&Registry::new()).unwrap();
+        let series = RouteMetrics::new(Arc::from("users"));
+        for (i, status) in CACHE_STATUSES.into_iter().enumerate() {
+            assert_eq!(status as usize, i, "CACHE_STATUSES is in enum order");
+            for method in [
+                Method::GET,
+                Method::DELETE,
+                Method::from_bytes(b"PURGE").unwrap(),
+            ] {
+                for _ in 0..=i {
+                    series.request(&m, &method, status, 0.001);
+                }
+            }
+        }
+        for (i, status) in CACHE_STATUSES.into_iter().enumerate() {
+            for method in ["GET", "DELETE", "other"] {
+                let n = m
+                    .requests_total
+                    .with_label_values(&["users", method, status.as_str()])
+                    .get();
+                assert_eq!(n, i as u64 + 1, "{method} {status:?}");
+            }
+            let observed = m
+                .request_duration_seconds
+                .with_label_values(&["users", status.as_str()])
+                .get_sample_count();
+            assert_eq!(observed, 3 * (i as u64 + 1));
+        }
+        // hit 1 + stale 3, miss 2 + revalidated 4, per method.
+        assert_eq!(m.cache_hits_total.with_label_values(&["users"]).get(), 12);
+        assert_eq!(m.cache_misses_total.with_label_values(&["users"]).get(), 18);
+        let classes = [
+            (UpstreamClass::Status(101), "1xx"),
+            (UpstreamClass::Status(204), "2xx"),
+            (UpstreamClass::Status(304), "3xx"),
+            (UpstreamClass::Status(404), "4xx"),
+            (UpstreamClass::Status(503), "5xx"),
+            (UpstreamClass::Timeout, "timeout"),
+            (UpstreamClass::Error, "error"),
+        ];
+        for (n, (class, label)) in classes.into_iter().enumerate() {
+            for _ in 0..=n {
+                series.upstream(&m, class, 0.01);
+            }
+            assert_eq!(class.as_str(), label);
+            let got = m
+                .upstream_requests_total
+                .with_label_values(&["users", label])
+                .get();
+            assert_eq!(got, n as u64 + 1, "{label}");
+        }
+        let upstream = m.upstream_duration_seconds.with_label_values(&["users"]);
+        assert_eq!(upstream.get_sample_count(), 28);
     }
 }
 

@@ -31,13 +31,12 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Incoming;
 
 use crate::cache::coalesce::Coalescer;
-use crate::cache::{BypassReason, Cache, CacheStatus, StoreError, Token};
+use crate::cache::{BypassReason, Cache, StoreError, Token};
 use crate::config::{ConfigHandle, Limits, LogConfig, QueryKey, Route, RuntimeConfig, Scope};
 use crate::error::ProxyError;
-use crate::metrics::{Metrics, method_label, status_class};
+use crate::metrics::{Metrics, RouteMetrics, UpstreamClass};
 
 pub mod body;
 pub mod cache_control;
@@ -61,7 +60,7 @@ use normalize::Normalized;
 use policy::{RequestDirectives, Verdict};
 use respond::{CacheOutcome, Fwd, StaleReason};
 use route::Captures;
-use upstream::{BoxError, Upstream, UpstreamBody, UpstreamError};
+use upstream::{BoxError, Peer, ResponseBody, Upstream, UpstreamBody, UpstreamError};
 
 /// The caching proxy. Cheap to clone; one per process.
 #[derive(Clone)]
@@ -74,6 +73,8 @@ struct Inner {
     cache: Cache,
     upstream: Upstream,
     metrics: Arc<Metrics>,
+    /// The series of requests no rule matched (`route="none"`).
+    unrouted: RouteMetrics,
     coalescer: Coalescer,
 }
 
@@ -81,14 +82,14 @@ struct Inner {
 #[derive(Clone)]
 pub struct ProxyService {
     proxy: Proxy,
-    client: SocketAddr,
+    client: Peer,
 }
 
 /// What happened to one request, for metrics and the access log.
 #[derive(Debug)]
 pub(crate) struct Outcome {
-    /// The route name; `None` when no rule matched.
-    route: Option<Arc<str>>,
+    /// The route; `None` when no rule matched.
+    route: Option<Arc<Route>>,
     cache: CacheOutcome,
     /// Time the upstream took to answer, if it was asked.
     upstream: Option<Duration>,
@@ -97,9 +98,9 @@ pub(crate) struct Outcome {
 }
 
 /// Decrements the in-flight gauge however `handle` ends.
-struct Inflight(prometheus::IntGauge);
+struct Inflight<'a>(&'a prometheus::IntGauge);
 
-impl Drop for Inflight {
+impl Drop for Inflight<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -119,6 +120,7 @@ impl Proxy {
                 cache,
                 upstream,
                 metrics,
+                unrouted: RouteMetrics::new(Arc::from("none")),
                 coalescer: Coalescer::default(),
             }),
         }
@@ -128,12 +130,18 @@ impl Proxy {
     pub fn service(&self, client: SocketAddr) -> ProxyService {
         ProxyService {
             proxy: self.clone(),
-            client,
+            client: Peer::new(client),
         }
     }
 
-    /// Handles one request. Never fails: errors become 4xx/5xx responses.
-    pub async fn handle<B>(&self, request: Request<B>, client: SocketAddr) -> Response<Body>
+    /// Handles one request. Never fails: errors become 4xx/5xx responses
+    /// (the `Result` is the service's). Owns its arguments so that the
+    /// service's boxed future is this one, not a wrapper around it.
+    pub async fn handle<B>(
+        self,
+        request: Request<B>,
+        client: Peer,
+    ) -> Result<Response<Body>, Infallible>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -141,20 +149,20 @@ impl Proxy {
         let started = Instant::now();
         let metrics = &self.inner.metrics;
         metrics.inflight_requests.inc();
-        let _inflight = Inflight(metrics.inflight_requests.clone());
+        let _inflight = Inflight(&metrics.inflight_requests);
         let config = self.inner.config.load();
         let method = request.method().clone();
-        let (mut response, outcome) = self.dispatch(&config, request, client).await;
+        let (mut response, outcome) = self.dispatch(&config, request, &client).await;
         outcome.cache.decorate(&mut response);
         self.record(&config.log, &method, &outcome, &response, started);
-        response
+        Ok(response)
     }
 
     async fn dispatch<B>(
         &self,
         config: &Arc<RuntimeConfig>,
         mut request: Request<B>,
-        client: SocketAddr,
+        client: &Peer,
     ) -> (Response<Body>, Outcome)
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -177,34 +185,39 @@ impl Proxy {
         if let Err(refusal) = guard::host_allowed(config, target.host.as_deref()) {
             return refuse(refusal, None);
         }
+        // Each path's future is boxed: a future is moved into its caller's
+        // state, so an unboxed path would be copied, at its full size, into
+        // `dispatch`'s, `handle`'s and the service's on every request.
         let method = request.method();
         if *method == Method::GET || *method == Method::HEAD {
             return match config.routes.find(&target.path) {
                 Some(m) => {
                     let route = m.value.clone();
                     if let Err(refusal) = guard::path(&target) {
-                        return refuse(refusal, Some(route.name.clone()));
+                        return refuse(refusal, Some(route));
                     }
-                    self.cacheable(config, request, target.clone(), route, &m.captures, client)
-                        .await
+                    Box::pin(self.cacheable(
+                        config,
+                        request,
+                        target.clone(),
+                        route,
+                        &m.captures,
+                        client,
+                    ))
+                    .await
                 }
                 None => {
                     let outcome = CacheOutcome::bypass(BypassReason::NoRoute);
-                    self.pass(config, request, &target, client, None, outcome)
-                        .await
+                    Box::pin(self.pass(config, request, &target, client, None, outcome)).await
                 }
             };
         }
         if !method.is_safe() {
-            return self.mutate(config, request, &target, client).await;
+            return Box::pin(self.mutate(config, request, &target, client)).await;
         }
-        let route = config
-            .routes
-            .find(&target.path)
-            .map(|m| m.value.name.clone());
+        let route = config.routes.find(&target.path).map(|m| m.value.clone());
         let outcome = CacheOutcome::bypass(BypassReason::Method);
-        self.pass(config, request, &target, client, route, outcome)
-            .await
+        Box::pin(self.pass(config, request, &target, client, route, outcome)).await
     }
 
     /// Step 3: a GET or HEAD that a route caches.
@@ -215,20 +228,19 @@ impl Proxy {
         mut target: Normalized,
         route: Arc<Route>,
         captures: &Captures<'_, '_>,
-        client: SocketAddr,
+        client: &Peer,
     ) -> (Response<Body>, Outcome)
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let label = Some(route.name.clone());
         let has_body = has_body(&request);
         let identity = match lookup::precheck(config, &route, request.headers(), has_body) {
             Ok(identity) => identity,
             Err(reason) => {
                 let outcome = CacheOutcome::bypass(reason);
                 return self
-                    .pass(config, request, &target, client, label, outcome)
+                    .pass(config, request, &target, client, Some(route), outcome)
                     .await;
             }
         };
@@ -274,7 +286,7 @@ impl Proxy {
             target,
             uri: parts.uri,
             headers,
-            client,
+            client: client.clone(),
             credentials,
             stale: usable,
             fwd,
@@ -296,7 +308,7 @@ impl Proxy {
         conditions: Option<&ClientConditions>,
     ) -> (Response<Body>, Outcome) {
         let now = SystemTime::now();
-        let label = Some(fetch.route.name.clone());
+        let label = Some(fetch.route.clone());
         if let Some(entry) = fetch.stale.clone() {
             let ttl = entry.ttl_secs(now);
             let verdict = policy::judge(&entry, &fetch.directives, now);
@@ -327,7 +339,9 @@ impl Proxy {
                 crate::error::status_response(StatusCode::GATEWAY_TIMEOUT, "not cached\n");
             return (response, Outcome::new(label, CacheOutcome::miss(fetch.fwd)));
         }
-        self.fill(fetch, method, conditions).await
+        // Boxed: the fill's future is most of this one's size, and a hit,
+        // which never fills, would otherwise carry and copy it.
+        Box::pin(self.fill(fetch, method, conditions)).await
     }
 
     /// Step 2: an unsafe method. Invalidates only after a 2xx/3xx answer.
@@ -336,31 +350,40 @@ impl Proxy {
         config: &RuntimeConfig,
         request: Request<B>,
         target: &Normalized,
-        client: SocketAddr,
+        client: &Peer,
     ) -> (Response<Body>, Outcome)
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let purge = config.invalidations.purge(request.method(), &target.path);
-        let route = config
-            .routes
-            .find(&target.path)
-            .map(|m| m.value.name.clone());
+        let route = config.routes.find(&target.path).map(|m| m.value.clone());
         if (route.is_some() || !purge.rules.is_empty())
             && let Err(refusal) = guard::path(target)
         {
             return refuse(refusal, route);
         }
-        let label = route.as_deref().unwrap_or("none").to_string();
+        let series = self.series(route.as_deref());
+        let (parts, body) = request.into_parts();
+        let body = guarded_body(body, &config.limits);
         let (result, took) = self
-            .forward_client(config, request, target, client, &label)
+            .forward(
+                config,
+                &parts.method,
+                &parts.headers,
+                body,
+                target,
+                client,
+                series,
+            )
             .await;
-        let mut outcome = Outcome::new(route.clone(), CacheOutcome::bypass(BypassReason::Method));
+        let failure = |e| upstream_failure(e, series.name());
+        let result = result.map_err(failure);
+        let mut outcome = Outcome::new(route, CacheOutcome::bypass(BypassReason::Method));
         outcome.upstream = Some(took);
         let response = match result {
             Ok(response) => response,
-            Err(e) => return (upstream_failure(e, &label), outcome),
+            Err(failed) => return (failed, outcome),
         };
         let status = response.status();
         if status.is_success() || status.is_redirection() {
@@ -410,51 +433,40 @@ impl Proxy {
         config: &RuntimeConfig,
         request: Request<B>,
         target: &Normalized,
-        client: SocketAddr,
-        route: Option<Arc<str>>,
+        client: &Peer,
+        route: Option<Arc<Route>>,
         cache: CacheOutcome,
     ) -> (Response<Body>, Outcome)
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let label = route.as_deref().unwrap_or("none").to_string();
-        let (result, took) = self
-            .forward_client(config, request, target, client, &label)
-            .await;
-        let mut outcome = Outcome::new(route, cache);
-        outcome.upstream = Some(took);
-        match result {
-            Ok(response) => (response.map(Body::Stream), outcome),
-            Err(e) => (upstream_failure(e, &label), outcome),
-        }
-    }
-
-    /// Forwards a client's request as it came (body streamed) under `route`.
-    async fn forward_client<B>(
-        &self,
-        config: &RuntimeConfig,
-        request: Request<B>,
-        target: &Normalized,
-        client: SocketAddr,
-        route: &str,
-    ) -> (Result<Response<Incoming>, UpstreamError>, Duration)
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
+        let series = self.series(route.as_deref());
         let (parts, body) = request.into_parts();
         let body = guarded_body(body, &config.limits);
-        self.forward(
-            config,
-            &parts.method,
-            &parts.headers,
-            body,
-            target,
-            client,
-            route,
-        )
-        .await
+        let (result, took) = self
+            .forward(
+                config,
+                &parts.method,
+                &parts.headers,
+                body,
+                target,
+                client,
+                series,
+            )
+            .await;
+        let response = match result {
+            Ok(response) => response.map(Body::Stream),
+            Err(e) => upstream_failure(e, series.name()),
+        };
+        let mut outcome = Outcome::new(route, cache);
+        outcome.upstream = Some(took);
+        (response, outcome)
+    }
+
+    /// The metric series of `route`, or of unrouted requests.
+    pub(crate) fn series<'a>(&'a self, route: Option<&'a Route>) -> &'a RouteMetrics {
+        route.map_or(&self.inner.unrouted, |r| &r.metrics)
     }
 
     /// Sends the request upstream (normalized target, cleaned headers,
@@ -469,49 +481,47 @@ impl Proxy {
         headers: &HeaderMap,
         body: Option<UpstreamBody>,
         target: &Normalized,
-        client: SocketAddr,
-        route: &str,
-    ) -> (Result<Response<Incoming>, UpstreamError>, Duration) {
+        client: &Peer,
+        route: &RouteMetrics,
+    ) -> (Result<Response<ResponseBody>, UpstreamError>, Duration) {
         let build =
             |body: UpstreamBody| upstream::request(method, headers, target, config, client, body);
         let replayable = body.is_none() && method.is_idempotent();
-        let first = build(body.unwrap_or_else(empty_body));
-        let (result, took) = self.send(config, first, route).await;
+        // Awaited here, not in a helper, and boxed: every async layer is a
+        // future moved into its caller's, and the exchange's is the largest
+        // part of each ("Future sizes" in docs/benchmarks.md).
+        let upstream = &self.inner.upstream;
+        let timeout = config.upstream.timeout;
+        let start = Instant::now();
+        let result = Box::pin(upstream.send(build(body.unwrap_or_else(empty_body)), timeout)).await;
+        let took = self.observe_upstream(route, &result, start);
         match result {
             Err(e) if replayable && e.is_retryable() => {
-                tracing::debug!(route, cause = %e, "retrying an idempotent request once");
-                let (result, again) = self.send(config, build(empty_body()), route).await;
+                tracing::debug!(route = route.name(), cause = %e, "retrying an idempotent request once");
+                let start = Instant::now();
+                let result = Box::pin(upstream.send(build(empty_body()), timeout)).await;
+                let again = self.observe_upstream(route, &result, start);
                 (result, took + again)
             }
             result => (result, took),
         }
     }
 
-    async fn send(
+    /// Counts and times one upstream exchange begun at `start`.
+    fn observe_upstream(
         &self,
-        config: &RuntimeConfig,
-        request: Request<UpstreamBody>,
-        route: &str,
-    ) -> (Result<Response<Incoming>, UpstreamError>, Duration) {
-        let start = Instant::now();
-        let result = self
-            .inner
-            .upstream
-            .send(request, config.upstream.timeout)
-            .await;
+        route: &RouteMetrics,
+        result: &Result<Response<ResponseBody>, UpstreamError>,
+        start: Instant,
+    ) -> Duration {
         let took = start.elapsed();
-        let metrics = &self.inner.metrics;
-        metrics.upstream_timer(route).observe(took.as_secs_f64());
-        let class = match &result {
-            Ok(r) => status_class(r.status().as_u16()),
-            Err(UpstreamError::Timeout(_)) => "timeout",
-            Err(_) => "error",
+        let class = match result {
+            Ok(r) => UpstreamClass::Status(r.status().as_u16()),
+            Err(UpstreamError::Timeout(_)) => UpstreamClass::Timeout,
+            Err(_) => UpstreamClass::Error,
         };
-        metrics
-            .upstream_requests_total
-            .with_label_values(&[route, class])
-            .inc();
-        (result, took)
+        route.upstream(&self.inner.metrics, class, took.as_secs_f64());
+        took
     }
 
     /// Metrics and the access log for one request.
@@ -525,24 +535,11 @@ impl Proxy {
     ) {
         let status = response.status();
         let m = &self.inner.metrics;
-        let route = outcome.route.as_deref().unwrap_or("none");
+        let series = self.series(outcome.route.as_deref());
+        let route = series.name();
         let cache_status = outcome.cache.status.as_str();
         let took = started.elapsed();
-        m.requests_total
-            .with_label_values(&[route, method_label(method), cache_status])
-            .inc();
-        m.request_duration_seconds
-            .with_label_values(&[route, cache_status])
-            .observe(took.as_secs_f64());
-        match outcome.cache.status {
-            CacheStatus::Hit | CacheStatus::Stale => {
-                m.cache_hits_total.with_label_values(&[route]).inc()
-            }
-            CacheStatus::Miss | CacheStatus::Revalidated => {
-                m.cache_misses_total.with_label_values(&[route]).inc()
-            }
-            CacheStatus::Bypass => {}
-        }
+        series.request(m, method, outcome.cache.status, took.as_secs_f64());
         if let Some(reason) = outcome.cache.not_stored_reason() {
             m.not_stored_total
                 .with_label_values(&[route, reason.as_str()])
@@ -596,7 +593,7 @@ impl Proxy {
 }
 
 impl Outcome {
-    pub(crate) fn new(route: Option<Arc<str>>, cache: CacheOutcome) -> Self {
+    pub(crate) fn new(route: Option<Arc<Route>>, cache: CacheOutcome) -> Self {
         Self {
             route,
             cache,
@@ -630,7 +627,7 @@ fn upstream_failure(e: UpstreamError, route: &str) -> Response<Body> {
 }
 
 /// The answer to a refused request, counted as a bypass of `route`.
-fn refuse(refusal: guard::Refusal, route: Option<Arc<str>>) -> (Response<Body>, Outcome) {
+fn refuse(refusal: guard::Refusal, route: Option<Arc<Route>>) -> (Response<Body>, Outcome) {
     let mut response = crate::error::status_response(refusal.status, refusal.reason);
     if refusal.close {
         response
@@ -710,8 +707,45 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let proxy = self.proxy.clone();
-        let client = self.client;
-        Box::pin(async move { Ok(proxy.handle(request, client).await) })
+        Box::pin(self.proxy.clone().handle(request, self.client.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every request's future is moved (copied) into the connection's task
+    /// and through each `async` layer; the paths are boxed in `dispatch` so
+    /// that what every request carries stays small (it was 8.6 KiB before
+    /// they were). A bound, not a timing: it fails only when a change makes
+    /// the common future large again.
+    #[test]
+    fn a_request_future_stays_small() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
+        let metrics = Arc::new(Metrics::new(&prometheus::Registry::new()).unwrap());
+        let config = crate::config::load_str(
+            "upstream: { url: \"http://127.0.0.1:1\" }\nroutes: []\n",
+            &|_| None,
+        )
+        .unwrap();
+        let store = crate::cache::memory::MemoryStore::new(1 << 20, None);
+        let cache = Cache::new(Arc::new(store), metrics.clone());
+        let upstream = Upstream::new(&config.upstream);
+        let proxy = Proxy::new(
+            Arc::new(ConfigHandle::new(config)),
+            cache,
+            upstream,
+            metrics,
+        );
+        let peer = Peer::new(SocketAddr::from(([127, 0, 0, 1], 1)));
+        let request = Request::new(http_body_util::Empty::<Bytes>::new());
+        let future = proxy.handle(request, peer);
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 2048, "a request's future is {size} bytes");
     }
 }

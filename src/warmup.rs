@@ -18,6 +18,7 @@ use http_body_util::Empty;
 use crate::config::{RuntimeConfig, WarmupTarget};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::proxy::upstream::Peer;
 
 /// At most this many warmup requests at once: warming must not become the
 /// stampede it is meant to prevent.
@@ -126,9 +127,8 @@ async fn one(proxy: &Proxy, target: &WarmupTarget) -> (WarmResult, u16, String) 
     let Ok(request) = request else {
         return (WarmResult::Failed, 0, "invalid request".into());
     };
-    let response = proxy
-        .handle(request, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await;
+    let peer = Peer::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let Ok(response) = proxy.clone().handle(request, peer).await;
     let status = response.status();
     let cache_status = response
         .headers()

@@ -26,6 +26,8 @@ FILL_MAX_MIB = int(os.environ.get("FILL_MAX_MIB", "512"))
 DURATION = os.environ.get("DURATION", "5s")
 CONNS = [int(c) for c in os.environ.get("CONNS", "16 64").split()]
 STORES = os.environ.get("STORES", "memory tiered redis").split()
+PATHS = os.environ.get("PATHS", "hit miss pass").split()
+FILL = os.environ.get("FILL", "1") != "0"
 TARGET_CPU, LOAD_CPU = os.environ.get("TARGET_CPU", "0"), os.environ.get("LOAD_CPU", "1")
 ORIGIN, NGINX, CACHECAR, ADMIN, REDIS = 18000, 18081, 18080, 19090, 16399
 
@@ -147,6 +149,28 @@ def metric(name):
     return 0.0
 
 
+def fill(rss):
+    """100k stored 2 KiB entries, then a flood of unique URLs far past the
+    bound: RSS against max_bytes."""
+    global DURATION
+    run_duration = DURATION
+    p = start_cachecar("memory", f"{FILL_MAX_MIB}MiB")
+    DURATION = "2s"
+    for i in range(60):
+        if metric("cachecar_memory_store_entries") >= 100_000:
+            break
+        wrk(CACHECAR, "miss.lua", 64, f"fill{i}")
+    rss["entries"] = metric("cachecar_memory_store_entries")
+    rss["stored"] = metric("cachecar_memory_store_bytes")
+    rss["100k entries"] = rss_kb(p.pid)
+    DURATION = "20s"
+    wrk(CACHECAR, "miss.lua", 64, "flood")
+    rss["flood entries"] = metric("cachecar_memory_store_entries")
+    rss["flood"] = rss_kb(p.pid)
+    stop(p)
+    DURATION = run_duration
+
+
 def main():
     for tool in ("wrk", "nginx", "redis-server", "taskset"):
         if not shutil.which(tool):
@@ -167,72 +191,71 @@ def main():
     warm(NGINX)
 
     results = {}  # (target, path, conns) -> [(rps, p50, p99)]
+    ratios = {}  # (store, path, conns) -> [(req/s ratio, p99 ratio)] paired per cell
     rss = {}
 
     def record(target, path, conns, value):
         results.setdefault((target, path, conns), []).append(value)
 
+    # Each cachecar cell is measured right after the same cell on nginx, and
+    # compared with it: this VM's speed drifts by tens of percent over
+    # minutes, and a ratio of two measurements taken seconds apart is far
+    # steadier than a ratio of medians taken minutes apart.
+    lua = {"hit": "hit.lua", "miss": "miss.lua", "pass": "pass.lua"}
     for rnd in range(ROUNDS):
         print(f"round {rnd + 1}/{ROUNDS}", file=sys.stderr)
-        for conns in CONNS:
-            record("nginx", "hit", conns, wrk(NGINX, "hit.lua", conns))
-            record("nginx", "miss", conns, wrk(NGINX, "miss.lua", conns, f"n{rnd}c{conns}"))
-            record("nginx", "pass", conns, wrk(NGINX, "pass.lua", conns))
         for store in STORES:
             p = start_cachecar(store)
             if store == "memory" and rnd == 0:
                 rss["idle"] = rss_kb(p.pid)
             warm(CACHECAR)
             for conns in CONNS:
-                record(store, "hit", conns, wrk(CACHECAR, "hit.lua", conns))
-                record(store, "miss", conns, wrk(CACHECAR, "miss.lua", conns, f"{store}{rnd}c{conns}"))
-                if store == "memory":
-                    record(store, "pass", conns, wrk(CACHECAR, "pass.lua", conns))
+                for path in PATHS:
+                    if path == "pass" and store != "memory":
+                        continue
+                    tag = f"{store}{rnd}c{conns}"
+                    base = wrk(NGINX, lua[path], conns, f"n{tag}")
+                    mine = wrk(CACHECAR, lua[path], conns, tag)
+                    record("nginx", path, conns, base)
+                    record(store, path, conns, mine)
+                    ratios.setdefault((store, path, conns), []).append(
+                        (mine[0] / base[0], mine[2] / base[2]))
             if store == "memory":
                 rss["after run"] = max(rss.get("after run", 0), rss_kb(p.pid))
             stop(p)
 
-    # 100k stored 2 KiB entries, then a flood of unique URLs far past the
-    # bound: RSS against max_bytes.
-    global DURATION
     run_duration = DURATION
-    p = start_cachecar("memory", f"{FILL_MAX_MIB}MiB")
-    DURATION = "2s"
-    for i in range(60):
-        if metric("cachecar_memory_store_entries") >= 100_000:
-            break
-        wrk(CACHECAR, "miss.lua", 64, f"fill{i}")
-    entries = metric("cachecar_memory_store_entries")
-    stored = metric("cachecar_memory_store_bytes")
-    rss["100k entries"] = rss_kb(p.pid)
-    DURATION = "20s"
-    wrk(CACHECAR, "miss.lua", 64, "flood")
-    flood_entries = metric("cachecar_memory_store_entries")
-    rss["flood"] = rss_kb(p.pid)
-    stop(p)
+    if FILL:
+        fill(rss)
 
     med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) for k, v in results.items()}
     print(f"\ncachecar vs nginx {subprocess.run([nginx_bin, '-v'], capture_output=True, text=True).stderr.strip()}, "
-          f"{ROUNDS} interleaved rounds of {run_duration}, medians; targets on core {TARGET_CPU}, wrk/origin/redis on core {LOAD_CPU}\n")
+          f"{ROUNDS} rounds of {run_duration} per cell, medians; targets on core {TARGET_CPU}, wrk/origin/redis on "
+          f"core {LOAD_CPU}. Ratios: median of the per-round ratios to the nginx cell measured just before "
+          f"(lowest-highest round in brackets).\n")
     print("| path | conns | target | req/s | p50 ms | p99 ms | req/s vs nginx | p99 vs nginx |")
     print("|------|-------|--------|-------|--------|--------|----------------|--------------|")
     for path in ("hit", "miss", "pass"):
         for conns in CONNS:
-            base = med.get(("nginx", path, conns))
             for target in ["nginx"] + STORES:
                 v = med.get((target, path, conns))
                 if not v:
                     continue
-                ratio = f"{v[0] / base[0]:.2f}x" if target != "nginx" else ""
-                p99r = f"{v[2] / base[2]:.2f}x" if target != "nginx" else ""
+                ratio = p99r = ""
+                if target != "nginx":
+                    rs = ratios[(target, path, conns)]
+                    q, l = [r[0] for r in rs], [r[1] for r in rs]
+                    ratio = f"{statistics.median(q):.2f}x ({min(q):.2f}-{max(q):.2f})"
+                    p99r = f"{statistics.median(l):.2f}x ({min(l):.2f}-{max(l):.2f})"
                 label = target if target == "nginx" else f"cachecar {target}"
                 print(f"| {path} | {conns} | {label} | {v[0]:,.0f} | {v[1]:.3f} | {v[2]:.3f} | {ratio} | {p99r} |")
-    if "idle" in rss:
+    if "idle" in rss and "after run" in rss:
         print(f"\ncachecar RSS: idle {rss['idle'] / 1024:.1f} MiB; after the runs (max_bytes 512 MiB) "
               f"{rss['after run'] / 1024:.1f} MiB")
-    print(f"cachecar RSS with {entries:,.0f} stored 2 KiB entries ({stored / 2**20:.1f} MiB weighed, "
-          f"max_bytes {FILL_MAX_MIB} MiB): {rss['100k entries'] / 1024:.1f} MiB; after a further 20 s flood "
-          f"of unique URLs ({flood_entries:,.0f} entries kept): {rss['flood'] / 1024:.1f} MiB")
+    if FILL:
+        print(f"cachecar RSS with {rss['entries']:,.0f} stored 2 KiB entries ({rss['stored'] / 2**20:.1f} MiB "
+              f"weighed, max_bytes {FILL_MAX_MIB} MiB): {rss['100k entries'] / 1024:.1f} MiB; after a further "
+              f"20 s flood of unique URLs ({rss['flood entries']:,.0f} entries kept): {rss['flood'] / 1024:.1f} MiB")
 
 
 try:

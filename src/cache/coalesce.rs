@@ -18,6 +18,8 @@
 //! see `proxy::fetch`.
 
 use std::collections::HashMap;
+
+use super::memory::Hasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,8 +41,8 @@ pub struct Coalescer {
 }
 
 struct Inner {
-    flights: Mutex<HashMap<KeyHash, watch::Receiver<Option<Shared>>>>,
-    uncacheable: moka::sync::Cache<KeyHash, ()>,
+    flights: Mutex<HashMap<KeyHash, watch::Receiver<Option<Shared>>, Hasher>>,
+    uncacheable: moka::sync::Cache<KeyHash, (), Hasher>,
 }
 
 /// What a flight's followers get.
@@ -90,11 +92,11 @@ impl Default for Coalescer {
     fn default() -> Self {
         Self {
             inner: Arc::new(Inner {
-                flights: Mutex::new(HashMap::new()),
+                flights: Mutex::new(HashMap::default()),
                 uncacheable: moka::sync::Cache::builder()
                     .max_capacity(HIT_FOR_MISS_CAPACITY)
                     .time_to_live(HIT_FOR_MISS_TTL)
-                    .build(),
+                    .build_with_hasher(Hasher::default()),
             }),
         }
     }
@@ -131,7 +133,9 @@ impl Coalescer {
         self.inner.uncacheable.invalidate(key);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyHash, watch::Receiver<Option<Shared>>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<KeyHash, watch::Receiver<Option<Shared>>, Hasher>> {
         // The lock is held for a map operation only and nothing panics under
         // it, so poisoning cannot leave the map inconsistent.
         self.inner.flights.lock().unwrap_or_else(|e| e.into_inner())

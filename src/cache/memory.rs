@@ -32,14 +32,24 @@ const TOKEN_COST: u64 = 160;
 /// Lower bound on the counter capacity, for tiny caches.
 const MIN_TOKEN_CAPACITY: u64 = 10_000;
 
+/// The tables' hasher. Keys are already digests (blake3 of the request, a
+/// hash of the token), so SipHash over them again was pure cost: it was
+/// most of a table rehash in profiles of the miss path. foldhash is fast
+/// and seeded per process, so a client grinding URLs for digests that
+/// collide in a few bits still cannot aim at one bucket.
+pub(crate) type Hasher = foldhash::fast::RandomState;
+
+/// A record cache as [`record_cache`] builds it.
+pub(super) type RecordCache = MokaCache<KeyHash, Record, Hasher>;
+
 /// moka weighs entries in `u32`; bigger ones are weighed as the maximum.
 const MAX_WEIGHT: u64 = u32::MAX as u64;
 
 /// The memory store. Cheap to clone.
 #[derive(Clone)]
 pub struct MemoryStore {
-    entries: MokaCache<KeyHash, Record>,
-    generations: MokaCache<u64, u64>,
+    entries: RecordCache,
+    generations: MokaCache<u64, u64, Hasher>,
     /// Source of generation values: strictly increasing, so a re-created
     /// counter never repeats a value an entry may carry.
     sequence: Arc<AtomicU64>,
@@ -89,11 +99,23 @@ pub(super) fn split_budget(max_bytes: u64) -> (u64, u64) {
 pub(super) fn record_cache(
     capacity: u64,
     cap: Option<Duration>,
-) -> moka::sync::CacheBuilder<KeyHash, Record, MokaCache<KeyHash, Record>> {
-    MokaCache::builder()
+    listener: Option<IntCounterVec>,
+) -> RecordCache {
+    let mut builder = MokaCache::builder()
         .max_capacity(capacity)
         .weigher(|_: &KeyHash, r: &Record| r.weight().min(MAX_WEIGHT) as u32)
-        .expire_after(KeepFor(cap))
+        .expire_after(KeepFor(cap));
+    if let Some(evictions) = listener {
+        builder = builder.eviction_listener(move |_, _, cause| {
+            let reason = match cause {
+                RemovalCause::Size => "size",
+                RemovalCause::Expired => "expired",
+                RemovalCause::Explicit | RemovalCause::Replaced => return,
+            };
+            evictions.with_label_values(&[reason]).inc();
+        });
+    }
+    builder.build_with_hasher(Hasher::default())
 }
 
 impl MemoryStore {
@@ -102,20 +124,11 @@ impl MemoryStore {
     /// Evictions are counted in `evictions{reason}` when given.
     pub fn new(max_bytes: u64, evictions: Option<IntCounterVec>) -> Self {
         let (entry_bytes, token_capacity) = split_budget(max_bytes);
-        let mut builder = record_cache(entry_bytes, None);
-        if let Some(evictions) = evictions {
-            builder = builder.eviction_listener(move |_, _, cause| {
-                let reason = match cause {
-                    RemovalCause::Size => "size",
-                    RemovalCause::Expired => "expired",
-                    RemovalCause::Explicit | RemovalCause::Replaced => return,
-                };
-                evictions.with_label_values(&[reason]).inc();
-            });
-        }
         Self {
-            entries: builder.build(),
-            generations: MokaCache::new(token_capacity),
+            entries: record_cache(entry_bytes, None, evictions),
+            generations: MokaCache::builder()
+                .max_capacity(token_capacity)
+                .build_with_hasher(Hasher::default()),
             sequence: Arc::new(AtomicU64::new(1)),
             hasher: Default::default(),
         }

@@ -26,11 +26,9 @@ use async_trait::async_trait;
 use moka::sync::Cache as MokaCache;
 use tokio_util::sync::CancellationToken;
 
-use super::memory::{record_cache, split_budget};
+use super::memory::{Hasher, RecordCache, record_cache, split_budget};
 use super::redis::{InvalidationListener, RedisNodes, RedisStore, subscribe};
-use super::{
-    CacheKey, FillLock, KeyHash, Lookup, Record, Store, StoreError, StoreHealth, Token, Usage,
-};
+use super::{CacheKey, FillLock, Lookup, Record, Store, StoreError, StoreHealth, Token, Usage};
 
 /// The tiered store. Cheap to clone.
 #[derive(Clone)]
@@ -41,9 +39,9 @@ pub struct TieredStore {
 
 /// The local tier and what it knows.
 struct L1 {
-    entries: MokaCache<KeyHash, Record>,
+    entries: RecordCache,
     /// token id -> the last generation learned from Redis.
-    known: MokaCache<u64, u64>,
+    known: MokaCache<u64, u64, Hasher>,
     subscribed: AtomicBool,
     /// Moves on every invalidation, resync or loss.
     epoch: AtomicU64,
@@ -63,11 +61,11 @@ impl TieredStore {
         // memory store, so a flood of unique URLs cannot grow `known` past it.
         let (entry_bytes, known_capacity) = split_budget(max_bytes);
         let l1 = Arc::new(L1 {
-            entries: record_cache(entry_bytes, Some(ttl)).build(),
+            entries: record_cache(entry_bytes, Some(ttl), None),
             known: MokaCache::builder()
                 .max_capacity(known_capacity)
                 .time_to_live(ttl)
-                .build(),
+                .build_with_hasher(Hasher::default()),
             subscribed: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             hasher: Default::default(),

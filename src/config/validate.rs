@@ -903,8 +903,10 @@ fn route(
             .or(default.as_ref())
             .map_or(Duration::ZERO, |d| d.value)
     };
+    let name: Arc<str> = name?.into();
     Some(Route {
-        name: name?.into(),
+        metrics: crate::metrics::RouteMetrics::new(name.clone()),
+        name,
         template: template?,
         scope,
         ttl,

@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+
+use super::upstream::ResponseBody;
 
 /// A proxy response body.
 #[derive(Debug)]
@@ -24,13 +25,13 @@ pub enum Body {
     /// A complete body in memory (`None` once sent).
     Full(Option<Bytes>),
     /// An upstream body, streamed as it arrives.
-    Stream(Incoming),
+    Stream(ResponseBody),
     /// Chunks already read, then the rest of an upstream body.
     Chain {
         /// Read but not yet sent.
         buffered: VecDeque<Bytes>,
         /// The remainder.
-        rest: Incoming,
+        rest: ResponseBody,
     },
 }
 
@@ -60,7 +61,10 @@ impl Body {
 /// # Errors
 ///
 /// When the upstream body fails or ends early; the response is then a 502.
-pub async fn collect_limited(mut body: Incoming, limit: u64) -> Result<Collected, hyper::Error> {
+pub async fn collect_limited(
+    mut body: ResponseBody,
+    limit: u64,
+) -> Result<Collected, hyper::Error> {
     let mut chunks: VecDeque<Bytes> = VecDeque::new();
     let mut total: u64 = 0;
     while let Some(frame) = body.frame().await {

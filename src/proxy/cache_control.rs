@@ -222,7 +222,11 @@ pub fn delta_seconds(text: &str) -> Option<u64> {
 /// but no other leniency.
 pub fn http_date(value: &HeaderValue) -> Option<SystemTime> {
     let text = value.to_str().ok()?.trim();
-    httpdate::parse_http_date(&fix_case(text)).ok()
+    // Almost every origin capitalizes correctly: parse as sent first, and
+    // only fix the case of a date that did not parse.
+    httpdate::parse_http_date(text)
+        .or_else(|_| httpdate::parse_http_date(&fix_case(text)))
+        .ok()
 }
 
 /// Canonical capitalization of day, month and zone names.

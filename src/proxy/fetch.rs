@@ -14,19 +14,18 @@
 //!   `max_body_bytes`, stores it (under its `Vary` variant), and answers;
 //!   what cannot be stored streams through.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode, Uri, header};
-use hyper::body::Incoming;
 
 use super::body::{self, Body, Collected};
 use super::conditional::{self, ClientConditions};
 use super::normalize::Normalized;
 use super::policy::{self, Exchange, Freshness, RequestDirectives};
 use super::respond::{self, CacheOutcome, Fwd, StaleReason};
+use super::upstream::{Peer, ResponseBody};
 use super::{Outcome, Proxy, content_length};
 use crate::cache::coalesce::{Flight, Join, Shared, Waited};
 use crate::cache::{self, CacheKey, Entry, FillLock, NoCacheReason, Record, Variants};
@@ -56,7 +55,7 @@ pub(crate) struct FetchRequest {
     pub uri: Uri,
     /// The client's headers, without its own preconditions.
     pub headers: HeaderMap,
-    pub client: SocketAddr,
+    pub client: Peer,
     pub credentials: bool,
     /// The stored response being revalidated (validators, stale-if-error).
     pub stale: Option<Arc<Entry>>,
@@ -115,14 +114,14 @@ impl Proxy {
         method: &Method,
         conditions: Option<&ClientConditions>,
     ) -> (Response<Body>, Outcome) {
-        let route = fetch.route.name.clone();
+        let route = fetch.route.clone();
         let coalesce = fetch.config.cache.coalesce;
         let coalescer = &self.inner.coalescer;
         let fetched = if !coalesce.enabled
             || fetch.credentials
             || coalescer.is_uncacheable(&fetch.key.hash)
         {
-            self.fetch(fetch).await
+            Box::pin(self.fetch(fetch)).await
         } else {
             match coalescer.join(fetch.key.hash) {
                 Join::Leader(flight) => self.lead(flight, fetch).await,
@@ -132,7 +131,7 @@ impl Proxy {
                         Some(fetched) => fetched,
                         None => {
                             fetch.store = !matches!(waited, Waited::TimedOut);
-                            self.fetch(fetch).await
+                            Box::pin(self.fetch(fetch)).await
                         }
                     }
                 }
@@ -145,11 +144,13 @@ impl Proxy {
     async fn lead(&self, flight: Flight, fetch: FetchRequest) -> Fetched {
         let proxy = self.clone();
         let route = fetch.route.name.clone();
+        // The fetch is boxed so the task's future is small: spawning moves
+        // it into the task, and tokio moves a task's future at least once.
         let task = tokio::spawn(async move {
             let fetched = if fetch.config.cache.coalesce.across_instances {
-                proxy.fetch_across(fetch).await
+                Box::pin(proxy.fetch_across(fetch)).await
             } else {
-                proxy.fetch(fetch).await
+                Box::pin(proxy.fetch(fetch)).await
             };
             flight.complete(fetched.shared());
             fetched
@@ -177,12 +178,12 @@ impl Proxy {
                 Ok(FillLock::Acquired(token)) => return self.fetch_locked(fetch, token).await,
                 Ok(FillLock::Held) => {}
                 Ok(FillLock::Uncacheable | FillLock::Unsupported) | Err(_) => {
-                    return self.fetch(fetch).await;
+                    return Box::pin(self.fetch(fetch)).await;
                 }
             }
             if tokio::time::Instant::now() + poll > deadline {
                 fetch.store = false;
-                return self.fetch(fetch).await;
+                return Box::pin(self.fetch(fetch)).await;
             }
             tokio::time::sleep(poll).await;
             poll = (poll * 2).min(MAX_POLL);
@@ -207,7 +208,7 @@ impl Proxy {
     async fn fetch_locked(&self, mut fetch: FetchRequest, token: u64) -> Fetched {
         fetch.lock = Some(token);
         let key = fetch.key.clone();
-        let fetched = self.fetch(fetch).await;
+        let fetched = Box::pin(self.fetch(fetch)).await;
         let handed_over = matches!(&fetched, Fetched::Entry { outcome, .. } if outcome.stored);
         if !handed_over {
             let uncacheable = matches!(fetched, Fetched::Response { .. });
@@ -289,8 +290,8 @@ impl Proxy {
                 &headers,
                 None,
                 &fetch.target,
-                fetch.client,
-                &fetch.route.name,
+                &fetch.client,
+                &fetch.route.metrics,
             )
             .await;
         let received_at = SystemTime::now();
@@ -366,7 +367,7 @@ impl Proxy {
                 let entry = Arc::new(Entry {
                     headers,
                     generations: fetch.generations.clone().unwrap_or_default(),
-                    ..with_freshness(&stale, ex.received_at, freshness)
+                    ..with_freshness(Entry::clone(&stale), ex.received_at, freshness)
                 });
                 let key = CacheKey {
                     hash: stale.key,
@@ -408,7 +409,7 @@ impl Proxy {
         &self,
         fetch: &FetchRequest,
         ex: &Exchange<'_>,
-        response: Response<Incoming>,
+        response: Response<ResponseBody>,
         took: Duration,
     ) -> Fetched {
         let mut outcome = CacheOutcome::miss(fetch.fwd);
@@ -540,7 +541,7 @@ fn with_variant(mut index: Variants, entry: &Entry, max: usize) -> Option<Varian
 fn storable(
     fetch: &FetchRequest,
     ex: &Exchange<'_>,
-    response: &Response<Incoming>,
+    response: &Response<ResponseBody>,
 ) -> Result<Freshness, NoCacheReason> {
     if fetch.generations.is_none() {
         return Err(NoCacheReason::StorageError);
@@ -583,11 +584,11 @@ fn new_entry(
         generations: fetch.generations.clone().unwrap_or_default(),
         shareable_with_auth: false,
     };
-    with_freshness(&template, ex.received_at, freshness)
+    with_freshness(template, ex.received_at, freshness)
 }
 
 /// `entry` with new freshness, as received at `received_at`.
-fn with_freshness(entry: &Entry, received_at: SystemTime, f: Freshness) -> Entry {
+fn with_freshness(entry: Entry, received_at: SystemTime, f: Freshness) -> Entry {
     Entry {
         stored_at: received_at,
         initial_age: f.initial_age,
@@ -597,7 +598,7 @@ fn with_freshness(entry: &Entry, received_at: SystemTime, f: Freshness) -> Entry
         must_revalidate: f.must_revalidate,
         keep_until: f.keep_until,
         shareable_with_auth: f.shareable_with_auth,
-        ..entry.clone()
+        ..entry
     }
 }
 
@@ -647,7 +648,7 @@ fn failed(status: StatusCode, outcome: CacheOutcome, upstream: Option<Duration>)
 /// The client's response from a fill.
 fn answer(
     fetched: Fetched,
-    route: Arc<str>,
+    route: Arc<Route>,
     method: &Method,
     conditions: Option<&ClientConditions>,
 ) -> (Response<Body>, Outcome) {

@@ -104,38 +104,44 @@ pub fn for_request(
     identity: Option<IdentityHash>,
 ) -> CacheKey {
     let parts = parts(route, target, headers, identity);
-    let mut h = blake3::Hasher::new();
-    h.update(&route.fingerprint);
+    // The key material is gathered, then hashed in one call: the same bytes
+    // as feeding the hasher field by field (so the same keys), at a fraction
+    // of the per-call cost.
+    let mut m = Vec::with_capacity(
+        128 + parts.host.len() + parts.path.len() + parts.query.len() + 64 * parts.headers.len(),
+    );
+    m.extend_from_slice(&route.fingerprint);
     // The scheme and host the app is told about. Present only when
     // `security.trust_forwarded` let a trusted proxy set them; the app may
     // answer differently per scheme (redirects), so they select entries.
-    for name in ["x-forwarded-proto", "x-forwarded-host"] {
+    for name in [&X_FORWARDED_PROTO, &X_FORWARDED_HOST] {
         let value = headers.get(name).map_or(&b""[..], |v| v.as_bytes());
-        field(&mut h, value);
+        field(&mut m, value);
     }
-    field(&mut h, parts.host.as_bytes());
-    field(&mut h, parts.path.as_bytes());
-    field(&mut h, parts.query.as_bytes());
+    field(&mut m, parts.host.as_bytes());
+    field(&mut m, parts.path.as_bytes());
+    field(&mut m, parts.query.as_bytes());
     for (_, value) in &parts.headers {
         match value {
             Some(v) => {
-                h.update(&[1]);
-                field(&mut h, v.as_bytes());
+                m.push(1);
+                field(&mut m, v.as_bytes());
             }
-            None => {
-                h.update(&[0]);
-            }
+            None => m.push(0),
         }
     }
     if route.scope == Scope::User {
         match identity {
-            Some(IdentityHash(id)) => h.update(&[1]).update(&id),
-            None => h.update(&[0]),
+            Some(IdentityHash(id)) => {
+                m.push(1);
+                m.extend_from_slice(&id);
+            }
+            None => m.push(0),
         };
     }
     CacheKey {
         route: route.name.clone(),
-        hash: KeyHash(*h.finalize().as_bytes()),
+        hash: KeyHash(*blake3::hash(&m).as_bytes()),
         tokens: tokens(route, captures, target),
     }
 }
@@ -143,27 +149,29 @@ pub fn for_request(
 /// The key of one variant of a response that varies on `names` (sorted):
 /// the primary key plus the request's normalized values of those fields.
 pub fn variant(primary: &KeyHash, names: &[HeaderName], headers: &HeaderMap) -> KeyHash {
-    let mut h = blake3::Hasher::new();
-    h.update(b"variant");
-    h.update(&primary.0);
+    let mut m = Vec::with_capacity(64 + 64 * names.len());
+    m.extend_from_slice(b"variant");
+    m.extend_from_slice(&primary.0);
     for name in names {
-        field(&mut h, name.as_str().as_bytes());
+        field(&mut m, name.as_str().as_bytes());
         match crate::cache::normalized_field(headers, name) {
             Some(v) => {
-                h.update(&[1]);
-                field(&mut h, &v);
+                m.push(1);
+                field(&mut m, &v);
             }
-            None => {
-                h.update(&[0]);
-            }
+            None => m.push(0),
         }
     }
-    KeyHash(*h.finalize().as_bytes())
+    KeyHash(*blake3::hash(&m).as_bytes())
 }
 
-fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
-    h.update(&(bytes.len() as u64).to_le_bytes());
-    h.update(bytes);
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// A length-prefixed field of key material.
+fn field(m: &mut Vec<u8>, bytes: &[u8]) {
+    m.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    m.extend_from_slice(bytes);
 }
 
 /// The route token, one binding token per binding set, the URL token.

@@ -255,9 +255,17 @@ fn library_policy(
     status: StatusCode,
     canonical: &HeaderMap,
 ) -> CachePolicy {
-    let mut headers = ex.request.clone();
-    headers.remove(header::AUTHORIZATION);
-    headers.remove(header::COOKIE);
+    // Copied only when there is something to take out.
+    let headers = if ex.request.contains_key(header::AUTHORIZATION)
+        || ex.request.contains_key(header::COOKIE)
+    {
+        let mut headers = ex.request.clone();
+        headers.remove(header::AUTHORIZATION);
+        headers.remove(header::COOKIE);
+        std::borrow::Cow::Owned(headers)
+    } else {
+        std::borrow::Cow::Borrowed(ex.request)
+    };
     let request = PolicyRequest {
         method: ex.method,
         uri: ex.uri,
@@ -395,7 +403,7 @@ pub fn vary_values(
 struct PolicyRequest<'a> {
     method: &'a Method,
     uri: &'a Uri,
-    headers: HeaderMap,
+    headers: std::borrow::Cow<'a, HeaderMap>,
 }
 
 impl RequestLike for PolicyRequest<'_> {

@@ -165,6 +165,22 @@ impl CacheOutcome {
         }
     }
 
+    /// The `Cache-Status` member of a plain bypass (every pass-through),
+    /// without rendering it.
+    fn spelled_out(&self) -> Option<&'static str> {
+        match (self.fwd, self.detail) {
+            (Some(Fwd::Bypass), Some(Detail::Bypass(reason)))
+                if self.fwd_status.is_none()
+                    && self.ttl.is_none()
+                    && !self.stored
+                    && !self.collapsed =>
+            {
+                Some(reason.cache_status())
+            }
+            _ => None,
+        }
+    }
+
     /// The `Cache-Status` member, e.g. `cachecar; fwd=miss; stored`.
     pub fn cache_status(&self) -> String {
         let mut s = String::from("cachecar");
@@ -197,7 +213,11 @@ impl CacheOutcome {
     /// Adds `Cache-Status` and `X-Cache` to a response.
     pub fn decorate<B>(&self, response: &mut Response<B>) {
         let headers = response.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&self.cache_status()) {
+        let value = match self.spelled_out() {
+            Some(value) => Some(HeaderValue::from_static(value)),
+            None => HeaderValue::from_str(&self.cache_status()).ok(),
+        };
+        if let Some(v) = value {
             headers.append(CACHE_STATUS.clone(), v);
         }
         headers.insert(
@@ -277,6 +297,26 @@ pub fn from_entry(entry: &Entry, method: &Method, now: SystemTime) -> Response<B
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spelled_out_bypass_members_are_the_rendered_ones() {
+        use crate::cache::BypassReason::*;
+        for reason in [
+            NoRoute,
+            Disabled,
+            Method,
+            NoIdentity,
+            RequestBody,
+            Invalid,
+            Conditional,
+        ] {
+            let outcome = CacheOutcome::bypass(reason);
+            assert_eq!(outcome.spelled_out(), Some(outcome.cache_status().as_str()));
+            let upstream_said = outcome.with_fwd_status(200);
+            assert_eq!(upstream_said.spelled_out(), None, "rendered when it varies");
+        }
+        assert_eq!(CacheOutcome::miss(Fwd::Miss).spelled_out(), None);
+    }
 
     #[test]
     fn cache_status_renders_rfc_9211_members() {

@@ -10,6 +10,7 @@ mod coalescing;
 mod hostile;
 mod invalidation;
 mod metrics;
+mod pool;
 mod redis_server;
 mod redis_store;
 mod reload;

@@ -226,3 +226,49 @@ fn variants_differ_by_the_varied_fields_only() {
     assert_eq!(a, d, "values are normalized");
     assert_ne!(a, primary);
 }
+
+/// Keys are shared through Redis by every instance and kept across
+/// upgrades: the digest of a request must not change with the code that
+/// computes it. These values were computed by the field-by-field hasher
+/// of cachecar 0.1.0 (before the key material was gathered and hashed in
+/// one call).
+#[test]
+fn key_digests_are_stable_across_versions() {
+    let cfg = config();
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 4] = [
+        (
+            "/all/1?y=2&x=1",
+            &[],
+            "bf6c20577465d6319204ceda2084c9187639f44d1c4da1bc2a5da6e9b03da000",
+        ),
+        (
+            "/only?a=1&b=2&c=3",
+            &[("accept-language", "de")],
+            "054f7e77bfb917eea241f1a970668901ff4492680a0dc6ac7c98aaecc618d48e",
+        ),
+        (
+            "/mine/7",
+            &[("authorization", "Bearer abc")],
+            "3c74b19f64104ccdf77d947e26b8e54839aab2623701a29da939dbb43352f413",
+        ),
+        (
+            "/none?q=1",
+            &[("x-forwarded-proto", "https")],
+            "108ba95784c7023a0c068c672270b9c3da4052ba0bdc94e2cc2da5b80cc38839",
+        ),
+    ];
+    let primary = key_of(&cfg, "/all/1", &[]).hash;
+    let mut headers = http::HeaderMap::new();
+    headers.insert("accept-language", http::HeaderValue::from_static("en"));
+    let names = [http::header::ACCEPT_LANGUAGE];
+    let variant = variant(&primary, &names, &headers);
+    let mut got: Vec<String> = cases
+        .iter()
+        .map(|(target, headers, _)| key_of(&cfg, target, headers).hash.to_hex())
+        .collect();
+    got.push(variant.to_hex());
+    let mut want: Vec<&str> = cases.iter().map(|c| c.2).collect();
+    want.push("2061866d87187dcd9870b92ad4d6960e74d130688855adde4443491af2ec54e3");
+    assert_eq!(got, want);
+}

@@ -1,0 +1,339 @@
+//! Keep-alive connections to the upstream, over hyper's `conn::http1`.
+//!
+//! hyper-util's pooled client costs more per request than the exchange on
+//! a loopback sidecar: a spawned task per request to put the connection
+//! back once the response body ends, a connect future raced against every
+//! checkout, and a key hashed per request. A sidecar has one upstream, so
+//! this pool is a stack of idle connections under a mutex:
+//!
+//! - **checkout** pops the most recently used connection that is still
+//!   open and not past `idle_timeout` (a warm one: the app is least likely
+//!   to have closed it), or connects a new one;
+//! - **checkin** happens when the response body has been read to its end
+//!   ([`ResponseBody`]); a body dropped early closes its connection, since
+//!   unread bytes would corrupt the next exchange;
+//! - a request the connection never sent (closed while idle) is sent again
+//!   on another one; one that was sent is the caller's to retry.
+//!
+//! Each connection is driven by its own task. The upstream can change on
+//! reload: the pool belongs to one authority at a time and is emptied when
+//! requests start naming another.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{Request, Response};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::UpstreamBody;
+
+/// Idle connections kept at most; more are closed when they come back.
+const MAX_IDLE: usize = 1024;
+/// Connections that may turn out closed during one checkout before a new
+/// one is made: bounds the resend loop.
+const MAX_RESENDS: usize = 4;
+
+/// The pool. Shared by every request through an `Arc`.
+pub(super) struct Pool {
+    idle: Mutex<Idle>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+struct Idle {
+    /// The upstream the connections lead to.
+    authority: Option<Authority>,
+    /// Most recently used last.
+    conns: Vec<IdleConn>,
+}
+
+struct IdleConn {
+    sender: SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+/// Why an exchange failed, for [`super::UpstreamError`].
+pub(super) enum Failure {
+    /// No connection could be made.
+    Connect(std::io::Error),
+    /// The exchange failed on a connection.
+    Exchange(hyper::Error),
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.idle.lock().map(|i| i.conns.len()).unwrap_or(0);
+        f.debug_struct("Pool").field("idle", &idle).finish()
+    }
+}
+
+impl Pool {
+    /// An empty pool; with a tokio runtime, also a task that closes
+    /// connections idle for longer than `idle_timeout`.
+    pub(super) fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
+        let pool = Arc::new(Self {
+            idle: Mutex::new(Idle {
+                authority: None,
+                conns: Vec::new(),
+            }),
+            connect_timeout,
+            idle_timeout,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(reap(Arc::downgrade(&pool), idle_timeout));
+        }
+        pool
+    }
+
+    /// Sends `request` (absolute-form URI) on a pooled or new connection.
+    pub(super) async fn send(
+        self: &Arc<Self>,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let (mut parts, body) = request.into_parts();
+        let authority = parts
+            .uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| Failure::Connect(std::io::Error::other("no upstream authority")))?;
+        if !parts.headers.contains_key(http::header::HOST)
+            && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
+        {
+            parts.headers.insert(http::header::HOST, host);
+        }
+        // HTTP/1.1 to an origin server: origin-form.
+        if let Some(pq) = parts.uri.path_and_query().cloned() {
+            parts.uri = http::Uri::from(pq);
+        }
+        let mut request = Request::from_parts(parts, body);
+        // Pooled connections first; the last try always on a new one.
+        let mut attempts = 0;
+        loop {
+            let pooled = (attempts < MAX_RESENDS)
+                .then(|| self.checkout(&authority))
+                .flatten();
+            attempts += 1;
+            let reused = pooled.is_some();
+            let mut sender = match pooled {
+                Some(sender) => sender,
+                // Boxed: connecting is rare, and its future (resolve,
+                // connect, handshake) would otherwise be carried, and
+                // copied, in every request's.
+                None => Box::pin(self.connect(&authority)).await?,
+            };
+            if let Err(e) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(Failure::Exchange(e));
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let checkin = Checkin {
+                        pool: Arc::downgrade(self),
+                        authority,
+                        sender,
+                    };
+                    return Ok(response.map(|body| ResponseBody::new(body, checkin)));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Never written: the connection was closed as we took it.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(Failure::Exchange(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used open connection to `authority`, if any.
+    fn checkout(&self, authority: &Authority) -> Option<SendRequest<UpstreamBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.authority.as_ref() != Some(authority) {
+            idle.authority = Some(authority.clone());
+            idle.conns.clear();
+            return None;
+        }
+        let now = Instant::now();
+        while let Some(conn) = idle.conns.pop() {
+            if conn.sender.is_closed() {
+                continue;
+            }
+            if now.duration_since(conn.since) >= self.idle_timeout {
+                // The rest are older still.
+                idle.conns.clear();
+                return None;
+            }
+            return Some(conn.sender);
+        }
+        None
+    }
+
+    fn checkin(&self, authority: Authority, sender: SendRequest<UpstreamBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.authority.as_ref() == Some(&authority) && idle.conns.len() < MAX_IDLE {
+            idle.conns.push(IdleConn {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes connections idle for `idle_timeout` or more.
+    fn reap(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let timeout = self.idle_timeout;
+        idle.conns
+            .retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < timeout);
+    }
+
+    /// A new connection to `authority`, its driver task spawned.
+    async fn connect(&self, authority: &Authority) -> Result<SendRequest<UpstreamBody>, Failure> {
+        let stream = tokio::time::timeout(self.connect_timeout, tcp_connect(authority))
+            .await
+            .map_err(|_| {
+                Failure::Connect(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect timed out after {:?}", self.connect_timeout),
+                ))
+            })?
+            .map_err(Failure::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(Failure::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(cause = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// Connects to the first address of `authority` that accepts.
+async fn tcp_connect(authority: &Authority) -> std::io::Result<TcpStream> {
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{host} resolves to no address"),
+        )
+    }))
+}
+
+async fn reap(pool: Weak<Pool>, idle_timeout: Duration) {
+    let every = idle_timeout.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        match pool.upgrade() {
+            Some(pool) => pool.reap(),
+            None => return,
+        }
+    }
+}
+
+/// Hands the connection back when the response has been read.
+struct Checkin {
+    pool: Weak<Pool>,
+    authority: Authority,
+    sender: SendRequest<UpstreamBody>,
+}
+
+impl Checkin {
+    fn done(self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.checkin(self.authority, self.sender);
+        }
+    }
+}
+
+/// An upstream response body. Once read to its end, its connection goes
+/// back to the pool; dropped before that, the connection is closed.
+pub struct ResponseBody {
+    inner: Incoming,
+    checkin: Option<Checkin>,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseBody {
+    fn new(inner: Incoming, checkin: Checkin) -> Self {
+        let mut body = Self {
+            inner,
+            checkin: Some(checkin),
+        };
+        body.check_end();
+        body
+    }
+
+    fn check_end(&mut self) {
+        if http_body::Body::is_end_stream(&self.inner)
+            && let Some(checkin) = self.checkin.take()
+        {
+            checkin.done();
+        }
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            None => {
+                if let Some(checkin) = this.checkin.take() {
+                    checkin.done();
+                }
+            }
+            // A failed body leaves the connection unusable.
+            Some(Err(_)) => this.checkin = None,
+            Some(Ok(_)) => this.check_end(),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
