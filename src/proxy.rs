@@ -364,18 +364,8 @@ impl Proxy {
             return refuse(refusal, route);
         }
         let series = self.series(route.as_deref());
-        let (parts, body) = request.into_parts();
-        let body = guarded_body(body, &config.limits);
         let (result, took) = self
-            .forward(
-                config,
-                &parts.method,
-                &parts.headers,
-                body,
-                target,
-                client,
-                series,
-            )
+            .forward_client(config, request, target, client, series)
             .await;
         let failure = |e| upstream_failure(e, series.name());
         let result = result.map_err(failure);
@@ -442,18 +432,8 @@ impl Proxy {
         B::Error: Into<BoxError>,
     {
         let series = self.series(route.as_deref());
-        let (parts, body) = request.into_parts();
-        let body = guarded_body(body, &config.limits);
         let (result, took) = self
-            .forward(
-                config,
-                &parts.method,
-                &parts.headers,
-                body,
-                target,
-                client,
-                series,
-            )
+            .forward_client(config, request, target, client, series)
             .await;
         let response = match result {
             Ok(response) => response.map(Body::Stream),
@@ -467,6 +447,34 @@ impl Proxy {
     /// The metric series of `route`, or of unrouted requests.
     pub(crate) fn series<'a>(&'a self, route: Option<&'a Route>) -> &'a RouteMetrics {
         route.map_or(&self.inner.unrouted, |r| &r.metrics)
+    }
+
+    /// Forwards a client's request as it came (body streamed, held to the
+    /// body limits) under `route`.
+    async fn forward_client<B>(
+        &self,
+        config: &RuntimeConfig,
+        request: Request<B>,
+        target: &Normalized,
+        client: &Peer,
+        route: &RouteMetrics,
+    ) -> (Result<Response<ResponseBody>, UpstreamError>, Duration)
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        let body = guarded_body(body, &config.limits);
+        self.forward(
+            config,
+            &parts.method,
+            &parts.headers,
+            body,
+            target,
+            client,
+            route,
+        )
+        .await
     }
 
     /// Sends the request upstream (normalized target, cleaned headers,
