@@ -13,7 +13,7 @@ use prometheus::{
     Registry,
 };
 
-use crate::cache::CacheStatus;
+use crate::cache::{CacheStatus, NoCacheReason};
 
 /// Request latency buckets: from a memory hit (tens of µs) to a slow origin.
 const REQUEST_BUCKETS: &[f64] = &[
@@ -302,7 +302,15 @@ pub struct RouteMetrics {
     misses: OnceLock<IntCounter>,
     upstream_duration: OnceLock<Histogram>,
     upstream_requests: [OnceLock<IntCounter>; CLASSES.len()],
+    not_stored: [OnceLock<IntCounter>; NOT_STORED_REASONS],
+    coalesced: OnceLock<IntCounter>,
+    slow: OnceLock<IntCounter>,
 }
+
+/// Slots for `not_stored_total{reason}`, by `NoCacheReason as usize`
+/// (`StorageError` is the last variant; a reason past it is still counted,
+/// only looked up each time).
+const NOT_STORED_REASONS: usize = NoCacheReason::StorageError as usize + 1;
 
 impl std::fmt::Debug for RouteMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -323,6 +331,9 @@ impl RouteMetrics {
             misses: OnceLock::new(),
             upstream_duration: OnceLock::new(),
             upstream_requests: Default::default(),
+            not_stored: Default::default(),
+            coalesced: OnceLock::new(),
+            slow: OnceLock::new(),
         }
     }
 
@@ -360,6 +371,32 @@ impl RouteMetrics {
                 .inc(),
             CacheStatus::Bypass => {}
         }
+    }
+
+    /// A response to a cacheable request that was not stored, for `reason`.
+    pub fn not_stored(&self, m: &Metrics, reason: NoCacheReason) {
+        let series = || {
+            m.not_stored_total
+                .with_label_values(&[&self.name, reason.as_str()])
+        };
+        match self.not_stored.get(reason as usize) {
+            Some(slot) => slot.get_or_init(series).inc(),
+            None => series().inc(),
+        }
+    }
+
+    /// A request answered by another request's fill.
+    pub fn coalesced(&self, m: &Metrics) {
+        self.coalesced
+            .get_or_init(|| m.coalesced_requests_total.with_label_values(&[&self.name]))
+            .inc();
+    }
+
+    /// A request slower than `log.slow_request`.
+    pub fn slow(&self, m: &Metrics) {
+        self.slow
+            .get_or_init(|| m.slow_requests_total.with_label_values(&[&self.name]))
+            .inc();
     }
 
     /// One upstream exchange: `upstream_duration_seconds` and
@@ -487,6 +524,57 @@ mod tests {
         }
         let upstream = m.upstream_duration_seconds.with_label_values(&["users"]);
         assert_eq!(upstream.get_sample_count(), 28);
+    }
+
+    /// Every not-stored reason has its own kept series, and coalesced and
+    /// slow requests land under the route.
+    #[test]
+    fn not_stored_coalesced_and_slow_land_under_their_labels() {
+        use NoCacheReason::*;
+        let m = Metrics::new(&Registry::new()).unwrap();
+        let series = RouteMetrics::new(Arc::from("users"));
+        let reasons = [
+            Method,
+            Status,
+            Partial,
+            NoStore,
+            RequestNoStore,
+            Private,
+            NoCache,
+            SetCookie,
+            VaryStar,
+            Authorization,
+            Expired,
+            NotStorable,
+            TooLarge,
+            Variants,
+            WaitTimeout,
+            Incomplete,
+            StorageError,
+        ];
+        assert_eq!(reasons.len(), NOT_STORED_REASONS);
+        for (n, reason) in reasons.into_iter().enumerate() {
+            assert!(
+                (reason as usize) < NOT_STORED_REASONS,
+                "{reason:?} has a slot"
+            );
+            for _ in 0..=n {
+                series.not_stored(&m, reason);
+            }
+        }
+        for (n, reason) in reasons.into_iter().enumerate() {
+            let got = m
+                .not_stored_total
+                .with_label_values(&["users", reason.as_str()])
+                .get();
+            assert_eq!(got, n as u64 + 1, "{reason:?}");
+        }
+        series.coalesced(&m);
+        series.coalesced(&m);
+        series.slow(&m);
+        let coalesced = m.coalesced_requests_total.with_label_values(&["users"]);
+        assert_eq!(coalesced.get(), 2);
+        assert_eq!(m.slow_requests_total.with_label_values(&["users"]).get(), 1);
     }
 }
 

@@ -549,9 +549,7 @@ impl Proxy {
         let took = started.elapsed();
         series.request(m, method, outcome.cache.status, took.as_secs_f64());
         if let Some(reason) = outcome.cache.not_stored_reason() {
-            m.not_stored_total
-                .with_label_values(&[route, reason.as_str()])
-                .inc();
+            series.not_stored(m, reason);
         }
         let slow = log.slow_request.is_some_and(|limit| took > limit);
         let sampled = status.is_server_error()
@@ -575,7 +573,7 @@ impl Proxy {
             bytes,
         );
         if slow {
-            m.slow_requests_total.with_label_values(&[route]).inc();
+            series.slow(m);
             let upstream = outcome.upstream.unwrap_or_default();
             let store = outcome.store.unwrap_or_default();
             let own = took.saturating_sub(upstream + store);

@@ -188,11 +188,7 @@ impl Proxy {
             tokio::time::sleep(poll).await;
             poll = (poll * 2).min(MAX_POLL);
             if let Some(entry) = self.filled_elsewhere(&fetch).await {
-                self.inner
-                    .metrics
-                    .coalesced_requests_total
-                    .with_label_values(&[&fetch.route.name])
-                    .inc();
+                fetch.route.metrics.coalesced(&self.inner.metrics);
                 return Fetched::Entry {
                     entry,
                     outcome: CacheOutcome::miss(fetch.fwd).collapsed(),
@@ -250,11 +246,7 @@ impl Proxy {
             Waited::Done(Shared::Failed(status)) => failed(*status, collapsed, None),
             _ => return None,
         };
-        self.inner
-            .metrics
-            .coalesced_requests_total
-            .with_label_values(&[&fetch.route.name])
-            .inc();
+        fetch.route.metrics.coalesced(&self.inner.metrics);
         Some(fetched)
     }
 

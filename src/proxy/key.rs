@@ -107,7 +107,7 @@ pub fn for_request(
     // The key material is gathered, then hashed in one call: the same bytes
     // as feeding the hasher field by field (so the same keys), at a fraction
     // of the per-call cost.
-    let mut m = Vec::with_capacity(
+    let mut m = Material::with_capacity(
         128 + parts.host.len() + parts.path.len() + parts.query.len() + 64 * parts.headers.len(),
     );
     m.extend_from_slice(&route.fingerprint);
@@ -149,7 +149,7 @@ pub fn for_request(
 /// The key of one variant of a response that varies on `names` (sorted):
 /// the primary key plus the request's normalized values of those fields.
 pub fn variant(primary: &KeyHash, names: &[HeaderName], headers: &HeaderMap) -> KeyHash {
-    let mut m = Vec::with_capacity(64 + 64 * names.len());
+    let mut m = Material::with_capacity(64 + 64 * names.len());
     m.extend_from_slice(b"variant");
     m.extend_from_slice(&primary.0);
     for name in names {
@@ -168,8 +168,12 @@ pub fn variant(primary: &KeyHash, names: &[HeaderName], headers: &HeaderMap) -> 
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Key material, gathered for one blake3 call: on the stack unless a
+/// request brings more than 512 bytes of it.
+type Material = smallvec::SmallVec<[u8; 512]>;
+
 /// A length-prefixed field of key material.
-fn field(m: &mut Vec<u8>, bytes: &[u8]) {
+fn field(m: &mut Material, bytes: &[u8]) {
     m.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
     m.extend_from_slice(bytes);
 }

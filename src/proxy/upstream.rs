@@ -114,8 +114,6 @@ impl Upstream {
 /// costs more than the rest of the header work).
 #[derive(Clone, Debug)]
 pub struct Peer {
-    /// The client's address.
-    pub addr: SocketAddr,
     ip: HeaderValue,
 }
 
@@ -124,7 +122,7 @@ impl Peer {
     pub fn new(addr: SocketAddr) -> Self {
         let ip = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { addr, ip }
+        Self { ip }
     }
 }
 
