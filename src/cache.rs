@@ -824,6 +824,27 @@ impl CacheStatus {
 // === impl NoCacheReason ===
 
 impl NoCacheReason {
+    /// Every reason, in declaration order (`ALL[r as usize] == r`).
+    pub const ALL: [NoCacheReason; 17] = [
+        NoCacheReason::Method,
+        NoCacheReason::Status,
+        NoCacheReason::Partial,
+        NoCacheReason::NoStore,
+        NoCacheReason::RequestNoStore,
+        NoCacheReason::Private,
+        NoCacheReason::NoCache,
+        NoCacheReason::SetCookie,
+        NoCacheReason::VaryStar,
+        NoCacheReason::Authorization,
+        NoCacheReason::Expired,
+        NoCacheReason::NotStorable,
+        NoCacheReason::TooLarge,
+        NoCacheReason::Variants,
+        NoCacheReason::WaitTimeout,
+        NoCacheReason::Incomplete,
+        NoCacheReason::StorageError,
+    ];
+
     /// The detail token, log field and metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -851,6 +872,17 @@ impl NoCacheReason {
 // === impl BypassReason ===
 
 impl BypassReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [BypassReason; 7] = [
+        BypassReason::NoRoute,
+        BypassReason::Disabled,
+        BypassReason::Method,
+        BypassReason::NoIdentity,
+        BypassReason::RequestBody,
+        BypassReason::Invalid,
+        BypassReason::Conditional,
+    ];
+
     /// The `Cache-Status` detail and log field.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -300,16 +300,7 @@ mod tests {
 
     #[test]
     fn spelled_out_bypass_members_are_the_rendered_ones() {
-        use crate::cache::BypassReason::*;
-        for reason in [
-            NoRoute,
-            Disabled,
-            Method,
-            NoIdentity,
-            RequestBody,
-            Invalid,
-            Conditional,
-        ] {
+        for reason in crate::cache::BypassReason::ALL {
             let outcome = CacheOutcome::bypass(reason);
             assert_eq!(outcome.spelled_out(), Some(outcome.cache_status().as_str()));
             let upstream_said = outcome.with_fwd_status(200);
