@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 pub mod breaker;
 pub mod coalesce;
 pub mod codec;
+mod counters;
 pub mod memory;
 pub mod redis;
 pub mod tiered;
