@@ -14,6 +14,7 @@
 //!
 //! Pure: no I/O.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -82,21 +83,20 @@ impl Directives {
         self.field_list(name).is_some_and(|f| f.is_empty())
     }
 
-    /// The canonical `Cache-Control` value: first occurrences only,
-    /// lower-case names, delta-seconds normalized, others quoted as needed.
-    fn canonical(&self) -> String {
-        let mut seen: Vec<&str> = Vec::new();
-        let mut out = String::new();
+    /// The canonical directives: first occurrences only, malformed
+    /// delta-seconds dropped and the rest normalized, qualified `no-cache`
+    /// and `private` left out (they restrict the named fields only, which
+    /// are removed from the stored copy instead). They read as
+    /// [`Self::render`] parsed again.
+    fn canonical(&self) -> Self {
+        let mut out: Vec<Directive> = Vec::with_capacity(self.0.len());
         for d in &self.0 {
-            if seen.contains(&d.name.as_str()) {
+            if out.iter().any(|o| o.name == d.name) {
                 continue;
             }
-            // Qualified `no-cache="a"` / `private="a"` restrict the named
-            // fields only; those are removed from the stored copy instead.
             if matches!(d.name.as_str(), "no-cache" | "private") && d.value.is_some() {
                 continue;
             }
-            seen.push(&d.name);
             let value = match (d.name.as_str(), &d.value) {
                 ("max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error", Some(v)) => {
                     match delta_seconds(v) {
@@ -104,26 +104,49 @@ impl Directives {
                         None => continue,
                     }
                 }
-                (_, Some(v))
-                    if v.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
-                {
-                    Some(v.clone())
-                }
-                (_, Some(v)) => Some(format!("\"{}\"", v.replace(['"', '\\'], ""))),
+                (_, Some(v)) if is_bare(v) => Some(v.clone()),
+                (_, Some(v)) => Some(v.replace(['"', '\\'], "")),
                 (_, None) => None,
             };
+            out.push(Directive {
+                name: d.name.clone(),
+                value,
+            });
+        }
+        Self(out)
+    }
+
+    /// The `Cache-Control` value of canonical directives: lower-case names,
+    /// values quoted unless they are plain tokens.
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for d in &self.0 {
             if !out.is_empty() {
                 out.push_str(", ");
             }
             out.push_str(&d.name);
-            if let Some(v) = value {
-                out.push('=');
-                out.push_str(&v);
+            match &d.value {
+                Some(v) if is_bare(v) => {
+                    out.push('=');
+                    out.push_str(v);
+                }
+                Some(v) => {
+                    out.push_str("=\"");
+                    out.push_str(v);
+                    out.push('"');
+                }
+                None => {}
             }
         }
         out
     }
+}
+
+/// Whether a directive value is written without quotes.
+fn is_bare(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
 }
 
 fn parse_line(line: &[u8], out: &mut Vec<Directive>) {
@@ -281,37 +304,134 @@ fn fix_case(text: &str) -> String {
     out
 }
 
+/// A response's headers as the policy should see them ([`canonical`]).
+#[derive(Debug)]
+pub struct Canonical<'a> {
+    /// Canonical `Cache-Control`, and `Expires`/`Date`/`Last-Modified`
+    /// as IMF-fixdates (an invalid `Expires` as `0`; an invalid `Date` or
+    /// `Last-Modified` removed). Borrowed when the response already reads so.
+    pub headers: Cow<'a, HeaderMap>,
+    /// The directives of `headers`' `Cache-Control`.
+    pub directives: Directives,
+    /// `headers`' `Date`.
+    pub date: Option<SystemTime>,
+}
+
 /// The response headers as the policy should see them: canonical
 /// `Cache-Control`, and `Expires`/`Date`/`Last-Modified` rewritten as
 /// IMF-fixdates, or (for an invalid `Expires`) as `0`, which every reader
 /// treats as already expired. Only the first `Expires` counts.
-pub fn canonical(response: &HeaderMap) -> HeaderMap {
-    let mut out = response.clone();
-    let cc = Directives::parse(response);
-    out.remove(header::CACHE_CONTROL);
-    let text = cc.canonical();
-    if !text.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&text)
-    {
-        out.insert(header::CACHE_CONTROL, v);
-    }
-    if let Some(expires) = response.get(header::EXPIRES) {
-        let v = http_date(expires).map_or(HeaderValue::from_static("0"), imf);
-        out.insert(header::EXPIRES, v);
-    }
-    for name in [header::DATE, header::LAST_MODIFIED] {
-        canonical_date(response, &mut out, name);
-    }
-    out
-}
+///
+/// Most origins already send exactly that (one `Cache-Control` line in
+/// canonical form, IMF-fixdates); their headers are then used as they are,
+/// not copied.
+pub fn canonical(response: &HeaderMap) -> Canonical<'_> {
+    let directives = Directives::parse(response).canonical();
+    let text = directives.render();
+    let cc = match text.as_str() {
+        "" => None,
+        text => HeaderValue::from_str(text).ok(),
+    };
+    let directives = if cc.is_some() {
+        directives
+    } else {
+        Directives::default()
+    };
+    let expires = DateField::of(response, header::EXPIRES);
+    let date = DateField::of(response, header::DATE);
+    let last_modified = DateField::of(response, header::LAST_MODIFIED);
 
-fn canonical_date(response: &HeaderMap, out: &mut HeaderMap, name: HeaderName) {
-    if let Some(v) = response.get(&name) {
-        match http_date(v) {
-            Some(t) => out.insert(name, imf(t)),
-            None => out.remove(name),
+    let as_sent = only(response, &header::CACHE_CONTROL).is_some_and(|v| v == cc.as_ref())
+        && [&expires, &date, &last_modified].iter().all(|f| f.as_sent);
+    let date_value = date.value.flatten();
+    if as_sent {
+        return Canonical {
+            headers: Cow::Borrowed(response),
+            directives,
+            date: date_value,
         };
     }
+
+    let mut out = response.clone();
+    match cc {
+        Some(v) => out.insert(header::CACHE_CONTROL, v),
+        None => out.remove(header::CACHE_CONTROL),
+    };
+    if let Some(t) = expires.value {
+        out.insert(
+            header::EXPIRES,
+            t.map_or(HeaderValue::from_static("0"), imf),
+        );
+    }
+    for field in [date, last_modified] {
+        match field.value {
+            Some(Some(t)) => out.insert(field.name, imf(t)),
+            Some(None) => out.remove(field.name),
+            None => None,
+        };
+    }
+    Canonical {
+        headers: Cow::Owned(out),
+        directives,
+        date: date_value,
+    }
+}
+
+/// A date field of a response, as [`canonical`] reads it.
+struct DateField {
+    name: HeaderName,
+    /// `None` when absent, `Some(None)` when not a date; only the first
+    /// field line counts.
+    value: Option<Option<SystemTime>>,
+    /// Absent, or a single IMF-fixdate that [`imf`] writes the same.
+    as_sent: bool,
+}
+
+impl DateField {
+    fn of(headers: &HeaderMap, name: HeaderName) -> Self {
+        let Some(first) = only(headers, &name) else {
+            return Self {
+                value: headers.get(&name).map(http_date),
+                name,
+                as_sent: false,
+            };
+        };
+        let Some(v) = first else {
+            return Self {
+                name,
+                value: None,
+                as_sent: true,
+            };
+        };
+        // An IMF-fixdate that parses as sent formats back to itself: the
+        // parser only accepts dates that do, weekday included.
+        let b = v.as_bytes();
+        let imf_shaped = b.len() == 29 && b[3] == b',' && b.ends_with(b" GMT");
+        match v.to_str().ok().map(|s| httpdate::parse_http_date(s.trim())) {
+            Some(Ok(t)) => Self {
+                name,
+                value: Some(Some(t)),
+                as_sent: imf_shaped,
+            },
+            _ => {
+                let value = http_date(v);
+                Self {
+                    // `Expires: 0` is how an invalid `Expires` is written.
+                    as_sent: value.is_none() && name == header::EXPIRES && v == "0",
+                    name,
+                    value: Some(value),
+                }
+            }
+        }
+    }
+}
+
+/// The single value of `name`: `Some(None)` when absent, `None` when it
+/// has several field lines.
+fn only<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Option<&'a HeaderValue>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    values.next().is_none().then_some(first)
 }
 
 fn imf(t: SystemTime) -> HeaderValue {

@@ -22,9 +22,9 @@
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
-use http_cache_semantics::{CacheOptions, CachePolicy, RequestLike};
+use http_cache_semantics::{CacheOptions, CachePolicy, RequestLike, ResponseLike};
 
-use super::cache_control::{self, Directives};
+use super::cache_control::{self, Canonical, Directives};
 use crate::cache::{Entry, NoCacheReason, normalized_field};
 use crate::config::{OriginCacheControl, Route, Scope};
 
@@ -124,8 +124,8 @@ pub fn decide(
         return Err(NoCacheReason::Partial);
     }
     let canonical = cache_control::canonical(response);
-    let cc = Directives::parse(&canonical);
-    refuse(route, ex, &cc, response)?;
+    let cc = &canonical.directives;
+    refuse(route, ex, cc, response)?;
     let public = route.scope == Scope::Public;
     let allows_sharing = cc.has("public") || cc.has("s-maxage") || cc.has("must-revalidate");
     if public && ex.credentials && !route.share_authenticated && !allows_sharing {
@@ -135,7 +135,7 @@ pub fn decide(
     let lifetime = if no_cache {
         Duration::ZERO
     } else {
-        lifetime(route, ex, status, &canonical, &cc)?
+        lifetime(route, ex, status, &canonical.headers, cc)?
     };
     let must_revalidate = no_cache || cc.has("must-revalidate") || cc.has("proxy-revalidate");
     let windows = |directive: &str, configured: Duration| -> Duration {
@@ -275,15 +275,17 @@ fn library_policy(
         shared: !(route.scope == Scope::User && route.store_private),
         ..CacheOptions::default()
     };
-    let mut head = http::Response::new(());
-    *head.status_mut() = status;
-    *head.headers_mut() = canonical.clone();
+    let head = PolicyResponse {
+        status,
+        headers: canonical,
+    };
     CachePolicy::new_options(&request, &head, ex.received_at, options)
 }
 
 /// RFC 9111 §4.2.3 `corrected_initial_age`.
-fn initial_age(canonical: &HeaderMap, ex: &Exchange<'_>) -> Duration {
+fn initial_age(canonical: &Canonical<'_>, ex: &Exchange<'_>) -> Duration {
     let age_value = canonical
+        .headers
         .get(header::AGE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| cache_control::delta_seconds(v.trim()))
@@ -293,8 +295,7 @@ fn initial_age(canonical: &HeaderMap, ex: &Exchange<'_>) -> Duration {
         .duration_since(ex.sent_at)
         .unwrap_or_default();
     let apparent_age = canonical
-        .get(header::DATE)
-        .and_then(cache_control::http_date)
+        .date
         .and_then(|date| ex.received_at.duration_since(date).ok())
         .unwrap_or_default();
     apparent_age.max(age_value + response_delay)
@@ -404,6 +405,22 @@ struct PolicyRequest<'a> {
     method: &'a Method,
     uri: &'a Uri,
     headers: std::borrow::Cow<'a, HeaderMap>,
+}
+
+/// A response as http-cache-semantics reads it, without copying headers
+/// (it copies them itself).
+struct PolicyResponse<'a> {
+    status: StatusCode,
+    headers: &'a HeaderMap,
+}
+
+impl ResponseLike for PolicyResponse<'_> {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+    fn headers(&self) -> &HeaderMap {
+        self.headers
+    }
 }
 
 impl RequestLike for PolicyRequest<'_> {

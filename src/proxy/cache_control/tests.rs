@@ -96,7 +96,7 @@ fn canonical_view_rewrites_what_the_policy_reads() {
         HeaderValue::from_static("thu, 18 aug 2050 01:01:18 gmt"),
     );
     h.insert("x-other", HeaderValue::from_static("kept"));
-    let c = canonical(&h);
+    let c = canonical(&h).headers;
     assert_eq!(c[header::CACHE_CONTROL], "max-age=10");
     assert_eq!(c[header::EXPIRES], "0");
     assert_eq!(c[header::DATE], "Thu, 18 Aug 2050 01:01:18 GMT");
@@ -110,10 +110,99 @@ fn qualified_no_cache_and_private_leave_the_canonical_view() {
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache=\"a\", private=\"b\", max-age=60"),
     );
-    assert_eq!(canonical(&h)[header::CACHE_CONTROL], "max-age=60");
+    assert_eq!(canonical(&h).headers[header::CACHE_CONTROL], "max-age=60");
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, max-age=60"),
     );
-    assert_eq!(canonical(&h)[header::CACHE_CONTROL], "no-cache, max-age=60");
+    assert_eq!(
+        canonical(&h).headers[header::CACHE_CONTROL],
+        "no-cache, max-age=60"
+    );
+}
+
+/// Responses as origins send them, canonical or not.
+fn responses() -> Vec<HeaderMap> {
+    let cases: &[&[(&str, &str)]] = &[
+        &[],
+        &[("cache-control", "max-age=3600")],
+        &[
+            ("cache-control", "public, max-age=60, s-maxage=120"),
+            ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("last-modified", "Sat, 05 Nov 1994 08:49:37 GMT"),
+            ("expires", "Mon, 07 Nov 1994 08:49:37 GMT"),
+        ],
+        &[("cache-control", "Max-Age=60")],
+        &[("cache-control", "max-age=060")],
+        &[("cache-control", "max-age=abc, max-age=5")],
+        &[
+            ("cache-control", "max-age=1"),
+            ("cache-control", "no-cache"),
+        ],
+        &[("cache-control", "no-cache=\"set-cookie\", private=\"x\"")],
+        &[("cache-control", "no-cache=\"set-cookie\", max-age=9")],
+        &[("cache-control", "community=\"UCI\", foo=\"a\\\"b\"")],
+        &[("cache-control", "foo=\"\"")],
+        &[("cache-control", "max-age =1, no-store")],
+        &[("cache-control", "private, max-age=9, private")],
+        &[("date", "Sunday, 06-Nov-94 08:49:37 GMT")],
+        &[("date", "Sun Nov  6 08:49:37 1994")],
+        &[("date", "sun, 06 nov 1994 08:49:37 gmt")],
+        &[("date", "Mon, 06 Nov 1994 08:49:37 GMT")], // wrong weekday
+        &[("date", "nonsense")],
+        &[("expires", "0")],
+        &[
+            ("expires", "Mon, 07 Nov 1994 08:49:37 GMT"),
+            ("expires", "Tue, 08 Nov 1994 08:49:37 GMT"),
+        ],
+        &[
+            ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("date", "Sun, 06 Nov 1994 08:49:38 GMT"),
+        ],
+        &[("last-modified", "Sun, 06 Nov 1994 08:49:37 UTC")],
+    ];
+    cases
+        .iter()
+        .map(|fields| {
+            let mut h = HeaderMap::new();
+            for (n, v) in *fields {
+                h.append(
+                    HeaderName::from_static(n),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            h.insert("x-other", HeaderValue::from_static("kept"));
+            h
+        })
+        .collect()
+}
+
+#[test]
+fn canonical_directives_read_as_the_canonical_headers_parse() {
+    for h in responses() {
+        let c = canonical(&h);
+        assert_eq!(c.directives, Directives::parse(&c.headers), "{h:?}");
+        let date = c.headers.get(header::DATE).and_then(http_date);
+        assert_eq!(c.date, date, "{h:?}");
+    }
+}
+
+#[test]
+fn canonical_headers_are_borrowed_exactly_when_already_canonical() {
+    let mut borrowed = Vec::new();
+    for (i, h) in responses().into_iter().enumerate() {
+        let c = canonical(&h);
+        // Canonical output is canonical: taken as it is, never rewritten.
+        let again = canonical(&c.headers);
+        assert!(matches!(again.headers, Cow::Borrowed(_)), "{h:?}");
+        assert_eq!(*again.headers, *c.headers, "{h:?}");
+        if let Cow::Borrowed(b) = c.headers {
+            assert_eq!(*b, h);
+            borrowed.push(i);
+        } else {
+            assert_ne!(*c.headers, h, "copied although nothing changed: {h:?}");
+        }
+    }
+    // The first three, `foo=""` and `Expires: 0` are canonical as sent.
+    assert_eq!(borrowed, [0, 1, 2, 10, 18]);
 }
