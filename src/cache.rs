@@ -427,6 +427,10 @@ impl Token {
 /// spell the same token. (Escaping may merge `&` with `%26`: that only ever
 /// invalidates more, never less.)
 fn push_escaped(out: &mut String, value: &str) {
+    if !value.contains(['&', '=', '|']) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '&' => out.push_str("%26"),

@@ -160,7 +160,11 @@ fn parse_line(line: &[u8], out: &mut Vec<Directive>) {
         while i < line.len() && is_tchar(line[i]) {
             i += 1;
         }
-        let name = String::from_utf8_lossy(&line[start..i]).to_ascii_lowercase();
+        // tchars are ASCII.
+        let name: String = line[start..i]
+            .iter()
+            .map(|b| char::from(b.to_ascii_lowercase()))
+            .collect();
         let (value, valid, next) = member_value(line, i);
         i = next;
         if !name.is_empty() && valid {
@@ -216,7 +220,7 @@ fn member_value(line: &[u8], mut i: usize) -> (Option<String>, bool, usize) {
     while i < line.len() && is_tchar(line[i]) {
         i += 1;
     }
-    let value = String::from_utf8_lossy(&line[start..i]).into_owned();
+    let value: String = line[start..i].iter().map(|&b| char::from(b)).collect();
     let rest_ok = line[i..]
         .iter()
         .take_while(|b| **b != b',')

@@ -597,6 +597,18 @@ fn with_freshness(entry: Entry, received_at: SystemTime, f: Freshness) -> Entry 
 /// Removes the fields a qualified `no-cache="a"` or `private="a"` names:
 /// they may not be reused without revalidation (RFC 9111 §5.2.2.4, §5.2.2.7).
 fn strip_qualified(headers: &mut HeaderMap) {
+    let names_either = |v: &http::HeaderValue| {
+        v.as_bytes()
+            .windows(7)
+            .any(|w| w.eq_ignore_ascii_case(b"no-cach") || w.eq_ignore_ascii_case(b"private"))
+    };
+    if !headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .any(names_either)
+    {
+        return;
+    }
     let cc = super::cache_control::Directives::parse(headers);
     for directive in ["no-cache", "private"] {
         for field in cc.field_list(directive).unwrap_or_default() {

@@ -324,6 +324,48 @@ async fn no_cache_and_must_revalidate_are_honoured() {
     );
 }
 
+/// Fields a qualified `no-cache="f"` or `private="f"` names are not kept
+/// in the entry (RFC 9111 §5.2.2.4, §5.2.2.7): a hit goes without them,
+/// whatever case the directive is written in.
+#[tokio::test]
+async fn fields_named_by_qualified_no_cache_and_private_are_not_stored() {
+    trace_init();
+    let (upstream, proxy) = plain(vec![
+        respond(
+            200,
+            &[
+                ("cache-control", "max-age=60, No-Cache=\"x-a\""),
+                ("cache-control", "private=\"X-B, x-c\""),
+                ("x-a", "1"),
+                ("x-b", "2"),
+                ("x-c", "3"),
+                ("x-d", "4"),
+            ],
+            "x",
+        ),
+        respond(200, &[("cache-control", "max-age=60"), ("x-a", "1")], "y"),
+    ])
+    .await;
+    let miss = get(&proxy.url("/q"), &[]).await;
+    assert_eq!(miss.x_cache(), "MISS");
+    assert_eq!(miss.header("x-a"), "1", "the origin's own answer is whole");
+    let hit = get(&proxy.url("/q"), &[]).await;
+    assert_eq!(hit.x_cache(), "HIT");
+    for stripped in ["x-a", "x-b", "x-c"] {
+        assert_eq!(hit.header(stripped), "", "{stripped} was stored");
+    }
+    assert_eq!(hit.header("x-d"), "4");
+
+    // An unqualified response keeps all its fields.
+    get(&proxy.url("/r"), &[]).await;
+    let hit = get(&proxy.url("/r"), &[]).await;
+    assert_eq!(
+        (hit.x_cache().as_str(), hit.header("x-a").as_str()),
+        ("HIT", "1")
+    );
+    assert_eq!(upstream.count().await, 2);
+}
+
 /// Client conditionals are answered 304 from a fresh entry.
 #[tokio::test]
 async fn client_conditionals_get_304_from_a_fresh_entry() {
