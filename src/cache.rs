@@ -27,6 +27,7 @@ pub mod breaker;
 pub mod coalesce;
 pub mod codec;
 mod counters;
+mod housekeeper;
 pub mod memory;
 pub mod redis;
 pub mod tiered;

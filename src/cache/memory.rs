@@ -18,6 +18,7 @@ use moka::sync::Cache as MokaCache;
 use prometheus::IntCounterVec;
 
 use super::counters::Counters;
+use super::housekeeper::Housekeeper;
 use super::{CacheKey, KeyHash, Lookup, Record, Store, StoreError, Token, Usage};
 
 /// The share of `max_bytes` given to generation counters: the memory
@@ -48,6 +49,8 @@ const MAX_WEIGHT: u64 = u32::MAX as u64;
 #[derive(Clone)]
 pub struct MemoryStore {
     entries: RecordCache,
+    /// Expires and evicts entries off the request path; shared by clones.
+    _housekeeper: Option<Arc<Housekeeper>>,
     generations: Arc<Counters>,
     /// Source of generation values: strictly increasing from 1 (an unbumped
     /// counter reads 0), so a bump never repeats a value an entry may carry.
@@ -126,8 +129,11 @@ impl MemoryStore {
     /// Evictions are counted in `evictions{reason}` when given.
     pub fn new(max_bytes: u64, evictions: Option<IntCounterVec>) -> Self {
         let (entry_bytes, counter_bytes) = split_bytes(max_bytes);
+        let entries = record_cache(entry_bytes, None, evictions);
+        let maintained = entries.clone();
         Self {
-            entries: record_cache(entry_bytes, None, evictions),
+            _housekeeper: Housekeeper::start(move || maintained.run_pending_tasks()).map(Arc::new),
+            entries,
             generations: Arc::new(Counters::with_budget(counter_bytes)),
             sequence: Arc::new(AtomicU64::new(1)),
         }
@@ -298,6 +304,28 @@ mod tests {
         let usage = store.usage().unwrap();
         assert!(usage.bytes <= 64 * 1024, "{usage:?}");
         assert!(usage.entries < 40, "{usage:?}");
+    }
+
+    #[tokio::test]
+    async fn expired_entries_leave_without_any_access() {
+        let store = MemoryStore::new(1 << 20, None);
+        for n in 0..50u8 {
+            let k = key(n);
+            let g = store.lookup(&k).await.unwrap().generations;
+            store
+                .insert(&k, entry(&k, g, 100, Duration::from_millis(50)))
+                .await
+                .unwrap();
+        }
+        store.entries.run_pending_tasks();
+        assert_eq!(store.entries.entry_count(), 50);
+        // Nothing touches the store from here on: moka by itself would
+        // only drop them at the next access, all in that access.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.entries.entry_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(store.entries.entry_count(), 0);
     }
 
     #[tokio::test]

@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use moka::sync::Cache as MokaCache;
 use tokio_util::sync::CancellationToken;
 
+use super::housekeeper::Housekeeper;
 use super::memory::{Hasher, RecordCache, record_cache, split_budget};
 use super::redis::{InvalidationListener, RedisNodes, RedisStore, subscribe};
 use super::{CacheKey, FillLock, Lookup, Record, Store, StoreError, StoreHealth, Token, Usage};
@@ -46,6 +47,8 @@ struct L1 {
     /// Moves on every invalidation, resync or loss.
     epoch: AtomicU64,
     hasher: std::collections::hash_map::RandomState,
+    /// Expires entries and learned generations off the request path.
+    _housekeeper: Option<Housekeeper>,
 }
 
 impl TieredStore {
@@ -60,15 +63,22 @@ impl TieredStore {
         // Entries and learned generations share `max_bytes` as in the
         // memory store, so a flood of unique URLs cannot grow `known` past it.
         let (entry_bytes, known_capacity) = split_budget(max_bytes);
+        let entries = record_cache(entry_bytes, Some(ttl), None);
+        let known: MokaCache<u64, u64, Hasher> = MokaCache::builder()
+            .max_capacity(known_capacity)
+            .time_to_live(ttl)
+            .build_with_hasher(Hasher::default());
+        let (e, k) = (entries.clone(), known.clone());
         let l1 = Arc::new(L1 {
-            entries: record_cache(entry_bytes, Some(ttl), None),
-            known: MokaCache::builder()
-                .max_capacity(known_capacity)
-                .time_to_live(ttl)
-                .build_with_hasher(Hasher::default()),
+            entries,
+            known,
             subscribed: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             hasher: Default::default(),
+            _housekeeper: Housekeeper::start(move || {
+                e.run_pending_tasks();
+                k.run_pending_tasks();
+            }),
         });
         let settings = redis.settings();
         let urls = match &settings.nodes {
