@@ -4,7 +4,7 @@
 //!
 //! Records hold `Arc<Entry>`, so a hit clones a pointer, never a body.
 //! Generation counters live in a fixed table of slots
-//! ([`Counters`](super::counters)) in a fifth of `max_bytes`: never
+//! (`Counters`, in `cache/counters.rs`) in a fifth of `max_bytes`: never
 //! evicted, so never lost, and free for tokens nobody bumped. Two tokens
 //! sharing a slot can only invalidate more, never less (DESIGN.md §7).
 
