@@ -218,6 +218,15 @@ mod tests {
         )))
     }
 
+    /// Stores `count` entries of `body` bytes, kept for `keep`.
+    async fn fill(store: &MemoryStore, count: u8, body: usize, keep: Duration) {
+        for n in 0..count {
+            let k = key(n);
+            let g = store.lookup(&k).await.unwrap().generations;
+            store.insert(&k, entry(&k, g, body, keep)).await.unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn lookup_returns_entry_and_stable_generations() {
         let store = MemoryStore::new(1 << 20, None);
@@ -293,14 +302,7 @@ mod tests {
     #[tokio::test]
     async fn entries_are_bounded_by_bytes() {
         let store = MemoryStore::new(64 * 1024, None);
-        for n in 0..40u8 {
-            let k = key(n);
-            let g = store.lookup(&k).await.unwrap().generations;
-            store
-                .insert(&k, entry(&k, g, 4096, Duration::from_secs(60)))
-                .await
-                .unwrap();
-        }
+        fill(&store, 40, 4096, Duration::from_secs(60)).await;
         let usage = store.usage().unwrap();
         assert!(usage.bytes <= 64 * 1024, "{usage:?}");
         assert!(usage.entries < 40, "{usage:?}");
@@ -309,14 +311,7 @@ mod tests {
     #[tokio::test]
     async fn expired_entries_leave_without_any_access() {
         let store = MemoryStore::new(1 << 20, None);
-        for n in 0..50u8 {
-            let k = key(n);
-            let g = store.lookup(&k).await.unwrap().generations;
-            store
-                .insert(&k, entry(&k, g, 100, Duration::from_millis(50)))
-                .await
-                .unwrap();
-        }
+        fill(&store, 50, 100, Duration::from_millis(50)).await;
         store.entries.run_pending_tasks();
         assert_eq!(store.entries.entry_count(), 50);
         // Nothing touches the store from here on: moka by itself would
