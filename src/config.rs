@@ -333,6 +333,8 @@ pub struct Route {
     pub fingerprint: [u8; 32],
     /// The route's metric series.
     pub metrics: crate::metrics::RouteMetrics,
+    /// The route's own token (`r:{name}`), built once: every key names it.
+    pub token: crate::cache::Token,
 }
 
 /// Route scope.

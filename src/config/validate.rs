@@ -906,6 +906,7 @@ fn route(
     let name: Arc<str> = name?.into();
     Some(Route {
         metrics: crate::metrics::RouteMetrics::new(name.clone()),
+        token: crate::cache::Token::route(&name),
         name,
         template: template?,
         scope,

@@ -107,41 +107,40 @@ pub fn for_request(
     // The key material is gathered, then hashed in one call: the same bytes
     // as feeding the hasher field by field (so the same keys), at a fraction
     // of the per-call cost.
-    let mut m = Material::with_capacity(
-        128 + parts.host.len() + parts.path.len() + parts.query.len() + 64 * parts.headers.len(),
-    );
-    m.extend_from_slice(&route.fingerprint);
-    // The scheme and host the app is told about. Present only when
-    // `security.trust_forwarded` let a trusted proxy set them; the app may
-    // answer differently per scheme (redirects), so they select entries.
-    for name in [&X_FORWARDED_PROTO, &X_FORWARDED_HOST] {
-        let value = headers.get(name).map_or(&b""[..], |v| v.as_bytes());
-        field(&mut m, value);
-    }
-    field(&mut m, parts.host.as_bytes());
-    field(&mut m, parts.path.as_bytes());
-    field(&mut m, parts.query.as_bytes());
-    for (_, value) in &parts.headers {
-        match value {
-            Some(v) => {
-                m.push(1);
-                field(&mut m, v.as_bytes());
-            }
-            None => m.push(0),
+    let hash = digest(|m| {
+        m.extend_from_slice(&route.fingerprint);
+        // The scheme and host the app is told about. Present only when
+        // `security.trust_forwarded` let a trusted proxy set them; the app may
+        // answer differently per scheme (redirects), so they select entries.
+        for name in [&X_FORWARDED_PROTO, &X_FORWARDED_HOST] {
+            let value = headers.get(name).map_or(&b""[..], |v| v.as_bytes());
+            field(m, value);
         }
-    }
-    if route.scope == Scope::User {
-        match identity {
-            Some(IdentityHash(id)) => {
-                m.push(1);
-                m.extend_from_slice(&id);
+        field(m, parts.host.as_bytes());
+        field(m, parts.path.as_bytes());
+        field(m, parts.query.as_bytes());
+        for (_, value) in &parts.headers {
+            match value {
+                Some(v) => {
+                    m.push(1);
+                    field(m, v.as_bytes());
+                }
+                None => m.push(0),
             }
-            None => m.push(0),
-        };
-    }
+        }
+        if route.scope == Scope::User {
+            match identity {
+                Some(IdentityHash(id)) => {
+                    m.push(1);
+                    m.extend_from_slice(&id);
+                }
+                None => m.push(0),
+            };
+        }
+    });
     CacheKey {
         route: route.name.clone(),
-        hash: KeyHash(*blake3::hash(&m).as_bytes()),
+        hash: KeyHash(hash),
         tokens: tokens(route, captures, target),
     }
 }
@@ -149,28 +148,59 @@ pub fn for_request(
 /// The key of one variant of a response that varies on `names` (sorted):
 /// the primary key plus the request's normalized values of those fields.
 pub fn variant(primary: &KeyHash, names: &[HeaderName], headers: &HeaderMap) -> KeyHash {
-    let mut m = Material::with_capacity(64 + 64 * names.len());
-    m.extend_from_slice(b"variant");
-    m.extend_from_slice(&primary.0);
-    for name in names {
-        field(&mut m, name.as_str().as_bytes());
-        match crate::cache::normalized_field(headers, name) {
-            Some(v) => {
-                m.push(1);
-                field(&mut m, &v);
+    KeyHash(digest(|m| {
+        m.extend_from_slice(b"variant");
+        m.extend_from_slice(&primary.0);
+        for name in names {
+            field(m, name.as_str().as_bytes());
+            match crate::cache::normalized_field(headers, name) {
+                Some(v) => {
+                    m.push(1);
+                    field(m, &v);
+                }
+                None => m.push(0),
             }
-            None => m.push(0),
         }
-    }
-    KeyHash(*blake3::hash(&m).as_bytes())
+    }))
 }
 
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Key material, gathered for one blake3 call: on the stack unless a
-/// request brings more than 512 bytes of it.
-type Material = smallvec::SmallVec<[u8; 512]>;
+/// Key material, gathered for one blake3 call.
+type Material = Vec<u8>;
+
+/// The largest material buffer kept between requests; a request with more
+/// (huge keyed headers) gets its own.
+const MATERIAL_KEPT: usize = 4096;
+
+thread_local! {
+    /// Each thread's material buffer, reused: appending to a `Vec` with
+    /// room costs a bounds check and a copy, where a `SmallVec` on the stack
+    /// cost several times that per field, and it saves an allocation per key.
+    static MATERIAL: std::cell::RefCell<Material> = std::cell::RefCell::new(Vec::with_capacity(512));
+}
+
+/// The blake3 digest of the material `gather` writes.
+fn digest(gather: impl FnOnce(&mut Material)) -> [u8; 32] {
+    MATERIAL.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut m) => {
+            m.clear();
+            gather(&mut m);
+            let hash = *blake3::hash(&m).as_bytes();
+            if m.capacity() > MATERIAL_KEPT {
+                *m = Vec::with_capacity(512);
+            }
+            hash
+        }
+        // Not reentrant today; should that change, a fresh buffer is right.
+        Err(_) => {
+            let mut m = Vec::with_capacity(512);
+            gather(&mut m);
+            *blake3::hash(&m).as_bytes()
+        }
+    })
+}
 
 /// A length-prefixed field of key material.
 fn field(m: &mut Material, bytes: &[u8]) {
@@ -181,7 +211,7 @@ fn field(m: &mut Material, bytes: &[u8]) {
 /// The route token, one binding token per binding set, the URL token.
 fn tokens(route: &Route, captures: &Captures<'_, '_>, target: &Normalized) -> Vec<Token> {
     let mut tokens = Vec::with_capacity(2 + route.binding_sets.len());
-    tokens.push(Token::route(&route.name));
+    tokens.push(route.token.clone());
     for set in &route.binding_sets {
         tokens.push(Token::binding(
             &route.name,
