@@ -68,6 +68,9 @@ pub struct Proxy {
     inner: Arc<Inner>,
 }
 
+/// An upstream exchange's result and how long it took.
+type Exchanged = (Result<Response<ResponseBody>, UpstreamError>, Duration);
+
 struct Inner {
     config: Arc<ConfigHandle>,
     cache: Cache,
@@ -458,7 +461,7 @@ impl Proxy {
         target: &Normalized,
         client: &Peer,
         route: &RouteMetrics,
-    ) -> (Result<Response<ResponseBody>, UpstreamError>, Duration)
+    ) -> Exchanged
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -491,45 +494,45 @@ impl Proxy {
         target: &Normalized,
         client: &Peer,
         route: &RouteMetrics,
-    ) -> (Result<Response<ResponseBody>, UpstreamError>, Duration) {
+    ) -> Exchanged {
         let build =
             |body: UpstreamBody| upstream::request(method, headers, target, config, client, body);
         let replayable = body.is_none() && method.is_idempotent();
-        // Awaited here, not in a helper, and boxed: every async layer is a
-        // future moved into its caller's, and the exchange's is the largest
-        // part of each ("Future sizes" in docs/benchmarks.md).
-        let upstream = &self.inner.upstream;
         let timeout = config.upstream.timeout;
-        let start = Instant::now();
-        let result = Box::pin(upstream.send(build(body.unwrap_or_else(empty_body)), timeout)).await;
-        let took = self.observe_upstream(route, &result, start);
+        let (result, took) = self
+            .exchange(build(body.unwrap_or_else(empty_body)), timeout, route)
+            .await;
         match result {
             Err(e) if replayable && e.is_retryable() => {
                 tracing::debug!(route = route.name(), cause = %e, "retrying an idempotent request once");
-                let start = Instant::now();
-                let result = Box::pin(upstream.send(build(empty_body()), timeout)).await;
-                let again = self.observe_upstream(route, &result, start);
+                let (result, again) = self.exchange(build(empty_body()), timeout, route).await;
                 (result, took + again)
             }
             result => (result, took),
         }
     }
 
-    /// Counts and times one upstream exchange begun at `start`.
-    fn observe_upstream(
-        &self,
-        route: &RouteMetrics,
-        result: &Result<Response<ResponseBody>, UpstreamError>,
-        start: Instant,
-    ) -> Duration {
-        let took = start.elapsed();
-        let class = match result {
-            Ok(r) => UpstreamClass::Status(r.status().as_u16()),
-            Err(UpstreamError::Timeout(_)) => UpstreamClass::Timeout,
-            Err(_) => UpstreamClass::Error,
-        };
-        route.upstream(&self.inner.metrics, class, took.as_secs_f64());
-        took
+    /// One upstream exchange, counted and timed under `route`. Boxed: every
+    /// async layer is a future moved into its caller's, and the exchange's
+    /// is the largest part of each ("Future sizes" in docs/benchmarks.md).
+    fn exchange<'a>(
+        &'a self,
+        request: Request<UpstreamBody>,
+        timeout: Duration,
+        route: &'a RouteMetrics,
+    ) -> Pin<Box<impl Future<Output = Exchanged> + 'a>> {
+        Box::pin(async move {
+            let start = Instant::now();
+            let result = self.inner.upstream.send(request, timeout).await;
+            let took = start.elapsed();
+            let class = match &result {
+                Ok(r) => UpstreamClass::Status(r.status().as_u16()),
+                Err(UpstreamError::Timeout(_)) => UpstreamClass::Timeout,
+                Err(_) => UpstreamClass::Error,
+            };
+            route.upstream(&self.inner.metrics, class, took.as_secs_f64());
+            (result, took)
+        })
     }
 
     /// Metrics and the access log for one request.

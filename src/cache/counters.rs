@@ -30,6 +30,9 @@ const SLOT_BYTES: u64 = 8;
 /// Generation counters for tokens. Lock-free; reads never allocate.
 pub(super) struct Counters {
     chunks: Box<[OnceLock<Box<[AtomicU64]>>]>,
+    /// Source of bumped values: strictly increasing from 1 (an unbumped
+    /// slot reads 0), so a bump never repeats a value an entry may carry.
+    next: AtomicU64,
     /// `slots - 1`; the slot count is a power of two.
     mask: u64,
     hasher: Hasher,
@@ -45,6 +48,7 @@ impl Counters {
         let slots = prev_power_of_two(wanted).max(MIN_SLOTS);
         Self {
             chunks: (0..slots / CHUNK).map(|_| OnceLock::new()).collect(),
+            next: AtomicU64::new(1),
             mask: slots as u64 - 1,
             hasher: Hasher::default(),
         }
@@ -69,12 +73,16 @@ impl Counters {
             .map_or(0, |chunk| chunk[slot % CHUNK].load(Ordering::Acquire))
     }
 
+    /// Gives `token` a new generation, one no entry can carry.
+    pub(super) fn bump(&self, token: &Token) {
+        let value = self.next.fetch_add(1, Ordering::Relaxed);
+        self.raise(token, value);
+    }
+
     /// Moves `token`'s generation to `value` unless it is already past it,
-    /// so concurrent bumps of one slot leave it at the newest value. Every
-    /// `value` must be new (drawn from a strictly increasing sequence that
-    /// starts above zero): a slot then never returns to a value an entry
-    /// may carry.
-    pub(super) fn bump(&self, token: &Token, value: u64) {
+    /// so concurrent bumps of one slot leave it at the newest value: a slot
+    /// never returns to a value an entry may carry.
+    fn raise(&self, token: &Token, value: u64) {
         let slot = self.slot(token);
         self.chunks[slot / CHUNK].get_or_init(|| (0..CHUNK).map(|_| AtomicU64::new(0)).collect())
             [slot % CHUNK]
@@ -117,7 +125,7 @@ mod tests {
             assert_eq!(c.get(&Token::url(&format!("/{n}"))), 0);
         }
         assert_eq!(c.allocated_bytes(), 0);
-        c.bump(&Token::route("r"), 7);
+        c.raise(&Token::route("r"), 7);
         assert_eq!(c.get(&Token::route("r")), 7);
         assert_eq!(c.allocated_bytes(), CHUNK as u64 * SLOT_BYTES);
     }
@@ -126,10 +134,10 @@ mod tests {
     fn a_slot_only_moves_forward() {
         let c = Counters::with_budget(0);
         let t = Token::url("/a");
-        c.bump(&t, 9);
-        c.bump(&t, 5); // a bump that drew its value earlier but stored later
+        c.raise(&t, 9);
+        c.raise(&t, 5); // a bump that drew its value earlier but stored later
         assert_eq!(c.get(&t), 9);
-        c.bump(&t, 10);
+        c.raise(&t, 10);
         assert_eq!(c.get(&t), 10);
     }
 
@@ -141,7 +149,7 @@ mod tests {
             .map(|n| Token::url(&format!("/{n}")))
             .find(|t| c.slot(t) == c.slot(&a))
             .expect("65536 slots: a million tokens find a shared one");
-        c.bump(&b, 3);
+        c.raise(&b, 3);
         assert_eq!(c.get(&a), 3, "a shared slot invalidates more, never less");
     }
 }

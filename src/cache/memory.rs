@@ -8,8 +8,7 @@
 //! evicted, so never lost, and free for tokens nobody bumped. Two tokens
 //! sharing a slot can only invalidate more, never less (DESIGN.md §7).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -52,9 +51,6 @@ pub struct MemoryStore {
     /// Expires and evicts entries off the request path; shared by clones.
     _housekeeper: Option<Arc<Housekeeper>>,
     generations: Arc<Counters>,
-    /// Source of generation values: strictly increasing from 1 (an unbumped
-    /// counter reads 0), so a bump never repeats a value an entry may carry.
-    sequence: Arc<AtomicU64>,
 }
 
 /// Expires a record when its stored keep time ends, or after the cap if
@@ -111,13 +107,18 @@ pub(super) fn record_cache(
         .weigher(|_: &KeyHash, r: &Record| r.weight().min(MAX_WEIGHT) as u32)
         .expire_after(KeepFor(cap));
     if let Some(evictions) = listener {
+        // Each series looked up once, on its first eviction: a full cache
+        // evicts on every miss.
+        let (size, expired) = (OnceLock::new(), OnceLock::new());
         builder = builder.eviction_listener(move |_, _, cause| {
-            let reason = match cause {
-                RemovalCause::Size => "size",
-                RemovalCause::Expired => "expired",
+            let (series, reason) = match cause {
+                RemovalCause::Size => (&size, "size"),
+                RemovalCause::Expired => (&expired, "expired"),
                 RemovalCause::Explicit | RemovalCause::Replaced => return,
             };
-            evictions.with_label_values(&[reason]).inc();
+            series
+                .get_or_init(|| evictions.with_label_values(&[reason]))
+                .inc();
         });
     }
     builder.build_with_hasher(Hasher::default())
@@ -135,7 +136,6 @@ impl MemoryStore {
             _housekeeper: Housekeeper::start(move || maintained.run_pending_tasks()).map(Arc::new),
             entries,
             generations: Arc::new(Counters::with_budget(counter_bytes)),
-            sequence: Arc::new(AtomicU64::new(1)),
         }
     }
 
@@ -171,8 +171,7 @@ impl Store for MemoryStore {
 
     async fn bump(&self, tokens: &[Token]) -> Result<(), StoreError> {
         for token in tokens {
-            let value = self.sequence.fetch_add(1, Ordering::Relaxed);
-            self.generations.bump(token, value);
+            self.generations.bump(token);
         }
         Ok(())
     }

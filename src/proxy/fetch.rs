@@ -597,15 +597,16 @@ fn with_freshness(entry: Entry, received_at: SystemTime, f: Freshness) -> Entry 
 /// Removes the fields a qualified `no-cache="a"` or `private="a"` names:
 /// they may not be reused without revalidation (RFC 9111 §5.2.2.4, §5.2.2.7).
 fn strip_qualified(headers: &mut HeaderMap) {
-    let names_either = |v: &http::HeaderValue| {
-        v.as_bytes()
-            .windows(7)
-            .any(|w| w.eq_ignore_ascii_case(b"no-cach") || w.eq_ignore_ascii_case(b"private"))
+    // Almost no response has either directive: look before parsing.
+    let mentions =
+        |v: &[u8], name: &[u8]| v.windows(name.len()).any(|w| w.eq_ignore_ascii_case(name));
+    let may_qualify = |v: &http::HeaderValue| {
+        mentions(v.as_bytes(), b"no-cache") || mentions(v.as_bytes(), b"private")
     };
     if !headers
         .get_all(header::CACHE_CONTROL)
         .iter()
-        .any(names_either)
+        .any(may_qualify)
     {
         return;
     }

@@ -109,9 +109,9 @@ impl Upstream {
     }
 }
 
-/// The client end of a connection: its address, and its IP rendered once
-/// per connection for `X-Forwarded-For` (formatting an address per request
-/// costs more than the rest of the header work).
+/// The client end of a connection: its IP, rendered once per connection
+/// for `X-Forwarded-For` (formatting an address per request costs more
+/// than the rest of the header work).
 #[derive(Clone, Debug)]
 pub struct Peer {
     ip: HeaderValue,
