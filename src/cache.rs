@@ -608,11 +608,16 @@ impl Record {
     }
 }
 
+/// Headers added to an entry's own when it is served (`Age`,
+/// `Cache-Status`, `X-Cache`). Stored maps are sized with room for them, so
+/// that a hit's copy of the map does not rehash it as they go in.
+pub const SERVED_EXTRA: usize = 3;
+
 /// A copy of `headers` that owns its bytes. Header values parsed by hyper
 /// are slices of the connection's read buffer; storing them as they are
 /// would keep that whole buffer alive as long as the entry.
 pub fn detached_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(headers.len());
+    let mut out = HeaderMap::with_capacity(headers.len() + SERVED_EXTRA);
     for (name, value) in headers {
         out.append(name.clone(), detached_value(value));
     }
@@ -805,7 +810,7 @@ impl Cache {
 
 impl CacheStatus {
     /// The `X-Cache` header value.
-    pub fn x_cache(self) -> &'static str {
+    pub const fn x_cache(self) -> &'static str {
         match self {
             CacheStatus::Hit => "HIT",
             CacheStatus::Miss => "MISS",
@@ -904,7 +909,7 @@ impl BypassReason {
 
     /// The whole `Cache-Status` member of a bypass for this reason, spelled
     /// out once instead of rendered per request.
-    pub fn cache_status(self) -> &'static str {
+    pub const fn cache_status(self) -> &'static str {
         match self {
             BypassReason::NoRoute => "cachecar; fwd=bypass; detail=no-route",
             BypassReason::Disabled => "cachecar; fwd=bypass; detail=disabled",
@@ -920,6 +925,38 @@ impl BypassReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detached_headers_own_their_bytes_in_order_with_room_to_serve() {
+        // As hyper parses them: slices of the connection's read buffer.
+        let wire = Bytes::from(b"text/plainmax-age=60onetwosecret".to_vec());
+        let slice =
+            |r: std::ops::Range<usize>| HeaderValue::from_maybe_shared(wire.slice(r)).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append(http::header::CONTENT_TYPE, slice(0..10));
+        headers.append(http::header::CACHE_CONTROL, slice(10..20));
+        headers.append("x-multi", slice(20..23));
+        headers.append("x-multi", slice(23..26));
+        let mut secret = slice(26..32);
+        secret.set_sensitive(true);
+        headers.append(http::header::AUTHORIZATION, secret);
+
+        let out = detached_headers(&headers);
+        let pairs = |h: &HeaderMap| -> Vec<(String, Vec<u8>, bool)> {
+            h.iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec(), v.is_sensitive()))
+                .collect()
+        };
+        assert_eq!(pairs(&out), pairs(&headers));
+        let wire_range = wire.as_ptr_range();
+        for (name, value) in &out {
+            assert!(
+                !wire_range.contains(&value.as_bytes().as_ptr()),
+                "{name} still points into the read buffer"
+            );
+        }
+        assert!(out.capacity() >= headers.len() + SERVED_EXTRA);
+    }
 
     #[test]
     fn tokens_escape_their_separators() {

@@ -23,11 +23,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+mod drain;
 
 use crate::config::Limits;
 use crate::proxy::upstream::BoxError;
@@ -83,8 +84,11 @@ where
     B::Error: Into<BoxError>,
 {
     let builder = builder(&limits);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let drain = drain::Drain::default();
+    // A permit per open connection, so that shutdown can wait for all of
+    // them to come back. (No system has 2^32 descriptors.)
+    let max_connections = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let slots = Arc::new(Semaphore::new(max_connections as usize));
     loop {
         let slot = tokio::select! {
             biased;
@@ -111,7 +115,7 @@ where
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        let watched = graceful.watch(connection);
+        let watched = drain.watch(connection);
         // No span around the connection: it would be entered and left on
         // every poll of every request; the one log line names the peer.
         tokio::spawn(async move {
@@ -122,7 +126,7 @@ where
         });
     }
     drop(listener);
-    let open = graceful.count();
+    let open = max_connections as usize - slots.available_permits();
     if open > 0 {
         tracing::info!(
             listener = name,
@@ -130,8 +134,9 @@ where
             "waiting for open connections to finish"
         );
     }
+    drain.start();
     tokio::select! {
-        () = graceful.shutdown() => true,
+        _ = slots.acquire_many(max_connections) => true,
         () = tokio::time::sleep(grace) => {
             tracing::warn!(listener = name, ?grace, "grace period expired; closing remaining connections");
             false

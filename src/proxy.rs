@@ -34,7 +34,9 @@ use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::cache::coalesce::Coalescer;
 use crate::cache::{BypassReason, Cache, StoreError, Token};
-use crate::config::{ConfigHandle, Limits, LogConfig, QueryKey, Route, RuntimeConfig, Scope};
+use crate::config::{
+    ConfigHandle, Limits, LogConfig, QueryKey, Route, RuntimeConfig, Scope, UpstreamConfig,
+};
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, RouteMetrics, UpstreamClass};
 
@@ -498,14 +500,14 @@ impl Proxy {
         let build =
             |body: UpstreamBody| upstream::request(method, headers, target, config, client, body);
         let replayable = body.is_none() && method.is_idempotent();
-        let timeout = config.upstream.timeout;
+        let upstream = &config.upstream;
         let (result, took) = self
-            .exchange(build(body.unwrap_or_else(empty_body)), timeout, route)
+            .exchange(build(body.unwrap_or_else(empty_body)), upstream, route)
             .await;
         match result {
             Err(e) if replayable && e.is_retryable() => {
                 tracing::debug!(route = route.name(), cause = %e, "retrying an idempotent request once");
-                let (result, again) = self.exchange(build(empty_body()), timeout, route).await;
+                let (result, again) = self.exchange(build(empty_body()), upstream, route).await;
                 (result, took + again)
             }
             result => (result, took),
@@ -518,12 +520,16 @@ impl Proxy {
     fn exchange<'a>(
         &'a self,
         request: Request<UpstreamBody>,
-        timeout: Duration,
+        upstream: &'a UpstreamConfig,
         route: &'a RouteMetrics,
     ) -> Pin<Box<impl Future<Output = Exchanged> + 'a>> {
         Box::pin(async move {
             let start = Instant::now();
-            let result = self.inner.upstream.send(request, timeout).await;
+            let result = self
+                .inner
+                .upstream
+                .send(&upstream.authority, request, upstream.timeout)
+                .await;
             let took = start.elapsed();
             let class = match &result {
                 Ok(r) => UpstreamClass::Status(r.status().as_u16()),

@@ -139,7 +139,7 @@ fn decode_entry(r: &mut Reader) -> Option<Entry> {
         vary.push((name, value));
     }
     let count = r.len()?;
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = HeaderMap::with_capacity(count + super::SERVED_EXTRA);
     for _ in 0..count {
         let name = HeaderName::from_bytes(&r.bytes()?).ok()?;
         let value = HeaderValue::from_maybe_shared(r.bytes()?).ok()?;

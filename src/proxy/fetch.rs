@@ -14,6 +14,7 @@
 //!   `max_body_bytes`, stores it (under its `Vary` variant), and answers;
 //!   what cannot be stored streams through.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -268,12 +269,18 @@ impl Proxy {
 
     /// One upstream exchange for a fill or revalidation.
     pub(crate) async fn fetch(&self, fetch: FetchRequest) -> Fetched {
-        let mut headers = fetch.headers.clone();
-        if let Some(stale) = &fetch.stale {
-            for (name, value) in conditional::validators(stale) {
-                headers.insert(name, value);
+        // The upstream request copies the headers anyway: only a
+        // revalidation needs its own map first.
+        let headers = match &fetch.stale {
+            Some(stale) => {
+                let mut headers = fetch.headers.clone();
+                for (name, value) in conditional::validators(stale) {
+                    headers.insert(name, value);
+                }
+                Cow::Owned(headers)
             }
-        }
+            None => Cow::Borrowed(&fetch.headers),
+        };
         let sent_at = SystemTime::now();
         let (result, took) = self
             .forward(

@@ -146,8 +146,17 @@ pub fn normalize_path(path: &str) -> Result<String, NormalizeError> {
     Ok(remove_dot_segments(&decoded))
 }
 
+/// Whether a segment of `path` is `.` or `..`: a `.` that starts a segment
+/// and is followed by the segment's end, or by one more `.` and its end.
+/// One pass over the bytes; this runs for every request.
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|s| s == "." || s == "..")
+    let b = path.as_bytes();
+    let ends = |i: usize| b.get(i).is_none_or(|&c| c == b'/');
+    b.iter().enumerate().any(|(i, &c)| {
+        c == b'.'
+            && (i == 0 || b[i - 1] == b'/')
+            && (ends(i + 1) || (b[i + 1] == b'.' && ends(i + 2)))
+    })
 }
 
 /// RFC 3986 §5.2.4 for an absolute path.
@@ -277,6 +286,34 @@ mod tests {
         assert_eq!(norm("/a/.").unwrap().0, "/a/");
         // Encoded slashes are not path separators, so nothing is resolved.
         assert_eq!(norm("/a/..%2Fb").unwrap().0, "/a/..%2Fb");
+    }
+
+    #[test]
+    fn dot_segments_are_found_as_a_split_on_slashes_finds_them() {
+        let by_split = |p: &str| p.split('/').any(|s| s == "." || s == "..");
+        for p in [
+            "/",
+            "/.",
+            "/..",
+            "/...",
+            "/a.",
+            "/.a",
+            "/..a",
+            "/a/.",
+            "/a/./",
+            "/a/../b",
+            "/a/.../b",
+            "/a/b.c/d",
+            "/a//./b",
+            "/./",
+            "/../",
+            ".",
+            "..",
+            "/a/.b/..c/",
+            "/x/..",
+        ] {
+            assert_eq!(has_dot_segment(p), by_split(p), "{p}");
+        }
     }
 
     #[test]

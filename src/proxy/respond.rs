@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Response};
 
@@ -167,7 +168,7 @@ impl CacheOutcome {
 
     /// The `Cache-Status` member of a plain bypass (every pass-through),
     /// without rendering it.
-    fn spelled_out(&self) -> Option<&'static str> {
+    fn spelled_out(&self) -> Option<HeaderValue> {
         match (self.fwd, self.detail) {
             (Some(Fwd::Bypass), Some(Detail::Bypass(reason)))
                 if self.fwd_status.is_none()
@@ -175,7 +176,7 @@ impl CacheOutcome {
                     && !self.stored
                     && !self.collapsed =>
             {
-                Some(reason.cache_status())
+                Some(bypass_value(reason))
             }
             _ => None,
         }
@@ -214,16 +215,49 @@ impl CacheOutcome {
     pub fn decorate<B>(&self, response: &mut Response<B>) {
         let headers = response.headers_mut();
         let value = match self.spelled_out() {
-            Some(value) => Some(HeaderValue::from_static(value)),
-            None => HeaderValue::from_str(&self.cache_status()).ok(),
+            Some(value) => Some(value),
+            // The rendered bytes become the value as they are: no copy.
+            None => HeaderValue::from_maybe_shared(Bytes::from(self.cache_status())).ok(),
         };
         if let Some(v) = value {
             headers.append(CACHE_STATUS.clone(), v);
         }
-        headers.insert(
-            X_CACHE.clone(),
-            HeaderValue::from_static(self.status.x_cache()),
-        );
+        headers.insert(X_CACHE.clone(), x_cache_value(self.status));
+    }
+}
+
+/// A `HeaderValue` of a constant string. `HeaderValue::from_static` checks
+/// every byte when it runs; in a constant, that happens at compile time.
+macro_rules! const_value {
+    ($s:expr) => {{
+        const VALUE: HeaderValue = HeaderValue::from_static($s);
+        VALUE
+    }};
+}
+
+/// The `X-Cache` value of `status`.
+fn x_cache_value(status: CacheStatus) -> HeaderValue {
+    use CacheStatus as S;
+    match status {
+        S::Hit => const_value!(S::Hit.x_cache()),
+        S::Miss => const_value!(S::Miss.x_cache()),
+        S::Stale => const_value!(S::Stale.x_cache()),
+        S::Revalidated => const_value!(S::Revalidated.x_cache()),
+        S::Bypass => const_value!(S::Bypass.x_cache()),
+    }
+}
+
+/// The whole `Cache-Status` member of a plain bypass for `reason`.
+fn bypass_value(reason: BypassReason) -> HeaderValue {
+    use BypassReason as R;
+    match reason {
+        R::NoRoute => const_value!(R::NoRoute.cache_status()),
+        R::Disabled => const_value!(R::Disabled.cache_status()),
+        R::Method => const_value!(R::Method.cache_status()),
+        R::NoIdentity => const_value!(R::NoIdentity.cache_status()),
+        R::RequestBody => const_value!(R::RequestBody.cache_status()),
+        R::Invalid => const_value!(R::Invalid.cache_status()),
+        R::Conditional => const_value!(R::Conditional.cache_status()),
     }
 }
 
@@ -286,7 +320,11 @@ pub fn from_entry(entry: &Entry, method: &Method, now: SystemTime) -> Response<B
     };
     let mut response = Response::new(body);
     *response.status_mut() = entry.status;
-    *response.headers_mut() = entry.headers.clone();
+    // The stored map has room for what is added (`SERVED_EXTRA`); a clone
+    // keeps its table but not the spare entries.
+    let mut headers = entry.headers.clone();
+    headers.reserve(crate::cache::SERVED_EXTRA);
+    *response.headers_mut() = headers;
     let age = entry.age(now).as_secs();
     response
         .headers_mut()
@@ -302,11 +340,23 @@ mod tests {
     fn spelled_out_bypass_members_are_the_rendered_ones() {
         for reason in crate::cache::BypassReason::ALL {
             let outcome = CacheOutcome::bypass(reason);
-            assert_eq!(outcome.spelled_out(), Some(outcome.cache_status().as_str()));
+            let spelled = outcome.spelled_out();
+            assert_eq!(
+                spelled.as_ref().map(HeaderValue::as_bytes),
+                Some(outcome.cache_status().as_bytes())
+            );
             let upstream_said = outcome.with_fwd_status(200);
             assert_eq!(upstream_said.spelled_out(), None, "rendered when it varies");
         }
         assert_eq!(CacheOutcome::miss(Fwd::Miss).spelled_out(), None);
+    }
+
+    #[test]
+    fn x_cache_values_are_the_spelled_ones() {
+        use crate::cache::CacheStatus as S;
+        for status in [S::Hit, S::Miss, S::Stale, S::Revalidated, S::Bypass] {
+            assert_eq!(x_cache_value(status), status.x_cache());
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 
@@ -59,19 +60,26 @@ impl UpstreamError {
     }
 }
 
+/// How many names [`is_hop_by_hop`] knows.
+const HOP_COUNT: usize = 9;
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1), plus the proxy-auth pair meant for
-/// us and the obsolete `Proxy-Connection`.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+/// us and the obsolete `Proxy-Connection`. A match on the name: comparing
+/// it with a list of `HeaderName`s cost 70 instructions per header.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -87,17 +95,19 @@ impl Upstream {
         }
     }
 
-    /// Sends `request`, waiting at most `timeout` for the response headers.
+    /// Sends `request` (built by [`request`]) to `authority`, waiting at
+    /// most `timeout` for the response headers.
     ///
     /// # Errors
     ///
     /// [`UpstreamError`], classified for the 502/504 decision.
     pub async fn send(
         &self,
+        authority: &Authority,
         request: Request<UpstreamBody>,
         timeout: Duration,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
-        match tokio::time::timeout(timeout, self.pool.send(request)).await {
+        match tokio::time::timeout(timeout, self.pool.send(authority, request)).await {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
             Ok(Err(pool::Failure::Connect(e))) => Err(UpstreamError::Connect(e)),
             Ok(Err(pool::Failure::Exchange(e))) => Err(UpstreamError::Failed(e)),
@@ -126,7 +136,9 @@ impl Peer {
     }
 }
 
-/// Builds the upstream request from the client's method and headers.
+/// Builds the upstream request from the client's method and headers, for
+/// [`Upstream::send`] to `runtime.upstream.authority`: an origin-form
+/// target (the base path, then the normalized path and query) and a `Host`.
 /// `client_headers` have been through [`drop_untrusted`] already: the proxy
 /// does that once, at the door, before anything reads them.
 pub fn request(
@@ -139,19 +151,33 @@ pub fn request(
 ) -> Request<UpstreamBody> {
     let config = &runtime.upstream;
     let trust = runtime.security.trust_forwarded;
-    let mut headers = HeaderMap::with_capacity(client_headers.len() + 4);
-    for (name, value) in client_headers {
-        headers.append(name.clone(), value.clone());
-    }
+    // A clone keeps the map's hash table: no name is hashed again. Room
+    // for what is added below, so that the table does not grow twice.
+    let mut headers = client_headers.clone();
+    headers.reserve(FORWARDED_ADDED);
     strip_hop_by_hop(&mut headers);
-    forwarded_headers(&mut headers, target, client, trust);
-    if let Some(host) = target
+    // The client's own `Host` when it is already the normalized one (the
+    // usual case): shared, not copied, and left where it is.
+    let host = target
         .host
         .as_deref()
-        .and_then(|h| HeaderValue::from_str(h).ok())
-    {
+        .and_then(|h| match headers.get(header::HOST) {
+            Some(sent) if sent.as_bytes() == h.as_bytes() => Some((sent.clone(), true)),
+            _ => HeaderValue::from_str(h).ok().map(|v| (v, false)),
+        });
+    forwarded_headers(&mut headers, host.as_ref().map(|(v, _)| v), client, trust);
+    match host {
+        Some((_, true)) => {}
         // HTTP/2 carries the authority as a pseudo-header; HTTP/1.1 needs Host.
-        headers.insert(header::HOST, host);
+        Some((value, false)) => {
+            headers.insert(header::HOST, value);
+        }
+        // Only an HTTP/1.0 request can come without one.
+        None => {
+            if let Ok(value) = HeaderValue::from_str(config.authority.as_str()) {
+                headers.insert(header::HOST, value);
+            }
+        }
     }
     let mut request = Request::new(body);
     *request.method_mut() = method.clone();
@@ -161,6 +187,10 @@ pub fn request(
     request
 }
 
+/// Headers [`forwarded_headers`] and `Host` may add to the client's.
+const FORWARDED_ADDED: usize = 5;
+
+/// The origin-form target (HTTP/1.1 to an origin server, RFC 9112 §3.2.1).
 fn upstream_uri(target: &Normalized, config: &UpstreamConfig) -> Uri {
     let mut pq = String::with_capacity(
         config.base_path.len()
@@ -173,14 +203,9 @@ fn upstream_uri(target: &Normalized, config: &UpstreamConfig) -> Uri {
         pq.push('?');
         pq.push_str(q);
     }
-    Uri::builder()
-        .scheme("http")
-        .authority(config.authority.clone())
-        .path_and_query(pq)
-        .build()
-        // The authority was validated at config load and the path and query
-        // come from a URI that parsed, so this cannot fail.
-        .unwrap_or_else(|_| Uri::from_static("/"))
+    // The base path was validated at config load and the path and query
+    // come from a URI that parsed, so this cannot fail.
+    PathAndQuery::try_from(pq).map_or_else(|_| Uri::from_static("/"), Uri::from)
 }
 
 /// Client headers that an app (or a framework in it) may act on but the
@@ -241,7 +266,13 @@ pub fn drop_untrusted(headers: &mut HeaderMap, trust_forwarded: bool) {
     }
 }
 
-fn forwarded_headers(headers: &mut HeaderMap, target: &Normalized, client: &Peer, trust: bool) {
+/// `host` is the request's normalized `Host`, as a header value.
+fn forwarded_headers(
+    headers: &mut HeaderMap,
+    host: Option<&HeaderValue>,
+    client: &Peer,
+    trust: bool,
+) {
     let prior = headers
         .get(&X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
@@ -260,12 +291,8 @@ fn forwarded_headers(headers: &mut HeaderMap, target: &Normalized, client: &Peer
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
     if !(trust && headers.contains_key(&X_FORWARDED_HOST)) {
-        match target
-            .host
-            .as_deref()
-            .and_then(|h| HeaderValue::from_str(h).ok())
-        {
-            Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
+        match host {
+            Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
             None => headers.remove(&X_FORWARDED_HOST),
         };
     }
@@ -275,22 +302,43 @@ fn forwarded_headers(headers: &mut HeaderMap, target: &Normalized, client: &Peer
 /// Removes hop-by-hop headers, including those named in `Connection`.
 ///
 /// One pass over the names present (a handful) instead of a hashed removal
-/// per listed name: this runs twice for every forwarded request.
+/// per listed name: this runs twice for every forwarded request. The usual
+/// case, a `Connection: keep-alive` or `close` and nothing it names, is
+/// handled without allocating.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    let tokens: Vec<&str> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    let listed = |name: &HeaderName| tokens.iter().any(|t| t.eq_ignore_ascii_case(name.as_str()));
+    let tokens = || {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+    };
+    // Names `Connection` lists beyond the two options that name no header
+    // field (`close`) or one already listed (`keep-alive`).
+    let names_more = tokens().any(|t| {
+        !t.is_empty() && !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive")
+    });
+    if !names_more {
+        let mut present: [Option<HeaderName>; HOP_COUNT] = Default::default();
+        for (slot, name) in present
+            .iter_mut()
+            .zip(headers.keys().filter(|n| is_hop_by_hop(n)).take(HOP_COUNT))
+        {
+            *slot = Some(name.clone());
+        }
+        for name in present.into_iter().flatten() {
+            headers.remove(name);
+        }
+        return;
+    }
+    let listed: Vec<String> = tokens().map(str::to_ascii_lowercase).collect();
     let drop: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| HOP_BY_HOP.contains(name) || listed(name))
+        .filter(|name| is_hop_by_hop(name) || listed.iter().any(|t| t == name.as_str()))
         .cloned()
         .collect();
     for name in drop {
@@ -343,11 +391,76 @@ mod tests {
     use http_body_util::BodyExt;
 
     #[test]
-    fn target_is_the_normalized_path_under_the_base() {
+    fn target_is_the_normalized_path_under_the_base_in_origin_form() {
         let req = build(&[]);
-        assert_eq!(req.uri(), "http://app:8000/base/x?a=1");
+        assert_eq!(req.uri(), "/base/x?a=1");
+        assert_eq!(req.uri().authority(), None);
         assert_eq!(req.version(), Version::HTTP_11);
         assert_eq!(req.headers()["host"], "api.example");
+    }
+
+    #[test]
+    fn host_is_the_normalized_one_or_the_upstreams() {
+        // The client's, when it is already normalized: kept, not doubled.
+        let req = build(&[("host", "api.example")]);
+        let hosts: Vec<_> = req.headers().get_all("host").iter().collect();
+        assert_eq!(hosts, ["api.example"]);
+        assert_eq!(req.headers()["x-forwarded-host"], "api.example");
+        // Another spelling is replaced by the normalized one.
+        let req = build(&[("host", "API.Example")]);
+        let hosts: Vec<_> = req.headers().get_all("host").iter().collect();
+        assert_eq!(hosts, ["api.example"]);
+        assert_eq!(req.headers()["x-forwarded-host"], "api.example");
+        // None at all (HTTP/1.0): the upstream's authority, which HTTP/1.1
+        // requires, and no X-Forwarded-Host.
+        let (parts, ()) = Request::builder().uri("/x").body(()).unwrap().into_parts();
+        let target = Normalized {
+            path: "/x".into(),
+            query: None,
+            host: None,
+        };
+        let body = UnsyncBoxBody::new(http_body_util::Empty::new().map_err(|e| match e {}));
+        let peer = Peer::new("10.0.0.9:5555".parse().unwrap());
+        let req = request(
+            &parts.method,
+            &parts.headers,
+            &target,
+            &config(false),
+            &peer,
+            body,
+        );
+        assert_eq!(req.uri(), "/base/x");
+        assert_eq!(req.headers()["host"], "app:8000");
+        assert!(!req.headers().contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn connection_options_alone_are_stripped_with_the_rest_kept() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "Keep-Alive"),
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("proxy-connection", "keep-alive"),
+            ("content-type", "text/plain"),
+            ("x-keep", "1"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-keep"]);
+        // Named fields go too, matched without regard to case.
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("close, X-Trace"));
+        h.append("x-trace", HeaderValue::from_static("1"));
+        h.append("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-keep"]);
     }
 
     #[test]

@@ -101,3 +101,50 @@ async fn shutdown_under_load_completes_every_in_flight_request() {
         started.elapsed()
     );
 }
+
+/// An idle keep-alive connection is closed when shutdown starts, so it does
+/// not hold the process until the grace deadline.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_at_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    trace_init();
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&upstream)
+        .await;
+    let proxy = TestProxy::start(&config(&upstream.uri(), "")).await;
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    conn.write_all(b"GET /idle HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        while !seen.ends_with(b"\r\n\r\nok") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the answer");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(
+        answered.is_ok(),
+        "answered: {}",
+        String::from_utf8_lossy(&seen)
+    );
+
+    let started = std::time::Instant::now();
+    proxy.begin_shutdown();
+    let closed = tokio::time::timeout(Duration::from_secs(3), conn.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "the idle connection is closed: {closed:?}"
+    );
+    proxy.join().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped at once, not at the 5 s grace deadline: {:?}",
+        started.elapsed()
+    );
+}

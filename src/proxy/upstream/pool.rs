@@ -93,32 +93,18 @@ impl Pool {
         pool
     }
 
-    /// Sends `request` (absolute-form URI) on a pooled or new connection.
+    /// Sends `request` (origin-form URI, `Host` set) to `authority` on a
+    /// pooled or new connection.
     pub(super) async fn send(
         self: &Arc<Self>,
-        request: Request<UpstreamBody>,
+        authority: &Authority,
+        mut request: Request<UpstreamBody>,
     ) -> Result<Response<ResponseBody>, Failure> {
-        let (mut parts, body) = request.into_parts();
-        let authority = parts
-            .uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| Failure::Connect(std::io::Error::other("no upstream authority")))?;
-        if !parts.headers.contains_key(http::header::HOST)
-            && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
-        {
-            parts.headers.insert(http::header::HOST, host);
-        }
-        // HTTP/1.1 to an origin server: origin-form.
-        if let Some(pq) = parts.uri.path_and_query().cloned() {
-            parts.uri = http::Uri::from(pq);
-        }
-        let mut request = Request::from_parts(parts, body);
         // Pooled connections first; the last try always on a new one.
         let mut attempts = 0;
         loop {
             let pooled = (attempts < MAX_RESENDS)
-                .then(|| self.checkout(&authority))
+                .then(|| self.checkout(authority))
                 .flatten();
             attempts += 1;
             let reused = pooled.is_some();
@@ -127,7 +113,7 @@ impl Pool {
                 // Boxed: connecting is rare, and its future (resolve,
                 // connect, handshake) would otherwise be carried, and
                 // copied, in every request's.
-                None => Box::pin(self.connect(&authority)).await?,
+                None => Box::pin(self.connect(authority)).await?,
             };
             if let Err(e) = sender.ready().await {
                 if reused {
@@ -139,7 +125,7 @@ impl Pool {
                 Ok(response) => {
                     let checkin = Checkin {
                         pool: Arc::downgrade(self),
-                        authority,
+                        authority: authority.clone(),
                         sender,
                     };
                     return Ok(response.map(|body| ResponseBody::new(body, checkin)));
@@ -156,7 +142,7 @@ impl Pool {
     /// The most recently used open connection to `authority`, if any.
     fn checkout(&self, authority: &Authority) -> Option<SendRequest<UpstreamBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.authority.as_ref() != Some(authority) {
+        if !idle.authority.as_ref().is_some_and(|a| same(a, authority)) {
             idle.authority = Some(authority.clone());
             idle.conns.clear();
             return None;
@@ -181,7 +167,9 @@ impl Pool {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.authority.as_ref() == Some(&authority) && idle.conns.len() < MAX_IDLE {
+        if idle.authority.as_ref().is_some_and(|a| same(a, &authority))
+            && idle.conns.len() < MAX_IDLE
+        {
             idle.conns.push(IdleConn {
                 sender,
                 since: Instant::now(),
@@ -221,6 +209,14 @@ impl Pool {
         });
         Ok(sender)
     }
+}
+
+/// Whether two authorities are spelled the same. `Authority`'s own `==`
+/// ignores case byte by byte, which costs more than the rest of a checkout;
+/// both sides come from the config, so a differently cased spelling only
+/// means a reload changed it (and the pool starts over).
+fn same(a: &Authority, b: &Authority) -> bool {
+    a.as_str() == b.as_str()
 }
 
 /// Connects to the first address of `authority` that accepts.
