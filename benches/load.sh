@@ -16,5 +16,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-cargo build --release --locked --quiet --bin cachecar
+cargo build --release --locked --quiet --bin cachecar --example bare_hyper
 exec python3 benches/load/run.py

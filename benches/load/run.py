@@ -21,6 +21,10 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.join(ROOT, "benches", "load")
 BIN = os.environ.get("CACHECAR_BIN", os.path.join(ROOT, "target", "release", "cachecar"))
+# examples/bare_hyper.rs: what hyper alone does, the reference points for
+# what any hyper-based proxy can reach (REFERENCES=0 leaves them out).
+HYPER_BIN = os.environ.get("HYPER_BIN", os.path.join(ROOT, "target", "release", "examples", "bare_hyper"))
+REFERENCES = os.environ.get("REFERENCES", "1") != "0"
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 FILL_MAX_MIB = int(os.environ.get("FILL_MAX_MIB", "512"))
 DURATION = os.environ.get("DURATION", "5s")
@@ -30,6 +34,14 @@ PATHS = os.environ.get("PATHS", "hit miss pass").split()
 FILL = os.environ.get("FILL", "1") != "0"
 TARGET_CPU, LOAD_CPU = os.environ.get("TARGET_CPU", "0"), os.environ.get("LOAD_CPU", "1")
 ORIGIN, NGINX, CACHECAR, ADMIN, REDIS = 18000, 18081, 18080, 19090, 16399
+HYPER_SERVE, HYPER_PROXY = 18082, 18083
+# Which reference is measured beside which path, and how it is labelled.
+REFERENCE_FOR = {"hit": "hyper-serve", "miss": "hyper-proxy", "pass": "hyper-proxy"}
+LABELS = {
+    "nginx": "nginx",
+    "hyper-serve": "hyper alone, answering from memory",
+    "hyper-proxy": "hyper alone, bare proxy",
+}
 
 BODY = json.dumps({"id": 1, "items": [{"n": i, "text": "x" * 20} for i in range(60)]})[:2048]
 BODY = BODY + " " * (2048 - len(BODY))
@@ -177,6 +189,8 @@ def main():
             raise SystemExit(f"{tool} is missing (benches/load.sh installs it)")
     if not os.path.exists(BIN):
         raise SystemExit(f"{BIN} missing: cargo build --release")
+    if REFERENCES and not os.path.exists(HYPER_BIN):
+        raise SystemExit(f"{HYPER_BIN} missing: cargo build --release --example bare_hyper")
     nginx_bin = shutil.which("nginx")
     os.makedirs(os.path.join(tmp, "cache"), exist_ok=True)
     # nginx workers run unprivileged.
@@ -185,8 +199,17 @@ def main():
     spawn(TARGET_CPU, nginx_bin, "-c", render("nginx.conf.in", DIR=tmp, ORIGIN=ORIGIN, NGINX=NGINX), "-e", os.path.join(tmp, "nginx-error.log"))
     spawn(LOAD_CPU, "redis-server", "--port", str(REDIS), "--bind", "127.0.0.1", "--save", "",
           "--appendonly", "no", "--maxmemory", "1gb", "--maxmemory-policy", "allkeys-lru")
+    refs = {}
+    if REFERENCES:
+        body = os.path.join(tmp, "body.json")
+        open(body, "w").write(BODY)
+        spawn(TARGET_CPU, HYPER_BIN, "serve", f"127.0.0.1:{HYPER_SERVE}", body)
+        spawn(TARGET_CPU, HYPER_BIN, "proxy", f"127.0.0.1:{HYPER_PROXY}", f"127.0.0.1:{ORIGIN}")
+        refs = {"hyper-serve": HYPER_SERVE, "hyper-proxy": HYPER_PROXY}
     wait_http(f"http://127.0.0.1:{ORIGIN}/x")
     wait_http(f"http://127.0.0.1:{NGINX}/pass/x")
+    for port in refs.values():
+        wait_http(f"http://127.0.0.1:{port}/pass/x")
     time.sleep(0.3)
     warm(NGINX)
 
@@ -204,6 +227,16 @@ def main():
     lua = {"hit": "hit.lua", "miss": "miss.lua", "pass": "pass.lua"}
     for rnd in range(ROUNDS):
         print(f"round {rnd + 1}/{ROUNDS}", file=sys.stderr)
+        for conns in CONNS:
+            for path in PATHS if refs else []:
+                ref = REFERENCE_FOR[path]
+                tag = f"{ref}{rnd}c{conns}"
+                base = wrk(NGINX, lua[path], conns, f"n{tag}")
+                mine = wrk(refs[ref], lua[path], conns, tag)
+                record("nginx", path, conns, base)
+                record(ref, path, conns, mine)
+                ratios.setdefault((ref, path, conns), []).append(
+                    (mine[0] / base[0], mine[2] / base[2]))
         for store in STORES:
             p = start_cachecar(store)
             if store == "memory" and rnd == 0:
@@ -232,12 +265,13 @@ def main():
     print(f"\ncachecar vs nginx {subprocess.run([nginx_bin, '-v'], capture_output=True, text=True).stderr.strip()}, "
           f"{ROUNDS} rounds of {run_duration} per cell, medians; targets on core {TARGET_CPU}, wrk/origin/redis on "
           f"core {LOAD_CPU}. Ratios: median of the per-round ratios to the nginx cell measured just before "
-          f"(lowest-highest round in brackets).\n")
+          f"(lowest-highest round in brackets). 'hyper alone' is examples/bare_hyper.rs: the most any "
+          f"hyper-based server can do on that path.\n")
     print("| path | conns | target | req/s | p50 ms | p99 ms | req/s vs nginx | p99 vs nginx |")
     print("|------|-------|--------|-------|--------|--------|----------------|--------------|")
     for path in ("hit", "miss", "pass"):
         for conns in CONNS:
-            for target in ["nginx"] + STORES:
+            for target in ["nginx", REFERENCE_FOR[path]] + STORES:
                 v = med.get((target, path, conns))
                 if not v:
                     continue
@@ -247,7 +281,7 @@ def main():
                     q, l = [r[0] for r in rs], [r[1] for r in rs]
                     ratio = f"{statistics.median(q):.2f}x ({min(q):.2f}-{max(q):.2f})"
                     p99r = f"{statistics.median(l):.2f}x ({min(l):.2f}-{max(l):.2f})"
-                label = target if target == "nginx" else f"cachecar {target}"
+                label = LABELS.get(target, f"cachecar {target}")
                 print(f"| {path} | {conns} | {label} | {v[0]:,.0f} | {v[1]:.3f} | {v[2]:.3f} | {ratio} | {p99r} |")
     if "idle" in rss and "after run" in rss:
         print(f"\ncachecar RSS: idle {rss['idle'] / 1024:.1f} MiB; after the runs (max_bytes 512 MiB) "
