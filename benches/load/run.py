@@ -32,6 +32,10 @@ CONNS = [int(c) for c in os.environ.get("CONNS", "16 64").split()]
 STORES = os.environ.get("STORES", "memory tiered redis").split()
 PATHS = os.environ.get("PATHS", "hit miss pass").split()
 FILL = os.environ.get("FILL", "1") != "0"
+# Unrecorded misses before the cells, on every target, so that the miss
+# cells measure a cache in its steady state (grown, evicting) rather than a
+# process just started growing into new memory. "0s" skips it.
+GROW = os.environ.get("GROW", "5s")
 TARGET_CPU, LOAD_CPU = os.environ.get("TARGET_CPU", "0"), os.environ.get("LOAD_CPU", "1")
 ORIGIN, NGINX, CACHECAR, ADMIN, REDIS = 18000, 18081, 18080, 19090, 16399
 HYPER_SERVE, HYPER_PROXY = 18082, 18083
@@ -117,6 +121,13 @@ def warm(port):
     time.sleep(0.3)
     for i in range(100):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/hit/{i}").read()
+
+
+def grow(port, tag):
+    if "miss" in PATHS and GROW not in ("0", "0s"):
+        subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c16", f"-d{GROW}", "-s",
+                        os.path.join(HERE, "miss.lua"), f"http://127.0.0.1:{port}"],
+                       capture_output=True, env=dict(os.environ, MISS_PREFIX=f"grow{tag}"), check=True)
 
 
 def cachecar_config(store, max_bytes="512MiB"):
@@ -212,6 +223,7 @@ def main():
         wait_http(f"http://127.0.0.1:{port}/pass/x")
     time.sleep(0.3)
     warm(NGINX)
+    grow(NGINX, "nginx")
 
     results = {}  # (target, path, conns) -> [(rps, p50, p99)]
     ratios = {}  # (store, path, conns) -> [(req/s ratio, p99 ratio)] paired per cell
@@ -242,6 +254,7 @@ def main():
             if store == "memory" and rnd == 0:
                 rss["idle"] = rss_kb(p.pid)
             warm(CACHECAR)
+            grow(CACHECAR, f"{store}{rnd}")
             for conns in CONNS:
                 for path in PATHS:
                     if path == "pass" and store != "memory":

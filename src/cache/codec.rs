@@ -145,6 +145,7 @@ fn decode_entry(r: &mut Reader) -> Option<Entry> {
         let value = HeaderValue::from_maybe_shared(r.bytes()?).ok()?;
         headers.append(name, value);
     }
+    let headers = super::compact(&headers);
     let body_len = r.u32()? as usize;
     let body = r.take(body_len)?;
     Some(Entry {
