@@ -33,7 +33,8 @@ impl Drop for Origin {
 /// How the origin treats its connections.
 #[derive(Clone, Copy)]
 enum Mode {
-    /// hyper with keep-alive: `/big` is a 16 MiB body, anything else `ok`.
+    /// hyper with keep-alive: `/big` is a 16 MiB body, `/slow/{ms}` waits
+    /// that long before its `ok`, anything else is `ok` at once.
     KeepAlive,
     /// Answers one request, then closes without saying so
     /// (no `Connection: close`), as an app past its keep-alive limit does.
@@ -87,7 +88,16 @@ async fn serve_keep_alive(stream: TcpStream, big: Bytes) {
         } else {
             Bytes::from_static(b"ok")
         };
+        let delay = req
+            .uri()
+            .path()
+            .strip_prefix("/slow/")
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis);
         async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
             Ok::<_, std::convert::Infallible>(
                 http::Response::builder()
                     .header("cache-control", "no-store")
@@ -131,6 +141,34 @@ async fn connections_are_reused() {
         origin.accepted(),
         1,
         "one upstream connection for 20 requests"
+    );
+}
+
+/// Each exchange on a reused connection gets the whole `upstream.timeout`
+/// (2 s in these tests) from its own start: not what an earlier exchange
+/// on the connection left, and not unbounded.
+#[tokio::test]
+async fn each_exchange_on_a_reused_connection_has_its_own_timeout() {
+    trace_init();
+    let origin = Origin::start(Mode::KeepAlive).await;
+    let proxy = TestProxy::start(&config(&origin.url, ROUTES)).await;
+    assert_eq!(get(&proxy.url("/pass/a"), &[]).await.status, 200);
+    // Idle past the first exchange's deadline.
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+
+    let started = std::time::Instant::now();
+    let r = get(&proxy.url("/slow/1200"), &[]).await;
+    assert_eq!(r.status, 200, "1.2 s is within a fresh 2 s");
+    assert!(started.elapsed() >= Duration::from_millis(1_200));
+    assert_eq!(origin.accepted(), 1, "on the same connection");
+
+    let started = std::time::Instant::now();
+    let r = get(&proxy.url("/slow/4000"), &[]).await;
+    assert_eq!(r.status, 504);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1_900) && took < Duration::from_millis(2_900),
+        "timed out at 2 s: {took:?}"
     );
 }
 
