@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# cachecar vs nginx proxy_cache, hit / miss / pass-through, side by side:
+# cachecar vs nginx proxy_cache (and hyper alone, examples/bare_hyper.rs,
+# as the reference for any hyper-based server), hit / miss / pass-through,
+# side by side:
 #   benches/load.sh                 # 3 rounds of 5 s per cell
 #   ROUNDS=5 DURATION=10s benches/load.sh
-# Installs wrk and nginx with apt-get if missing, builds the release binary,
-# pins targets to core 0 and wrk/origin/Redis to core 1. See
-# docs/benchmarks.md.
+#   STORES=memory PATHS="hit pass" CONNS=16 FILL=0 REFERENCES=0 GROW=0s benches/load.sh
+# Installs wrk and nginx with apt-get if missing, builds the release binary
+# and the example, pins targets to core 0 and wrk/origin/Redis to core 1.
+# See docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
