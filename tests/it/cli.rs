@@ -150,8 +150,15 @@ async fn run_serves_and_exits_cleanly_on_sigterm() {
     );
     let child = run_quietly(&path);
     assert!(port_open(admin).await, "admin port opens");
-    let ready = get(&format!("http://127.0.0.1:{admin}/readyz"), &[]).await;
-    assert_eq!(ready.status, 200);
+    // The admin port accepts as soon as it is bound; readiness turns 200
+    // once the proxy is serving (503 "starting" until then).
+    let readyz = format!("http://127.0.0.1:{admin}/readyz");
+    let ready = eventually(Duration::from_secs(5), || {
+        let readyz = readyz.clone();
+        async move { get(&readyz, &[]).await.status == 200 }
+    })
+    .await;
+    assert!(ready, "readiness turns 200");
     let r = get(&format!("http://127.0.0.1:{port}/x"), &[]).await;
     assert_eq!(r.status, 502, "upstream on the discard port is down");
     let status = tokio::task::spawn_blocking(move || terminate(child))
