@@ -3,8 +3,9 @@
 //!
 //! hyper-util's `GracefulShutdown` polls a `watch` channel's `changed()`
 //! future on each poll of a connection, and that future takes the channel's
-//! waiter lock every time: about 500 instructions per request in callgrind,
-//! 2% of a hit. Here each connection has a flag and an [`AtomicWaker`]: a
+//! waiter lock every time: 320 instructions per request in callgrind, of
+//! which this saves 230 (1% of a hit). Here each connection has a flag and
+//! an [`AtomicWaker`]: a
 //! poll registers the task's waker (lock-free, and only a comparison when
 //! it has not changed) and reads the flag.
 

@@ -60,9 +60,6 @@ impl UpstreamError {
     }
 }
 
-/// How many names [`is_hop_by_hop`] knows.
-const HOP_COUNT: usize = 9;
-
 /// Hop-by-hop headers (RFC 9110 §7.6.1), plus the proxy-auth pair meant for
 /// us and the obsolete `Proxy-Connection`. A match on the name: comparing
 /// it with a list of `HeaderName`s cost 70 instructions per header.
@@ -156,29 +153,25 @@ pub fn request(
     let mut headers = client_headers.clone();
     headers.reserve(FORWARDED_ADDED);
     strip_hop_by_hop(&mut headers);
-    // The client's own `Host` when it is already the normalized one (the
-    // usual case): shared, not copied, and left where it is.
+    // `Host` is the normalized host (HTTP/2 carries it as a pseudo-header,
+    // HTTP/1.1 needs the field): the client's own value when it already is
+    // (the usual case; shared, not copied), else replaced.
     let host = target
         .host
         .as_deref()
         .and_then(|h| match headers.get(header::HOST) {
-            Some(sent) if sent.as_bytes() == h.as_bytes() => Some((sent.clone(), true)),
-            _ => HeaderValue::from_str(h).ok().map(|v| (v, false)),
+            Some(sent) if sent.as_bytes() == h.as_bytes() => Some(sent.clone()),
+            _ => HeaderValue::from_str(h).ok().inspect(|v| {
+                headers.insert(header::HOST, v.clone());
+            }),
         });
-    forwarded_headers(&mut headers, host.as_ref().map(|(v, _)| v), client, trust);
-    match host {
-        Some((_, true)) => {}
-        // HTTP/2 carries the authority as a pseudo-header; HTTP/1.1 needs Host.
-        Some((value, false)) => {
-            headers.insert(header::HOST, value);
-        }
-        // Only an HTTP/1.0 request can come without one.
-        None => {
-            if let Ok(value) = HeaderValue::from_str(config.authority.as_str()) {
-                headers.insert(header::HOST, value);
-            }
-        }
+    // Only an HTTP/1.0 request comes without one: the upstream's.
+    if host.is_none()
+        && let Ok(value) = HeaderValue::from_str(config.authority.as_str())
+    {
+        headers.insert(header::HOST, value);
     }
+    forwarded_headers(&mut headers, host.as_ref(), client, trust);
     let mut request = Request::new(body);
     *request.method_mut() = method.clone();
     *request.uri_mut() = upstream_uri(target, config);
@@ -323,14 +316,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         !t.is_empty() && !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive")
     });
     if !names_more {
-        let mut present: [Option<HeaderName>; HOP_COUNT] = Default::default();
-        for (slot, name) in present
-            .iter_mut()
-            .zip(headers.keys().filter(|n| is_hop_by_hop(n)).take(HOP_COUNT))
-        {
-            *slot = Some(name.clone());
-        }
-        for name in present.into_iter().flatten() {
+        // One or two names, one at a time: nothing to collect them in.
+        while let Some(name) = headers.keys().find(|n| is_hop_by_hop(n)).cloned() {
             headers.remove(name);
         }
         return;
