@@ -1,7 +1,8 @@
 //! The proxy service: one request, start to finish (DESIGN.md §1).
 //!
-//! [`Proxy::handle`] takes the config snapshot once, then `dispatch` picks
-//! one of three paths, each a named step:
+//! [`Proxy::handle`] takes the config snapshot once, then `step` picks one
+//! of three paths, each a named step, doing all it can before anything
+//! waits; the path's future is then boxed once:
 //!
 //! 1. **No rule** (or a safe method other than GET/HEAD): forward untouched.
 //! 2. **Mutation** (an unsafe method): forward, and once the upstream answers
@@ -28,12 +29,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use futures_util::FutureExt;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::cache::coalesce::Coalescer;
-use crate::cache::{BypassReason, Cache, StoreError, Token};
+use crate::cache::{BypassReason, Cache, CacheKey, StoreError, Token};
 use crate::config::{
     ConfigHandle, Limits, LogConfig, QueryKey, Route, RuntimeConfig, Scope, UpstreamConfig,
 };
@@ -102,8 +104,85 @@ pub(crate) struct Outcome {
     store: Option<Duration>,
 }
 
-/// Decrements the in-flight gauge however `handle` ends.
+/// One request's future (the service's), boxed once.
+pub type Handling = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// Where a request goes, decided before anything waits.
+enum Step<B> {
+    /// Answered already: refused, or not a valid request.
+    Answer(Response<Body>, Outcome),
+    /// Step 1: forward untouched.
+    Pass(Pass),
+    /// Step 2: an unsafe method.
+    Mutate {
+        request: Request<B>,
+        target: Normalized,
+    },
+    /// Step 3: a cacheable GET or HEAD, keyed.
+    Lookup(Keyed),
+}
+
+impl<B> From<(Response<Body>, Outcome)> for Step<B> {
+    fn from((response, outcome): (Response<Body>, Outcome)) -> Self {
+        Step::Answer(response, outcome)
+    }
+}
+
+impl<B> Step<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Forward `request` untouched, a bypass for `reason`.
+    fn pass(
+        request: Request<B>,
+        target: Normalized,
+        route: Option<Arc<Route>>,
+        reason: BypassReason,
+        limits: &Limits,
+    ) -> Self {
+        let (parts, body) = request.into_parts();
+        Step::Pass(Pass {
+            parts,
+            body: guarded_body(body, limits),
+            target,
+            route,
+            cache: CacheOutcome::bypass(reason),
+        })
+    }
+}
+
+/// A request to forward untouched, its body already held to the limits.
+struct Pass {
+    parts: http::request::Parts,
+    /// Taken when forwarded.
+    body: Option<UpstreamBody>,
+    target: Normalized,
+    route: Option<Arc<Route>>,
+    cache: CacheOutcome,
+}
+
+/// A cacheable request and its key, ready to look up.
+struct Keyed {
+    /// The request, `Accept-Encoding` reduced (`normalize::accept_encoding`).
+    parts: http::request::Parts,
+    /// The target, its query reduced to the keyed parameters.
+    target: Normalized,
+    route: Arc<Route>,
+    key: CacheKey,
+    /// A public route's request carries credentials.
+    credentials: bool,
+}
+
+/// Counts a request in flight for as long as it is held.
 struct Inflight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Inflight<'a> {
+    fn enter(metrics: &'a Metrics) -> Self {
+        metrics.inflight_requests.inc();
+        Self(&metrics.inflight_requests)
+    }
+}
 
 impl Drop for Inflight<'_> {
     fn drop(&mut self) {
@@ -140,127 +219,115 @@ impl Proxy {
     }
 
     /// Handles one request. Never fails: errors become 4xx/5xx responses
-    /// (the `Result` is the service's). Owns its arguments so that the
-    /// service's boxed future is this one, not a wrapper around it.
-    pub async fn handle<B>(
-        self,
-        request: Request<B>,
-        client: Peer,
-    ) -> Result<Response<Body>, Infallible>
+    /// (the `Result` is the service's).
+    ///
+    /// Everything before the first wait (screening, normalization, routing,
+    /// keying) is done here, and the future is made for the path the request
+    /// takes, boxed once: a future holds what lives across its waits and is
+    /// copied whole when boxed, so the work that does not wait stays out of
+    /// it, and a pass-through does not carry the cache path's state.
+    pub fn handle<B>(self, request: Request<B>, client: Peer) -> Handling
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let started = Instant::now();
-        let metrics = &self.inner.metrics;
-        metrics.inflight_requests.inc();
-        let _inflight = Inflight(&metrics.inflight_requests);
         let config = self.inner.config.load();
         let method = request.method().clone();
-        let (mut response, outcome) = self.dispatch(&config, request, &client).await;
-        outcome.cache.decorate(&mut response);
-        self.record(&config.log, &method, &outcome, &response, started);
-        Ok(response)
+        match self.step(&config, request) {
+            Step::Answer(response, outcome) => {
+                let response = self.finish(&config, &method, response, &outcome, started);
+                Box::pin(std::future::ready(Ok(response)))
+            }
+            Step::Pass(mut pass) => Box::pin(async move {
+                let _inflight = Inflight::enter(&self.inner.metrics);
+                let (response, outcome) = self.pass(&config, &mut pass, &client).await;
+                Ok(self.finish(&config, &method, response, &outcome, started))
+            }),
+            Step::Mutate { request, target } => Box::pin(async move {
+                let _inflight = Inflight::enter(&self.inner.metrics);
+                let (response, outcome) = self.mutate(&config, request, &target, &client).await;
+                Ok(self.finish(&config, &method, response, &outcome, started))
+            }),
+            Step::Lookup(keyed) => Box::pin(async move {
+                let _inflight = Inflight::enter(&self.inner.metrics);
+                let (response, outcome) = self.cacheable(&config, keyed, &client).await;
+                Ok(self.finish(&config, &method, response, &outcome, started))
+            }),
+        }
     }
 
-    async fn dispatch<B>(
+    /// The response's cache headers, then metrics and the access log.
+    fn finish(
         &self,
-        config: &Arc<RuntimeConfig>,
-        mut request: Request<B>,
-        client: &Peer,
-    ) -> (Response<Body>, Outcome)
+        config: &RuntimeConfig,
+        method: &Method,
+        mut response: Response<Body>,
+        outcome: &Outcome,
+        started: Instant,
+    ) -> Response<Body> {
+        outcome.cache.decorate(&mut response);
+        self.record(&config.log, method, outcome, &response, started);
+        response
+    }
+
+    /// Which path `request` takes, and what it needs, without waiting.
+    fn step<B>(&self, config: &RuntimeConfig, mut request: Request<B>) -> Step<B>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         if let Err(refusal) = guard::screen(&request, config) {
-            return refuse(refusal, None);
+            return refuse(refusal, None).into();
         }
         upstream::drop_untrusted(request.headers_mut(), config.security.trust_forwarded);
         let mut target = match normalize::request(request.uri(), request.headers()) {
             Ok(target) => target,
             Err(e) => {
                 let outcome = Outcome::new(None, CacheOutcome::bypass(BypassReason::Invalid));
-                return (ProxyError::from(e).to_response("none"), outcome);
+                return Step::Answer(ProxyError::from(e).to_response("none"), outcome);
             }
         };
         if config.security.merge_slashes {
             normalize::merge_slashes(&mut target.path);
         }
         if let Err(refusal) = guard::host_allowed(config, target.host.as_deref()) {
-            return refuse(refusal, None);
+            return refuse(refusal, None).into();
         }
-        // Each path's future is boxed: a future is moved into its caller's
-        // state, so an unboxed path would be copied, at its full size, into
-        // `dispatch`'s, `handle`'s and the service's on every request.
         let method = request.method();
         if *method == Method::GET || *method == Method::HEAD {
             return match config.routes.find(&target.path) {
                 Some(m) => {
                     let route = m.value.clone();
                     if let Err(refusal) = guard::path(&target) {
-                        return refuse(refusal, Some(route));
+                        return refuse(refusal, Some(route)).into();
                     }
-                    Box::pin(self.cacheable(
-                        config,
-                        request,
-                        target.clone(),
-                        route,
-                        &m.captures,
-                        client,
-                    ))
-                    .await
+                    key_request(config, request, target.clone(), route, &m.captures)
                 }
-                None => {
-                    let outcome = CacheOutcome::bypass(BypassReason::NoRoute);
-                    Box::pin(self.pass(config, request, &target, client, None, outcome)).await
-                }
+                None => Step::pass(request, target, None, BypassReason::NoRoute, &config.limits),
             };
         }
         if !method.is_safe() {
-            return Box::pin(self.mutate(config, request, &target, client)).await;
+            return Step::Mutate { request, target };
         }
         let route = config.routes.find(&target.path).map(|m| m.value.clone());
-        let outcome = CacheOutcome::bypass(BypassReason::Method);
-        Box::pin(self.pass(config, request, &target, client, route, outcome)).await
+        Step::pass(request, target, route, BypassReason::Method, &config.limits)
     }
 
-    /// Step 3: a GET or HEAD that a route caches.
-    async fn cacheable<B>(
+    /// Step 3: a GET or HEAD that a route caches, keyed by [`key_request`].
+    async fn cacheable(
         &self,
         config: &Arc<RuntimeConfig>,
-        mut request: Request<B>,
-        mut target: Normalized,
-        route: Arc<Route>,
-        captures: &Captures<'_, '_>,
+        keyed: Keyed,
         client: &Peer,
-    ) -> (Response<Body>, Outcome)
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let has_body = has_body(&request);
-        let identity = match lookup::precheck(config, &route, request.headers(), has_body) {
-            Ok(identity) => identity,
-            Err(reason) => {
-                let outcome = CacheOutcome::bypass(reason);
-                return self
-                    .pass(config, request, &target, client, Some(route), outcome)
-                    .await;
-            }
-        };
-        normalize::accept_encoding(request.headers_mut());
-        let (parts, _body) = request.into_parts();
-        let credentials = route.scope == Scope::Public && has_credentials(&parts.headers);
-        let key = key::for_request(&route, captures, &target, &parts.headers, identity);
-        // The app is asked exactly what the key covers: with a query
-        // allow-list (or `query: none`) the other parameters are not
-        // forwarded, so an unkeyed parameter (`utm=x;id=evil`, `ID=evil`
-        // to a case-insensitive framework) can never shape a stored answer.
-        if route.key.query != QueryKey::All {
-            let keyed = key::keyed_query(&route.key.query, target.query.as_deref());
-            target.query = (!keyed.is_empty()).then_some(keyed);
-        }
+    ) -> (Response<Body>, Outcome) {
+        let Keyed {
+            parts,
+            target,
+            route,
+            key,
+            credentials,
+        } = keyed;
         let looked = Instant::now();
         let found = lookup::find(&self.inner.cache, &key, &parts.headers).await;
         let lookup_took = looked.elapsed();
@@ -422,29 +489,32 @@ impl Proxy {
         Ok(())
     }
 
-    /// Step 1: forward untouched and stream the answer back.
-    async fn pass<B>(
+    /// Step 1: forward untouched and stream the answer back. Borrows the
+    /// request: this future holds no copy of it.
+    async fn pass(
         &self,
         config: &RuntimeConfig,
-        request: Request<B>,
-        target: &Normalized,
+        pass: &mut Pass,
         client: &Peer,
-        route: Option<Arc<Route>>,
-        cache: CacheOutcome,
-    ) -> (Response<Body>, Outcome)
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let series = self.series(route.as_deref());
+    ) -> (Response<Body>, Outcome) {
+        let series = self.series(pass.route.as_deref());
         let (result, took) = self
-            .forward_client(config, request, target, client, series)
+            .forward(
+                config,
+                &pass.parts.method,
+                &pass.parts.uri,
+                &pass.parts.headers,
+                pass.body.take(),
+                &pass.target,
+                client,
+                series,
+            )
             .await;
         let response = match result {
             Ok(response) => response.map(Body::Stream),
             Err(e) => upstream_failure(e, series.name()),
         };
-        let mut outcome = Outcome::new(route, cache);
+        let mut outcome = Outcome::new(pass.route.take(), pass.cache);
         outcome.upstream = Some(took);
         (response, outcome)
     }
@@ -473,6 +543,7 @@ impl Proxy {
         self.forward(
             config,
             &parts.method,
+            &parts.uri,
             &parts.headers,
             body,
             target,
@@ -491,14 +562,16 @@ impl Proxy {
         &self,
         config: &RuntimeConfig,
         method: &Method,
+        uri: &Uri,
         headers: &HeaderMap,
         body: Option<UpstreamBody>,
         target: &Normalized,
         client: &Peer,
         route: &RouteMetrics,
     ) -> Exchanged {
-        let build =
-            |body: UpstreamBody| upstream::request(method, headers, target, config, client, body);
+        let build = |body: UpstreamBody| {
+            upstream::request(method, uri, headers, target, config, client, body)
+        };
         let replayable = body.is_none() && method.is_idempotent();
         let upstream = &config.upstream;
         let (result, took) = self
@@ -523,13 +596,15 @@ impl Proxy {
         upstream: &'a UpstreamConfig,
         route: &'a RouteMetrics,
     ) -> Pin<Box<impl Future<Output = Exchanged> + 'a>> {
-        Box::pin(async move {
-            let start = Instant::now();
-            let result = self
-                .inner
-                .upstream
-                .send(&upstream.authority, request, upstream.timeout)
-                .await;
+        // Made here, and mapped rather than awaited in an `async` block,
+        // which would hold the request, and the exchange twice (as its
+        // capture and as what it polls).
+        let start = Instant::now();
+        let send = self
+            .inner
+            .upstream
+            .send(&upstream.authority, request, upstream.timeout);
+        Box::pin(send.map(move |result| {
             let took = start.elapsed();
             let class = match &result {
                 Ok(r) => UpstreamClass::Status(r.status().as_u16()),
@@ -538,7 +613,7 @@ impl Proxy {
             };
             route.upstream(&self.inner.metrics, class, took.as_secs_f64());
             (result, took)
-        })
+        }))
     }
 
     /// Metrics and the access log for one request.
@@ -616,6 +691,45 @@ impl Outcome {
             store: None,
         }
     }
+}
+
+/// Step 3's start: whether the cache may answer `request` at all (else it
+/// is forwarded untouched), and its key.
+fn key_request<B>(
+    config: &RuntimeConfig,
+    mut request: Request<B>,
+    mut target: Normalized,
+    route: Arc<Route>,
+    captures: &Captures<'_, '_>,
+) -> Step<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let has_body = has_body(&request);
+    let identity = match lookup::precheck(config, &route, request.headers(), has_body) {
+        Ok(identity) => identity,
+        Err(reason) => return Step::pass(request, target, Some(route), reason, &config.limits),
+    };
+    normalize::accept_encoding(request.headers_mut());
+    let (parts, _body) = request.into_parts();
+    let credentials = route.scope == Scope::Public && has_credentials(&parts.headers);
+    let key = key::for_request(&route, captures, &target, &parts.headers, identity);
+    // The app is asked exactly what the key covers: with a query
+    // allow-list (or `query: none`) the other parameters are not
+    // forwarded, so an unkeyed parameter (`utm=x;id=evil`, `ID=evil`
+    // to a case-insensitive framework) can never shape a stored answer.
+    if route.key.query != QueryKey::All {
+        let keyed = key::keyed_query(&route.key.query, target.query.as_deref());
+        target.query = (!keyed.is_empty()).then_some(keyed);
+    }
+    Step::Lookup(Keyed {
+        parts,
+        target,
+        route,
+        key,
+        credentials,
+    })
 }
 
 /// The answer when forwarding failed: 413/408 (closing) when it was the
@@ -715,14 +829,14 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = Handling;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        Box::pin(self.proxy.clone().handle(request, self.client.clone()))
+        self.proxy.clone().handle(request, self.client.clone())
     }
 }
 
@@ -730,13 +844,13 @@ where
 mod tests {
     use super::*;
 
-    /// Every request's future is moved (copied) into the connection's task
-    /// and through each `async` layer; the paths are boxed in `dispatch` so
-    /// that what every request carries stays small (it was 8.6 KiB before
-    /// they were). A bound, not a timing: it fails only when a change makes
-    /// the common future large again.
+    /// Every request's future is copied whole when it is boxed, and each
+    /// path has its own, so that a pass-through does not carry the cache
+    /// path's state (the service future was 8.6 KiB before the paths were
+    /// boxed apart). Bounds, not timings: they fail only when a change makes
+    /// a path's future large again.
     #[test]
-    fn a_request_future_stays_small() {
+    fn request_futures_stay_small() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -744,7 +858,7 @@ mod tests {
         let _entered = runtime.enter();
         let metrics = Arc::new(Metrics::new(&prometheus::Registry::new()).unwrap());
         let config = crate::config::load_str(
-            "upstream: { url: \"http://127.0.0.1:1\" }\nroutes: []\n",
+            "upstream: { url: \"http://127.0.0.1:1\" }\nroutes: [{ name: cached, match: \"GET /cached/{id}\", ttl: 1m }]\n",
             &|_| None,
         )
         .unwrap();
@@ -758,9 +872,26 @@ mod tests {
             metrics,
         );
         let peer = Peer::new(SocketAddr::from(([127, 0, 0, 1], 1)));
-        let request = Request::new(http_body_util::Empty::<Bytes>::new());
-        let future = proxy.handle(request, peer);
-        let size = std::mem::size_of_val(&future);
-        assert!(size <= 2048, "a request's future is {size} bytes");
+        let size = |request: Request<http_body_util::Empty<Bytes>>| {
+            let future = proxy.clone().handle(request, peer.clone());
+            std::mem::size_of_val(&*future)
+        };
+        let get = |path: &str| {
+            let request = Request::get(path).header(header::HOST, "app.test");
+            request.body(Default::default()).unwrap()
+        };
+        let pass = size(get("/pass"));
+        assert!(pass <= 1024, "a pass-through's future is {pass} bytes");
+        let cached = size(get("/cached/1"));
+        assert!(
+            cached <= 3072,
+            "a cacheable request's future is {cached} bytes"
+        );
+        let refused = size(get("/cached/a%2Fb"));
+        assert!(
+            refused <= 512,
+            "an answered request's future is {refused} bytes"
+        );
+        println!("futures: pass {pass}, cacheable {cached}, refused {refused} bytes");
     }
 }

@@ -286,6 +286,7 @@ impl Proxy {
             .forward(
                 &fetch.config,
                 &Method::GET,
+                &fetch.uri,
                 &headers,
                 None,
                 &fetch.target,

@@ -7,11 +7,13 @@
 //! them), `Via` added, and bodies streamed. Responses come back with their
 //! hop-by-hop headers removed. Never buffers a body itself.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri, Version};
@@ -61,21 +63,35 @@ impl UpstreamError {
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), plus the proxy-auth pair meant for
-/// us and the obsolete `Proxy-Connection`. A match on the name: comparing
-/// it with a list of `HeaderName`s cost 70 instructions per header.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+/// us and the obsolete `Proxy-Connection`; `Connection` first.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// `name`'s place in [`HOP_BY_HOP`] as a bit (`Connection` is bit 0), or 0
+/// for an end-to-end header. A match on the name: comparing it with each
+/// `HeaderName` in turn cost 70 instructions per header.
+fn hop_by_hop_bit(name: &HeaderName) -> u16 {
+    match name.as_str() {
+        "connection" => 1,
+        "keep-alive" => 1 << 1,
+        "proxy-connection" => 1 << 2,
+        "proxy-authenticate" => 1 << 3,
+        "proxy-authorization" => 1 << 4,
+        "te" => 1 << 5,
+        "trailer" => 1 << 6,
+        "transfer-encoding" => 1 << 7,
+        "upgrade" => 1 << 8,
+        _ => 0,
+    }
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -93,18 +109,21 @@ impl Upstream {
     }
 
     /// Sends `request` (built by [`request`]) to `authority`, waiting at
-    /// most `timeout` for the response headers.
+    /// most `timeout` for the response headers. The request is on its way
+    /// before the future is made, which does not carry it (see
+    /// `pool::Pool::send`; a combinator for the same reason).
     ///
     /// # Errors
     ///
     /// [`UpstreamError`], classified for the 502/504 decision.
-    pub async fn send(
-        &self,
-        authority: &Authority,
+    pub fn send<'a>(
+        &'a self,
+        authority: &'a Authority,
         request: Request<UpstreamBody>,
         timeout: Duration,
-    ) -> Result<Response<ResponseBody>, UpstreamError> {
-        match tokio::time::timeout(timeout, self.pool.send(authority, request)).await {
+    ) -> impl Future<Output = Result<Response<ResponseBody>, UpstreamError>> + Send + 'a {
+        let exchange = tokio::time::timeout(timeout, self.pool.send(authority, request));
+        exchange.map(move |result| match result {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
             Ok(Err(pool::Failure::Connect(e))) => Err(UpstreamError::Connect(e)),
             Ok(Err(pool::Failure::Exchange(e))) => Err(UpstreamError::Failed(e)),
@@ -112,7 +131,7 @@ impl Upstream {
                 strip_hop_by_hop(response.headers_mut());
                 Ok(response)
             }
-        }
+        })
     }
 }
 
@@ -135,11 +154,13 @@ impl Peer {
 
 /// Builds the upstream request from the client's method and headers, for
 /// [`Upstream::send`] to `runtime.upstream.authority`: an origin-form
-/// target (the base path, then the normalized path and query) and a `Host`.
+/// target (the base path, then the normalized path and query; the
+/// client's `uri` itself when that is the same) and a `Host`.
 /// `client_headers` have been through [`drop_untrusted`] already: the proxy
 /// does that once, at the door, before anything reads them.
 pub fn request(
     method: &http::Method,
+    uri: &Uri,
     client_headers: &HeaderMap,
     target: &Normalized,
     runtime: &RuntimeConfig,
@@ -174,7 +195,7 @@ pub fn request(
     forwarded_headers(&mut headers, host.as_ref(), client, trust);
     let mut request = Request::new(body);
     *request.method_mut() = method.clone();
-    *request.uri_mut() = upstream_uri(target, config);
+    *request.uri_mut() = upstream_uri(uri, target, config);
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
     request
@@ -184,7 +205,17 @@ pub fn request(
 const FORWARDED_ADDED: usize = 5;
 
 /// The origin-form target (HTTP/1.1 to an origin server, RFC 9112 §3.2.1).
-fn upstream_uri(target: &Normalized, config: &UpstreamConfig) -> Uri {
+fn upstream_uri(client: &Uri, target: &Normalized, config: &UpstreamConfig) -> Uri {
+    // The usual case: no base path, and a path and query that normalizing
+    // (and keying) left as they came. The client's own, shared, is then
+    // the same bytes without an allocation, a copy and a parse.
+    if config.base_path.is_empty()
+        && let Some(pq) = client.path_and_query()
+        && pq.path() == target.path
+        && pq.query() == target.query.as_deref()
+    {
+        return Uri::from(pq.clone());
+    }
     let mut pq = String::with_capacity(
         config.base_path.len()
             + target.path.len()
@@ -266,10 +297,23 @@ fn forwarded_headers(
     client: &Peer,
     trust: bool,
 ) {
+    if !trust {
+        // `drop_untrusted` removed the client's `X-Forwarded-Proto`/`-Host`
+        // and its `X-Forwarded-For` is replaced: nothing to look up first
+        // (each lookup hashes the name, byte by byte: 100 instructions).
+        headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        match host {
+            Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+        headers.append(header::VIA, VIA_VALUE.clone());
+        return;
+    }
     let prior = headers
         .get(&X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
-        .filter(|prior| trust && !prior.trim().is_empty());
+        .filter(|prior| !prior.trim().is_empty());
     let xff = match prior {
         Some(prior) => {
             let ip = client.ip.to_str().unwrap_or_default();
@@ -280,10 +324,10 @@ fn forwarded_headers(
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    if !(trust && headers.contains_key(&X_FORWARDED_PROTO)) {
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
-    if !(trust && headers.contains_key(&X_FORWARDED_HOST)) {
+    if !headers.contains_key(&X_FORWARDED_HOST) {
         match host {
             Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
             None => headers.remove(&X_FORWARDED_HOST),
@@ -294,43 +338,53 @@ fn forwarded_headers(
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 ///
-/// One pass over the names present (a handful) instead of a hashed removal
-/// per listed name: this runs twice for every forwarded request. The usual
-/// case, a `Connection: keep-alive` or `close` and nothing it names, is
-/// handled without allocating.
+/// One pass over the names present (a handful) notes which hop-by-hop ones
+/// are there; only those are then removed. This runs twice for every
+/// forwarded request, and nearly every response has one: the usual case, a
+/// `Connection: keep-alive` or `close` that names no other field, is
+/// handled without splitting the value or allocating.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
+    let present = headers
+        .keys()
+        .fold(0, |bits, name| bits | hop_by_hop_bit(name));
+    if present == 0 {
         return;
     }
-    let tokens = || {
-        headers
+    if present & 1 != 0 && connection_names_fields(headers) {
+        let listed: Vec<String> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map(str::trim)
-    };
-    // Names `Connection` lists beyond the two options that name no header
-    // field (`close`) or one already listed (`keep-alive`).
-    let names_more = tokens().any(|t| {
-        !t.is_empty() && !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive")
-    });
-    if !names_more {
-        // One or two names, one at a time: nothing to collect them in.
-        while let Some(name) = headers.keys().find(|n| is_hop_by_hop(n)).cloned() {
+            .map(|t| t.trim().to_ascii_lowercase())
+            .collect();
+        let drop: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| hop_by_hop_bit(name) != 0 || listed.iter().any(|t| t == name.as_str()))
+            .cloned()
+            .collect();
+        for name in drop {
             headers.remove(name);
         }
         return;
     }
-    let listed: Vec<String> = tokens().map(str::to_ascii_lowercase).collect();
-    let drop: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_hop_by_hop(name) || listed.iter().any(|t| t == name.as_str()))
-        .cloned()
-        .collect();
-    for name in drop {
-        headers.remove(name);
+    for (bit, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << bit) != 0 {
+            headers.remove(name);
+        }
     }
+}
+
+/// Whether `Connection` lists a field name, not only the two options that
+/// name none (`close`) or one removed anyway (`keep-alive`).
+fn connection_names_fields(headers: &HeaderMap) -> bool {
+    let option = |t: &[u8]| {
+        t.is_empty() || t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive")
+    };
+    headers.get_all(header::CONNECTION).iter().any(|value| {
+        let value = value.as_bytes();
+        !option(value) && value.split(|&b| b == b',').any(|t| !option(t.trim_ascii()))
+    })
 }
 
 #[cfg(test)]
@@ -367,6 +421,7 @@ mod tests {
         let body = UnsyncBoxBody::new(http_body_util::Empty::new().map_err(|e| match e {}));
         request(
             &parts.method,
+            &parts.uri,
             &parts.headers,
             &target,
             &config(trust),
@@ -384,6 +439,39 @@ mod tests {
         assert_eq!(req.uri().authority(), None);
         assert_eq!(req.version(), Version::HTTP_11);
         assert_eq!(req.headers()["host"], "api.example");
+    }
+
+    #[test]
+    fn target_is_the_clients_own_only_when_it_is_the_normalized_one() {
+        let config =
+            crate::config::load_str("upstream: { url: \"http://app:8000\" }\n", &|_| None).unwrap();
+        let peer = Peer::new("10.0.0.9:5555".parse().unwrap());
+        let sent = |uri: &str, path: &str, query: Option<&str>| {
+            let (parts, ()) = Request::get(uri).body(()).unwrap().into_parts();
+            let target = Normalized {
+                path: path.into(),
+                query: query.map(Into::into),
+                host: Some("api.example".into()),
+            };
+            let body = UnsyncBoxBody::new(http_body_util::Empty::new().map_err(|e| match e {}));
+            let req = request(
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+                &target,
+                &config,
+                &peer,
+                body,
+            );
+            req.uri().to_string()
+        };
+        assert_eq!(sent("/x?a=1", "/x", Some("a=1")), "/x?a=1");
+        assert_eq!(sent("/x", "/x", None), "/x");
+        // Normalized, merged, or keyed: the target that was keyed goes up.
+        assert_eq!(sent("/a/../x?b=%7e", "/x", Some("b=~")), "/x?b=~");
+        assert_eq!(sent("//x?a=1", "/x", Some("a=1")), "/x?a=1");
+        assert_eq!(sent("/x?a=1&utm=2", "/x", Some("a=1")), "/x?a=1");
+        assert_eq!(sent("/x?utm=2", "/x", None), "/x");
     }
 
     #[test]
@@ -410,6 +498,7 @@ mod tests {
         let peer = Peer::new("10.0.0.9:5555".parse().unwrap());
         let req = request(
             &parts.method,
+            &parts.uri,
             &parts.headers,
             &target,
             &config(false),

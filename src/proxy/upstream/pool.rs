@@ -19,16 +19,19 @@
 //! reload: the pool belongs to one authority at a time and is emptied when
 //! requests start naming another.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::{Either, FutureExt, ready};
 use http::uri::Authority;
 use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -95,17 +98,98 @@ impl Pool {
 
     /// Sends `request` (origin-form URI, `Host` set) to `authority` on a
     /// pooled or new connection.
-    pub(super) async fn send(
+    ///
+    /// On a pooled connection ready for it (the usual case) the request is
+    /// handed to the connection before the future is made, and the future
+    /// is a combinator around hyper's: it holds what the answer needs and
+    /// no more. As an `async fn` it held the request three times (832
+    /// bytes, all copied when the exchange is boxed): an `async fn` keeps
+    /// its arguments for its whole life, and an `async` block holds a
+    /// future it awaits twice, as its capture and as what it polls.
+    pub(super) fn send<'a>(
+        self: &'a Arc<Self>,
+        authority: &'a Authority,
+        request: Request<UpstreamBody>,
+    ) -> impl Future<Output = Result<Response<ResponseBody>, Failure>> + Send + 'a {
+        match self.send_pooled(authority, request) {
+            Ok((sender, response)) => Either::Left(response.then(move |result| match result {
+                Ok(response) => Either::Left(ready(Ok(self.answer(authority, sender, response)))),
+                Err(mut e) => match e.take_message() {
+                    // Never written: the connection closed as we took it.
+                    Some(unsent) => {
+                        Either::Right(Box::pin(self.send_waiting(authority, unsent, None)))
+                    }
+                    None => Either::Left(ready(Err(Failure::Exchange(e.into_error())))),
+                },
+            })),
+            // Boxed: rare (no pooled connection, or one not ready yet), and
+            // its future would otherwise be carried in every request's.
+            Err((request, pooled)) => {
+                Either::Right(Box::pin(self.send_waiting(authority, request, pooled)))
+            }
+        }
+    }
+
+    /// Hands `request` to the most recently used pooled connection if it is
+    /// ready for it, without waiting. Else gives the request back, with the
+    /// connection if there was one (it may be about to be ready).
+    #[allow(clippy::type_complexity, clippy::result_large_err)]
+    fn send_pooled(
+        &self,
+        authority: &Authority,
+        request: Request<UpstreamBody>,
+    ) -> Result<
+        (
+            SendRequest<UpstreamBody>,
+            impl Future<Output = Result<Response<Incoming>, TrySendError<Request<UpstreamBody>>>>
+            + Send
+            + use<>,
+        ),
+        (Request<UpstreamBody>, Option<SendRequest<UpstreamBody>>),
+    > {
+        let Some(mut sender) = self.checkout(authority) else {
+            return Err((request, None));
+        };
+        if !sender.is_ready() {
+            return Err((request, Some(sender)));
+        }
+        let response = sender.try_send_request(request);
+        Ok((sender, response))
+    }
+
+    /// The response, its body holding the connection until it has been read.
+    fn answer(
+        self: &Arc<Self>,
+        authority: &Authority,
+        sender: SendRequest<UpstreamBody>,
+        response: Response<Incoming>,
+    ) -> Response<ResponseBody> {
+        let checkin = Checkin {
+            pool: Arc::downgrade(self),
+            authority: authority.clone(),
+            sender,
+        };
+        response.map(|body| ResponseBody::new(body, checkin))
+    }
+
+    /// [`Pool::send`] when the request could not be handed to a pooled
+    /// connection at once: waits for `pooled` (if any) to be ready, or takes
+    /// another, or connects, and sends the request again while connections
+    /// turn out closed.
+    async fn send_waiting(
         self: &Arc<Self>,
         authority: &Authority,
         mut request: Request<UpstreamBody>,
+        mut pooled: Option<SendRequest<UpstreamBody>>,
     ) -> Result<Response<ResponseBody>, Failure> {
         // Pooled connections first; the last try always on a new one.
-        let mut attempts = 0;
+        let mut attempts = 1;
         loop {
-            let pooled = (attempts < MAX_RESENDS)
-                .then(|| self.checkout(authority))
-                .flatten();
+            let pooled = pooled.take().or_else(|| {
+                (attempts < MAX_RESENDS)
+                    .then(|| self.checkout(authority))
+                    .flatten()
+            });
             attempts += 1;
             let reused = pooled.is_some();
             let mut sender = match pooled {
@@ -122,14 +206,7 @@ impl Pool {
                 return Err(Failure::Exchange(e));
             }
             match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let checkin = Checkin {
-                        pool: Arc::downgrade(self),
-                        authority: authority.clone(),
-                        sender,
-                    };
-                    return Ok(response.map(|body| ResponseBody::new(body, checkin)));
-                }
+                Ok(response) => return Ok(self.answer(authority, sender, response)),
                 Err(mut e) => match e.take_message() {
                     // Never written: the connection was closed as we took it.
                     Some(unsent) if reused => request = unsent,
