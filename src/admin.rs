@@ -89,10 +89,10 @@ impl Admin {
         }
     }
 
-    /// A tower service answering admin requests.
+    /// A hyper service answering admin requests.
     pub fn service(
         &self,
-    ) -> impl tower::Service<
+    ) -> impl hyper::service::Service<
         Request<Incoming>,
         Response = Response<Body>,
         Error = Infallible,
@@ -101,7 +101,7 @@ impl Admin {
     + Send
     + 'static {
         let admin = self.clone();
-        tower::service_fn(move |request: Request<Incoming>| {
+        hyper::service::service_fn(move |request: Request<Incoming>| {
             let admin = admin.clone();
             async move { Ok::<_, Infallible>(admin.handle(request).await) }
         })

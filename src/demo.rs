@@ -105,7 +105,7 @@ impl DemoApi {
 
     /// Serves on `listener` until `stop` fires.
     pub async fn serve(self, listener: TcpListener, stop: CancellationToken) {
-        let service = tower::service_fn(move |req: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let api = self.clone();
             async move { Ok::<_, Infallible>(api.handle(req).await) }
         });

@@ -1,5 +1,5 @@
 //! The accept loop: TCP -> hyper-util's auto connection builder (HTTP/1.1,
-//! and HTTP/2 with prior knowledge, "h2c") -> a tower service, with graceful
+//! and HTTP/2 with prior knowledge, "h2c") -> a hyper service, with graceful
 //! shutdown.
 //!
 //! Limits (`limits` in the config) are enforced here where hyper can: the
@@ -23,7 +23,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -75,8 +74,7 @@ pub async fn serve<M, S, B>(
 ) -> bool
 where
     M: Fn(SocketAddr) -> S,
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -111,7 +109,7 @@ where
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(make_service(peer));
+        let service = make_service(peer);
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();

@@ -25,7 +25,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -85,7 +84,7 @@ struct Inner {
     coalescer: Coalescer,
 }
 
-/// [`Proxy`] as a tower service for one client connection.
+/// [`Proxy`] as a hyper service for one client connection.
 #[derive(Clone)]
 pub struct ProxyService {
     proxy: Proxy,
@@ -822,7 +821,10 @@ fn empty_body() -> UpstreamBody {
     UnsyncBoxBody::new(http_body_util::Empty::new().map_err(|e| match e {}))
 }
 
-impl<B> tower::Service<Request<B>> for ProxyService
+/// A hyper service, not a tower one: hyper-util's adapter for tower
+/// services clones the service and drives a readiness state machine on
+/// every request (600 instructions), and cachecar's is always ready.
+impl<B> hyper::service::Service<Request<B>> for ProxyService
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -831,11 +833,7 @@ where
     type Error = Infallible;
     type Future = Handling;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&self, request: Request<B>) -> Self::Future {
         self.proxy.clone().handle(request, self.client.clone())
     }
 }

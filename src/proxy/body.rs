@@ -26,13 +26,18 @@ pub enum Body {
     Full(Option<Bytes>),
     /// An upstream body, streamed as it arrives.
     Stream(ResponseBody),
-    /// Chunks already read, then the rest of an upstream body.
-    Chain {
-        /// Read but not yet sent.
-        buffered: VecDeque<Bytes>,
-        /// The remainder.
-        rest: ResponseBody,
-    },
+    /// Chunks already read, then the rest of an upstream body. Boxed: it is
+    /// rare, and every response's body is as large as its largest kind.
+    Chain(Box<Chained>),
+}
+
+/// What [`Body::Chain`] holds.
+#[derive(Debug)]
+pub struct Chained {
+    /// Read but not yet sent.
+    buffered: VecDeque<Bytes>,
+    /// The remainder.
+    rest: ResponseBody,
 }
 
 /// The result of [`collect_limited`].
@@ -74,10 +79,10 @@ pub async fn collect_limited(
         total += data.len() as u64;
         chunks.push_back(data);
         if total > limit {
-            return Ok(Collected::TooLarge(Body::Chain {
+            return Ok(Collected::TooLarge(Body::Chain(Box::new(Chained {
                 buffered: chunks,
                 rest: body,
-            }));
+            }))));
         }
     }
     Ok(Collected::Complete(concat(chunks, total)))
@@ -106,9 +111,9 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx),
-            Body::Chain { buffered, rest } => match buffered.pop_front() {
+            Body::Chain(chain) => match chain.buffered.pop_front() {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
-                None => Pin::new(rest).poll_frame(cx),
+                None => Pin::new(&mut chain.rest).poll_frame(cx),
             },
         }
     }
@@ -118,7 +123,7 @@ impl http_body::Body for Body {
             Body::Empty => true,
             Body::Full(bytes) => bytes.is_none(),
             Body::Stream(incoming) => incoming.is_end_stream(),
-            Body::Chain { buffered, rest } => buffered.is_empty() && rest.is_end_stream(),
+            Body::Chain(chain) => chain.buffered.is_empty() && chain.rest.is_end_stream(),
         }
     }
 
@@ -127,9 +132,9 @@ impl http_body::Body for Body {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Stream(incoming) => incoming.size_hint(),
-            Body::Chain { buffered, rest } => {
-                let read: u64 = buffered.iter().map(|b| b.len() as u64).sum();
-                let rest = rest.size_hint();
+            Body::Chain(chain) => {
+                let read: u64 = chain.buffered.iter().map(|b| b.len() as u64).sum();
+                let rest = chain.rest.size_hint();
                 let mut hint = SizeHint::new();
                 hint.set_lower(read + rest.lower());
                 if let Some(upper) = rest.upper() {

@@ -169,10 +169,7 @@ pub fn request(
 ) -> Request<UpstreamBody> {
     let config = &runtime.upstream;
     let trust = runtime.security.trust_forwarded;
-    // A clone keeps the map's hash table: no name is hashed again. Room
-    // for what is added below, so that the table does not grow twice.
-    let mut headers = client_headers.clone();
-    headers.reserve(FORWARDED_ADDED);
+    let mut headers = forwardable_copy(client_headers);
     strip_hop_by_hop(&mut headers);
     // `Host` is the normalized host (HTTP/2 carries it as a pseudo-header,
     // HTTP/1.1 needs the field): the client's own value when it already is
@@ -203,6 +200,29 @@ pub fn request(
 
 /// Headers [`forwarded_headers`] and `Host` may add to the client's.
 const FORWARDED_ADDED: usize = 5;
+
+/// Client maps up to this size are copied name by name rather than cloned.
+const SMALL_MAP: usize = 4;
+
+/// A copy of the client's headers with room for what forwarding adds.
+///
+/// A clone keeps the map's hash table, so no name is hashed again, but its
+/// entry list has no room (a `Vec` clone is exact, and `reserve` only
+/// grows the table, which a map parsed by hyper already has): the headers
+/// added then grow the list once or twice, 500 instructions. A small map is
+/// cheaper to rebuild at the right size, hashing its few names again.
+fn forwardable_copy(client: &HeaderMap) -> HeaderMap {
+    if client.len() > SMALL_MAP {
+        let mut headers = client.clone();
+        headers.reserve(FORWARDED_ADDED);
+        return headers;
+    }
+    let mut headers = HeaderMap::with_capacity(SMALL_MAP + FORWARDED_ADDED);
+    for (name, value) in client {
+        headers.append(name, value.clone());
+    }
+    headers
+}
 
 /// The origin-form target (HTTP/1.1 to an origin server, RFC 9112 §3.2.1).
 fn upstream_uri(client: &Uri, target: &Normalized, config: &UpstreamConfig) -> Uri {

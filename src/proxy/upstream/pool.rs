@@ -54,6 +54,10 @@ pub(super) struct Pool {
 struct Idle {
     /// The upstream the connections lead to.
     authority: Option<Authority>,
+    /// Counts changes of `authority`: a connection comes back only to the
+    /// epoch it was taken in (a number to compare, not an authority to
+    /// clone and carry in every response body).
+    epoch: u64,
     /// Most recently used last.
     conns: Vec<IdleConn>,
 }
@@ -85,6 +89,7 @@ impl Pool {
         let pool = Arc::new(Self {
             idle: Mutex::new(Idle {
                 authority: None,
+                epoch: 0,
                 conns: Vec::new(),
             }),
             connect_timeout,
@@ -111,62 +116,69 @@ impl Pool {
         authority: &'a Authority,
         request: Request<UpstreamBody>,
     ) -> impl Future<Output = Result<Response<ResponseBody>, Failure>> + Send + 'a {
-        match self.send_pooled(authority, request) {
+        let (epoch, sent) = self.send_pooled(authority, request);
+        match sent {
             Ok((sender, response)) => Either::Left(response.then(move |result| match result {
-                Ok(response) => Either::Left(ready(Ok(self.answer(authority, sender, response)))),
+                Ok(response) => Either::Left(ready(Ok(self.answer(epoch, sender, response)))),
                 Err(mut e) => match e.take_message() {
                     // Never written: the connection closed as we took it.
                     Some(unsent) => {
-                        Either::Right(Box::pin(self.send_waiting(authority, unsent, None)))
+                        Either::Right(Box::pin(self.send_waiting(authority, epoch, unsent, None)))
                     }
                     None => Either::Left(ready(Err(Failure::Exchange(e.into_error())))),
                 },
             })),
             // Boxed: rare (no pooled connection, or one not ready yet), and
             // its future would otherwise be carried in every request's.
-            Err((request, pooled)) => {
-                Either::Right(Box::pin(self.send_waiting(authority, request, pooled)))
-            }
+            Err((request, pooled)) => Either::Right(Box::pin(
+                self.send_waiting(authority, epoch, request, pooled),
+            )),
         }
     }
 
     /// Hands `request` to the most recently used pooled connection if it is
     /// ready for it, without waiting. Else gives the request back, with the
-    /// connection if there was one (it may be about to be ready).
-    #[allow(clippy::type_complexity, clippy::result_large_err)]
+    /// connection if there was one (it may be about to be ready). With the
+    /// pool's epoch for `authority`.
+    #[allow(clippy::type_complexity)]
     fn send_pooled(
         &self,
         authority: &Authority,
         request: Request<UpstreamBody>,
-    ) -> Result<
-        (
-            SendRequest<UpstreamBody>,
-            impl Future<Output = Result<Response<Incoming>, TrySendError<Request<UpstreamBody>>>>
-            + Send
-            + use<>,
-        ),
-        (Request<UpstreamBody>, Option<SendRequest<UpstreamBody>>),
-    > {
-        let Some(mut sender) = self.checkout(authority) else {
-            return Err((request, None));
+    ) -> (
+        u64,
+        Result<
+            (
+                SendRequest<UpstreamBody>,
+                impl Future<Output = Result<Response<Incoming>, TrySendError<Request<UpstreamBody>>>>
+                + Send
+                + use<>,
+            ),
+            (Request<UpstreamBody>, Option<SendRequest<UpstreamBody>>),
+        >,
+    ) {
+        let (epoch, pooled) = self.checkout(authority);
+        let Some(mut sender) = pooled else {
+            return (epoch, Err((request, None)));
         };
         if !sender.is_ready() {
-            return Err((request, Some(sender)));
+            return (epoch, Err((request, Some(sender))));
         }
         let response = sender.try_send_request(request);
-        Ok((sender, response))
+        (epoch, Ok((sender, response)))
     }
 
-    /// The response, its body holding the connection until it has been read.
+    /// The response, its body holding the connection (taken in `epoch`)
+    /// until it has been read.
     fn answer(
         self: &Arc<Self>,
-        authority: &Authority,
+        epoch: u64,
         sender: SendRequest<UpstreamBody>,
         response: Response<Incoming>,
     ) -> Response<ResponseBody> {
         let checkin = Checkin {
             pool: Arc::downgrade(self),
-            authority: authority.clone(),
+            epoch,
             sender,
         };
         response.map(|body| ResponseBody::new(body, checkin))
@@ -179,6 +191,7 @@ impl Pool {
     async fn send_waiting(
         self: &Arc<Self>,
         authority: &Authority,
+        mut epoch: u64,
         mut request: Request<UpstreamBody>,
         mut pooled: Option<SendRequest<UpstreamBody>>,
     ) -> Result<Response<ResponseBody>, Failure> {
@@ -186,9 +199,12 @@ impl Pool {
         let mut attempts = 1;
         loop {
             let pooled = pooled.take().or_else(|| {
-                (attempts < MAX_RESENDS)
-                    .then(|| self.checkout(authority))
-                    .flatten()
+                if attempts >= MAX_RESENDS {
+                    return None;
+                }
+                let (now, pooled) = self.checkout(authority);
+                epoch = now;
+                pooled
             });
             attempts += 1;
             let reused = pooled.is_some();
@@ -206,7 +222,7 @@ impl Pool {
                 return Err(Failure::Exchange(e));
             }
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.answer(authority, sender, response)),
+                Ok(response) => return Ok(self.answer(epoch, sender, response)),
                 Err(mut e) => match e.take_message() {
                     // Never written: the connection was closed as we took it.
                     Some(unsent) if reused => request = unsent,
@@ -216,13 +232,15 @@ impl Pool {
         }
     }
 
-    /// The most recently used open connection to `authority`, if any.
-    fn checkout(&self, authority: &Authority) -> Option<SendRequest<UpstreamBody>> {
+    /// The most recently used open connection to `authority`, if any, and
+    /// the epoch a connection to it is taken in.
+    fn checkout(&self, authority: &Authority) -> (u64, Option<SendRequest<UpstreamBody>>) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if !idle.authority.as_ref().is_some_and(|a| same(a, authority)) {
             idle.authority = Some(authority.clone());
+            idle.epoch += 1;
             idle.conns.clear();
-            return None;
+            return (idle.epoch, None);
         }
         let now = Instant::now();
         while let Some(conn) = idle.conns.pop() {
@@ -232,21 +250,19 @@ impl Pool {
             if now.duration_since(conn.since) >= self.idle_timeout {
                 // The rest are older still.
                 idle.conns.clear();
-                return None;
+                return (idle.epoch, None);
             }
-            return Some(conn.sender);
+            return (idle.epoch, Some(conn.sender));
         }
-        None
+        (idle.epoch, None)
     }
 
-    fn checkin(&self, authority: Authority, sender: SendRequest<UpstreamBody>) {
+    fn checkin(&self, epoch: u64, sender: SendRequest<UpstreamBody>) {
         if sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.authority.as_ref().is_some_and(|a| same(a, &authority))
-            && idle.conns.len() < MAX_IDLE
-        {
+        if idle.epoch == epoch && idle.conns.len() < MAX_IDLE {
             idle.conns.push(IdleConn {
                 sender,
                 since: Instant::now(),
@@ -333,14 +349,15 @@ async fn reap(pool: Weak<Pool>, idle_timeout: Duration) {
 /// Hands the connection back when the response has been read.
 struct Checkin {
     pool: Weak<Pool>,
-    authority: Authority,
+    /// The pool's epoch when the connection was taken.
+    epoch: u64,
     sender: SendRequest<UpstreamBody>,
 }
 
 impl Checkin {
     fn done(self) {
         if let Some(pool) = self.pool.upgrade() {
-            pool.checkin(self.authority, self.sender);
+            pool.checkin(self.epoch, self.sender);
         }
     }
 }
