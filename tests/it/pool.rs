@@ -1,6 +1,7 @@
 //! The upstream connection pool: connections are reused, a connection the
 //! app closed is never used for an answer, a half-read response never leaves
-//! its connection in the pool, and idle connections are closed on time.
+//! its connection in the pool, idle connections are closed on time, and a
+//! connection to the upstream before a reload is not reused after it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -256,4 +257,78 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     let r = get(&proxy.url("/pass"), &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(origin.accepted(), 2);
+}
+
+/// An origin with keep-alive answering every request with `name`, after
+/// `/slow/{ms}`'s wait.
+async fn named_origin(name: &'static str) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                let delay = req
+                    .uri()
+                    .path()
+                    .strip_prefix("/slow/")
+                    .and_then(|ms| ms.parse().ok())
+                    .map(Duration::from_millis);
+                async move {
+                    if let Some(delay) = delay {
+                        tokio::time::sleep(delay).await;
+                    }
+                    let response = http::Response::builder()
+                        .header("cache-control", "no-store")
+                        .body(Full::new(Bytes::from_static(name.as_bytes())));
+                    Ok::<_, std::convert::Infallible>(response.unwrap())
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (url, task)
+}
+
+/// When a reload points cachecar at another upstream, a connection to the
+/// old one that comes back afterwards (its response read after the switch)
+/// is closed, not pooled beside the new upstream's.
+#[tokio::test]
+async fn a_connection_to_the_previous_upstream_is_not_reused_after_a_switch() {
+    trace_init();
+    let (a, a_task) = named_origin("a").await;
+    let (b, b_task) = named_origin("b").await;
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("pool-switch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cachecar.yaml");
+    let reload = "reload: { poll_interval: 0s }\n";
+    std::fs::write(&file, config(&a, reload)).unwrap();
+    let proxy = TestProxy::start_file(&file).await;
+    assert_eq!(get(&proxy.url("/pass"), &[]).await.text(), "a");
+
+    // An answer from `a` that ends after the switch to `b`.
+    let slow = tokio::spawn({
+        let url = proxy.url("/slow/1500");
+        async move { get(&url, &[]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(&file, config(&b, reload)).unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            get(&proxy.url("/pass"), &[]).await.text() == "b"
+        })
+        .await,
+        "the reload points cachecar at b"
+    );
+    assert_eq!(slow.await.unwrap().text(), "a");
+    for i in 0..5 {
+        let r = get(&proxy.url(&format!("/pass?n={i}")), &[]).await;
+        assert_eq!(r.text(), "b", "a connection to the old upstream was reused");
+    }
+    a_task.abort();
+    b_task.abort();
 }
