@@ -59,7 +59,7 @@ impl Refusal {
 /// The [`Refusal`] to answer with.
 pub fn screen<B>(request: &Request<B>, config: &RuntimeConfig) -> Result<(), Refusal> {
     let headers = request.headers();
-    framing(headers)?;
+    let length = framing(headers)?;
     let limits = &config.limits;
     let target_len = request
         .uri()
@@ -101,7 +101,7 @@ pub fn screen<B>(request: &Request<B>, config: &RuntimeConfig) -> Result<(), Ref
             "the target's authority and Host differ",
         ));
     }
-    if let Some(length) = content_length(headers)?
+    if let Some(length) = length
         && length > limits.max_request_body_bytes
     {
         return Err(Refusal::closing(
@@ -179,7 +179,8 @@ fn double_encoded(path: &str) -> bool {
     })
 }
 
-fn framing(headers: &HeaderMap) -> Result<(), Refusal> {
+/// Refuses ambiguous framing; else the declared body length, if any.
+fn framing(headers: &HeaderMap) -> Result<Option<u64>, Refusal> {
     let smuggling = Refusal::closing(StatusCode::BAD_REQUEST, "ambiguous message framing");
     let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
     if let Some(first) = te.next() {
@@ -190,7 +191,7 @@ fn framing(headers: &HeaderMap) -> Result<(), Refusal> {
             return Err(smuggling);
         }
     }
-    content_length(headers).map(|_| ())
+    content_length(headers)
 }
 
 /// The declared body length: every `Content-Length` must be the same
