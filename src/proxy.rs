@@ -878,6 +878,15 @@ mod tests {
             let request = Request::get(path).header(header::HOST, "app.test");
             request.body(Default::default()).unwrap()
         };
+        // Each request takes the path its size is bounded for.
+        let snapshot = proxy.inner.config.load();
+        assert!(matches!(proxy.step(&snapshot, get("/pass")), Step::Pass(_)));
+        assert!(matches!(
+            proxy.step(&snapshot, get("/cached/1")),
+            Step::Lookup(_)
+        ));
+        let answered = proxy.step(&snapshot, get("/cached/a%2Fb"));
+        assert!(matches!(answered, Step::Answer(..)));
         let pass = size(get("/pass"));
         assert!(pass <= 1024, "a pass-through's future is {pass} bytes");
         let cached = size(get("/cached/1"));
@@ -890,6 +899,5 @@ mod tests {
             refused <= 512,
             "an answered request's future is {refused} bytes"
         );
-        println!("futures: pass {pass}, cacheable {cached}, refused {refused} bytes");
     }
 }

@@ -195,7 +195,7 @@ fn refuse(
     if response.contains_key(header::SET_COOKIE) {
         return Err(NoCacheReason::SetCookie);
     }
-    if vary_names(response).any(|n| n == "*") {
+    if listed_names(response, header::VARY).any(|n| n == "*") {
         return Err(NoCacheReason::VaryStar);
     }
     Ok(())
@@ -364,10 +364,11 @@ impl RequestDirectives {
     }
 }
 
-/// Lower-cased header names listed in `Vary`.
-pub fn vary_names(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+/// Lower-cased field names listed in the header `field` (`Vary`,
+/// `Connection`).
+pub fn listed_names(headers: &HeaderMap, field: HeaderName) -> impl Iterator<Item = String> + '_ {
     headers
-        .get_all(header::VARY)
+        .get_all(field)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -378,7 +379,7 @@ pub fn vary_names(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
 /// The header names of `Vary`, sorted and deduplicated (never `*`: such
 /// responses are not stored).
 pub fn vary_fields(response: &HeaderMap) -> Vec<HeaderName> {
-    let mut names: Vec<HeaderName> = vary_names(response)
+    let mut names: Vec<HeaderName> = listed_names(response, header::VARY)
         .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     names.sort_by(|a, b| a.as_str().cmp(b.as_str()));

@@ -58,7 +58,9 @@ impl Origin {
                 let (c, big) = (c.clone(), big.clone());
                 tokio::spawn(async move {
                     match mode {
-                        Mode::KeepAlive => serve_keep_alive(stream, big).await,
+                        Mode::KeepAlive => {
+                            serve_keep_alive(stream, big, Bytes::from_static(b"ok")).await
+                        }
                         Mode::SilentClose => serve_once(stream).await,
                     }
                     c.fetch_add(1, Ordering::SeqCst);
@@ -82,12 +84,13 @@ impl Origin {
     }
 }
 
-async fn serve_keep_alive(stream: TcpStream, big: Bytes) {
+/// Answers `big` to `/big` and `answer` to anything else.
+async fn serve_keep_alive(stream: TcpStream, big: Bytes, answer: Bytes) {
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let body = if req.uri().path().ends_with("/big") {
             big.clone()
         } else {
-            Bytes::from_static(b"ok")
+            answer.clone()
         };
         let delay = req
             .uri()
@@ -259,34 +262,15 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     assert_eq!(origin.accepted(), 2);
 }
 
-/// An origin with keep-alive answering every request with `name`, after
-/// `/slow/{ms}`'s wait.
+/// An origin with keep-alive answering every request with `name` (after
+/// `/slow/{ms}`'s wait).
 async fn named_origin(name: &'static str) -> (String, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let service = hyper::service::service_fn(move |req: http::Request<_>| {
-                let delay = req
-                    .uri()
-                    .path()
-                    .strip_prefix("/slow/")
-                    .and_then(|ms| ms.parse().ok())
-                    .map(Duration::from_millis);
-                async move {
-                    if let Some(delay) = delay {
-                        tokio::time::sleep(delay).await;
-                    }
-                    let response = http::Response::builder()
-                        .header("cache-control", "no-store")
-                        .body(Full::new(Bytes::from_static(name.as_bytes())));
-                    Ok::<_, std::convert::Infallible>(response.unwrap())
-                }
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
-            );
+            let answer = Bytes::from_static(name.as_bytes());
+            tokio::spawn(serve_keep_alive(stream, Bytes::new(), answer));
         }
     });
     (url, task)

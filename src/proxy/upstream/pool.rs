@@ -31,7 +31,6 @@ use http::uri::Authority;
 use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -116,56 +115,28 @@ impl Pool {
         authority: &'a Authority,
         request: Request<UpstreamBody>,
     ) -> impl Future<Output = Result<Response<ResponseBody>, Failure>> + Send + 'a {
-        let (epoch, sent) = self.send_pooled(authority, request);
-        match sent {
-            Ok((sender, response)) => Either::Left(response.then(move |result| match result {
-                Ok(response) => Either::Left(ready(Ok(self.answer(epoch, sender, response)))),
-                Err(mut e) => match e.take_message() {
-                    // Never written: the connection closed as we took it.
-                    Some(unsent) => {
-                        Either::Right(Box::pin(self.send_waiting(authority, epoch, unsent, None)))
-                    }
-                    None => Either::Left(ready(Err(Failure::Exchange(e.into_error())))),
-                },
-            })),
-            // Boxed: rare (no pooled connection, or one not ready yet), and
-            // its future would otherwise be carried in every request's.
-            Err((request, pooled)) => Either::Right(Box::pin(
+        let (epoch, pooled) = self.checkout(authority);
+        match pooled {
+            Some(mut sender) if sender.is_ready() => {
+                let response = sender.try_send_request(request);
+                Either::Left(response.then(move |result| match result {
+                    Ok(response) => Either::Left(ready(Ok(self.answer(epoch, sender, response)))),
+                    Err(mut e) => match e.take_message() {
+                        // Never written: the connection closed as we took it.
+                        Some(unsent) => Either::Right(Box::pin(
+                            self.send_waiting(authority, epoch, unsent, None),
+                        )),
+                        None => Either::Left(ready(Err(Failure::Exchange(e.into_error())))),
+                    },
+                }))
+            }
+            // Boxed: rare (no pooled connection, or one not ready yet, which
+            // is waited for), and its future would otherwise be carried in
+            // every request's.
+            pooled => Either::Right(Box::pin(
                 self.send_waiting(authority, epoch, request, pooled),
             )),
         }
-    }
-
-    /// Hands `request` to the most recently used pooled connection if it is
-    /// ready for it, without waiting. Else gives the request back, with the
-    /// connection if there was one (it may be about to be ready). With the
-    /// pool's epoch for `authority`.
-    #[allow(clippy::type_complexity)]
-    fn send_pooled(
-        &self,
-        authority: &Authority,
-        request: Request<UpstreamBody>,
-    ) -> (
-        u64,
-        Result<
-            (
-                SendRequest<UpstreamBody>,
-                impl Future<Output = Result<Response<Incoming>, TrySendError<Request<UpstreamBody>>>>
-                + Send
-                + use<>,
-            ),
-            (Request<UpstreamBody>, Option<SendRequest<UpstreamBody>>),
-        >,
-    ) {
-        let (epoch, pooled) = self.checkout(authority);
-        let Some(mut sender) = pooled else {
-            return (epoch, Err((request, None)));
-        };
-        if !sender.is_ready() {
-            return (epoch, Err((request, Some(sender))));
-        }
-        let response = sender.try_send_request(request);
-        (epoch, Ok((sender, response)))
     }
 
     /// The response, its body holding the connection (taken in `epoch`)
