@@ -78,6 +78,11 @@ impl Directives {
         })
     }
 
+    /// Whether every directive is one of `names`.
+    pub fn all_in(&self, names: &[&str]) -> bool {
+        self.0.iter().all(|d| names.contains(&d.name.as_str()))
+    }
+
     /// Whether a directive is present in its unqualified form.
     pub fn unqualified(&self, name: &str) -> bool {
         self.field_list(name).is_some_and(|f| f.is_empty())

@@ -235,6 +235,65 @@ fn lifetime(
     } else {
         status
     };
+    if judged_as == StatusCode::OK
+        && let Some(ttl) = explicit_ttl(route, ex, canonical, cc)
+    {
+        return Ok(ttl);
+    }
+    library_lifetime(route, ex, judged_as, canonical, explicit)
+}
+
+/// Directives that leave an explicit `max-age` or `s-maxage` the whole say
+/// over a shared cache's freshness in http-cache-semantics: it reads none of
+/// them when one of those two is present (`public`, `must-revalidate` and
+/// the stale windows are cachecar's, decided in [`decide`]).
+const PLAIN_DIRECTIVES: [&str; 8] = [
+    "max-age",
+    "s-maxage",
+    "public",
+    "must-revalidate",
+    "stale-while-revalidate",
+    "stale-if-error",
+    "immutable",
+    "no-transform",
+];
+
+/// The freshness lifetime of a `200`-judged response in the common case,
+/// worked out as http-cache-semantics would without building its policy
+/// (which clones both header maps, parses `Cache-Control` into hash maps
+/// twice and costs a tenth of a miss): a shared cache, a request without
+/// `Cache-Control`, and only [`PLAIN_DIRECTIVES`], with `s-maxage` or
+/// `max-age`. Then the library's time to live is that directive (s-maxage
+/// first) minus the `Age` field, read as it reads it. `None` in every other
+/// case, which the library decides. The test
+/// `explicit_lifetimes_agree_with_the_library` holds the two together.
+fn explicit_ttl(
+    route: &Route,
+    ex: &Exchange<'_>,
+    canonical: &HeaderMap,
+    cc: &Directives,
+) -> Option<Duration> {
+    let shared = !(route.scope == Scope::User && route.store_private);
+    if !shared || ex.request.contains_key(header::CACHE_CONTROL) || !cc.all_in(&PLAIN_DIRECTIVES) {
+        return None;
+    }
+    let max_age = cc.seconds("s-maxage").or_else(|| cc.seconds("max-age"))?;
+    let age = canonical
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    Some(Duration::from_secs(max_age).saturating_sub(Duration::from_secs(age)))
+}
+
+/// The freshness lifetime as http-cache-semantics decides it.
+fn library_lifetime(
+    route: &Route,
+    ex: &Exchange<'_>,
+    judged_as: StatusCode,
+    canonical: &HeaderMap,
+    explicit: bool,
+) -> Result<Duration, NoCacheReason> {
     let policy = library_policy(route, ex, judged_as, canonical);
     if !policy.is_storable() {
         return Err(if explicit {

@@ -397,3 +397,126 @@ fn vary_values_are_taken_from_the_request() {
     assert_eq!(values[0].1.as_ref().unwrap(), "fr");
     assert!(values[1].1.is_none());
 }
+
+/// `explicit_ttl` answers for the library in the common case: wherever it
+/// gives a lifetime, http-cache-semantics gives the same one.
+#[test]
+fn explicit_lifetimes_agree_with_the_library() {
+    let cache_controls: &[&[&str]] = &[
+        &["max-age=60"],
+        &["max-age=0"],
+        &["max-age=60, public"],
+        &["public, max-age=60, must-revalidate"],
+        &["s-maxage=30, max-age=60"],
+        &["max-age=60, s-maxage=300"],
+        &["s-maxage=10"],
+        &["s-maxage=0, max-age=60"],
+        &["max-age=60, stale-while-revalidate=5, stale-if-error=20"],
+        &["max-age=60, immutable", "no-transform"],
+        &["max-age=60", "max-age=30"],
+        &["max-age=60, max-age=30"],
+        &["MAX-AGE=60, Public"],
+        &["max-age=\"60\""],
+        &["max-age=99999999999"],
+        &["max-age=60, s-maxage=x"],
+        &["max-age=60, s-maxage"],
+        &["max-age=60, proxy-revalidate"],
+        &["max-age=60, private"],
+        &["max-age=60, private=\"x-a\""],
+        &["max-age=60, no-cache"],
+        &["max-age=60, no-cache=\"x-a\""],
+        &["max-age=60, must-understand"],
+        &["max-age=60, community=\"uci\""],
+        &["max-age =60"],
+        &["public"],
+        &[],
+    ];
+    let ages: &[Option<&str>] = &[
+        None,
+        Some("10"),
+        Some("60"),
+        Some("600"),
+        Some("x"),
+        Some(" 5"),
+    ];
+    let requests: &[&[(&str, &str)]] = &[
+        &[],
+        &[("cache-control", "max-age=0")],
+        &[("pragma", "no-cache")],
+        &[("authorization", "Bearer x")],
+    ];
+    let extras: &[&[(&str, &str)]] = &[
+        &[],
+        &[("expires", "Thu, 01 Jan 1970 00:00:00 GMT")],
+        &[("pragma", "no-cache")],
+        &[
+            ("date", "Tue, 14 Nov 2023 22:13:20 GMT"),
+            ("last-modified", "Mon, 13 Nov 2023 22:13:20 GMT"),
+        ],
+    ];
+    let uri: Uri = "/x".parse().unwrap();
+    let (mut answered, mut left) = (0, 0);
+    for name in ["public", "origin", "mine", "mine-private", "windows"] {
+        let route = route(name);
+        for lines in cache_controls {
+            for age in ages {
+                for extra in extras {
+                    let mut response = HeaderMap::new();
+                    for line in *lines {
+                        response
+                            .append(header::CACHE_CONTROL, HeaderValue::from_str(line).unwrap());
+                    }
+                    if let Some(age) = age {
+                        response.insert(header::AGE, HeaderValue::from_str(age).unwrap());
+                    }
+                    for (k, v) in *extra {
+                        response.append(
+                            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                            HeaderValue::from_str(v).unwrap(),
+                        );
+                    }
+                    let canonical = cache_control::canonical(&response);
+                    for request in requests {
+                        let req: HeaderMap = request
+                            .iter()
+                            .map(|(k, v)| {
+                                (
+                                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                                    HeaderValue::from_str(v).unwrap(),
+                                )
+                            })
+                            .collect();
+                        let ex = Exchange {
+                            method: &Method::GET,
+                            uri: &uri,
+                            request: &req,
+                            credentials: req.contains_key(header::AUTHORIZATION),
+                            sent_at: t0(),
+                            received_at: t0(),
+                        };
+                        let ours =
+                            explicit_ttl(&route, &ex, &canonical.headers, &canonical.directives);
+                        let Some(ttl) = ours else {
+                            left += 1;
+                            continue;
+                        };
+                        answered += 1;
+                        let library =
+                            library_lifetime(&route, &ex, StatusCode::OK, &canonical.headers, true);
+                        assert_eq!(
+                            library,
+                            Ok(ttl),
+                            "route {name}, cache-control {lines:?}, age {age:?}, {extra:?}, request {request:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Both kinds of case were met: the fast path answered many, and left
+    // the others to the library.
+    assert!(
+        answered > 1000 && left > 1000,
+        "answered {answered}, left {left}"
+    );
+}
