@@ -625,10 +625,29 @@ pub fn compact(headers: &HeaderMap) -> HeaderMap {
 /// A copy of `headers` that owns its bytes. Header values parsed by hyper
 /// are slices of the connection's read buffer; storing them as they are
 /// would keep that whole buffer alive as long as the entry.
+///
+/// The values are copied into one buffer and each is a slice of it: two
+/// allocations for the lot rather than two for each value (its bytes, and
+/// the shared count made when the map is compacted or a hit clones it).
 pub fn detached_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut bytes = Vec::with_capacity(headers.iter().map(|(_, v)| v.len()).sum());
+    for (_, value) in headers {
+        bytes.extend_from_slice(value.as_bytes());
+    }
+    let bytes = Bytes::from(bytes);
     let mut out = HeaderMap::with_capacity(headers.len() + SERVED_EXTRA);
+    let mut at = 0;
     for (name, value) in headers {
-        out.append(name.clone(), detached_value(value));
+        let end = at + value.len();
+        let copy = HeaderValue::from_maybe_shared(bytes.slice(at..end))
+            .map(|mut copy| {
+                copy.set_sensitive(value.is_sensitive());
+                copy
+            })
+            // The bytes came from a valid HeaderValue, so they are valid again.
+            .unwrap_or_else(|_| value.clone());
+        out.append(name.clone(), copy);
+        at = end;
     }
     compact(&out)
 }
@@ -946,6 +965,7 @@ mod tests {
         headers.append(http::header::CACHE_CONTROL, slice(10..20));
         headers.append("x-multi", slice(20..23));
         headers.append("x-multi", slice(23..26));
+        headers.append("x-empty", HeaderValue::from_static(""));
         let mut secret = slice(26..32);
         secret.set_sensitive(true);
         headers.append(http::header::AUTHORIZATION, secret);

@@ -347,7 +347,7 @@ impl Proxy {
             Some(f) => (Some(f.generations), f.index),
             None => (None, None),
         };
-        let fetch = FetchRequest {
+        let fetch = Box::new(FetchRequest {
             config: config.clone(),
             directives: RequestDirectives::parse(&headers),
             route,
@@ -363,7 +363,7 @@ impl Proxy {
             fwd,
             store: true,
             lock: None,
-        };
+        });
         let (response, mut outcome) = self.serve(fetch, &parts.method, conditions.as_ref()).await;
         outcome.store = Some(lookup_took);
         (response, outcome)
@@ -374,7 +374,7 @@ impl Proxy {
     /// `stale-while-revalidate`), else fill.
     async fn serve(
         &self,
-        mut fetch: FetchRequest,
+        mut fetch: Box<FetchRequest>,
         method: &Method,
         conditions: Option<&ClientConditions>,
     ) -> (Response<Body>, Outcome) {

@@ -70,6 +70,8 @@ pub struct Flight {
     key: KeyHash,
     tx: watch::Sender<Option<Shared>>,
     coalescer: Coalescer,
+    /// Removed from the registry already (completed).
+    removed: bool,
 }
 
 /// A request waiting for a flight.
@@ -115,6 +117,7 @@ impl Coalescer {
             key,
             tx,
             coalescer: self.clone(),
+            removed: false,
         })
     }
 
@@ -144,7 +147,7 @@ impl Coalescer {
 
 impl Flight {
     /// Publishes the outcome to followers and ends the flight.
-    pub fn complete(self, outcome: Shared) {
+    pub fn complete(mut self, outcome: Shared) {
         match &outcome {
             Shared::Uncacheable => self.coalescer.inner.uncacheable.insert(self.key, ()),
             Shared::Entry(_) => self.coalescer.clear_uncacheable(&self.key),
@@ -153,6 +156,7 @@ impl Flight {
         // Remove first: a request arriving after this finds the stored entry
         // (or starts a new flight), never a finished one.
         self.remove();
+        self.removed = true;
         let _ = self.tx.send(Some(outcome));
     }
 
@@ -171,7 +175,9 @@ impl Drop for Flight {
     fn drop(&mut self) {
         // Completed flights are already gone; an abandoned one is removed
         // here, and dropping the sender wakes its followers.
-        self.remove();
+        if !self.removed {
+            self.remove();
+        }
     }
 }
 

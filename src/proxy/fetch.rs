@@ -41,7 +41,9 @@ const MAX_POLL: Duration = Duration::from_millis(100);
 use crate::config::{Route, RuntimeConfig};
 use crate::error::ProxyError;
 
-/// Everything a fill needs, owned, so it can run in its own task.
+/// Everything a fill needs, owned, so it can run in its own task. Passed
+/// boxed from the lookup to the fill's task: it is 520 bytes, and every
+/// `async fn` that takes it by value holds it twice and copies it in.
 pub(crate) struct FetchRequest {
     pub config: Arc<RuntimeConfig>,
     pub route: Arc<Route>,
@@ -111,7 +113,7 @@ impl Proxy {
     /// then answers a `method` request with the client's `conditions`.
     pub(crate) async fn fill(
         &self,
-        mut fetch: FetchRequest,
+        mut fetch: Box<FetchRequest>,
         method: &Method,
         conditions: Option<&ClientConditions>,
     ) -> (Response<Body>, Outcome) {
@@ -122,7 +124,7 @@ impl Proxy {
             || fetch.credentials
             || coalescer.is_uncacheable(&fetch.key.hash)
         {
-            Box::pin(self.fetch(fetch)).await
+            Box::pin(self.fetch(&fetch)).await
         } else {
             match coalescer.join(fetch.key.hash) {
                 Join::Leader(flight) => self.lead(flight, fetch).await,
@@ -132,7 +134,7 @@ impl Proxy {
                         Some(fetched) => fetched,
                         None => {
                             fetch.store = !matches!(waited, Waited::TimedOut);
-                            Box::pin(self.fetch(fetch)).await
+                            Box::pin(self.fetch(&fetch)).await
                         }
                     }
                 }
@@ -142,7 +144,7 @@ impl Proxy {
     }
 
     /// Starts the leader's fetch in its own task and waits for it.
-    async fn lead(&self, flight: Flight, fetch: FetchRequest) -> Fetched {
+    async fn lead(&self, flight: Flight, fetch: Box<FetchRequest>) -> Fetched {
         let proxy = self.clone();
         let route = fetch.route.name.clone();
         // The fetch is boxed so the task's future is small: spawning moves
@@ -151,7 +153,7 @@ impl Proxy {
             let fetched = if fetch.config.cache.coalesce.across_instances {
                 Box::pin(proxy.fetch_across(fetch)).await
             } else {
-                Box::pin(proxy.fetch(fetch)).await
+                Box::pin(proxy.fetch(&fetch)).await
             };
             flight.complete(fetched.shared());
             fetched
@@ -170,7 +172,7 @@ impl Proxy {
     /// poll the store for its result, and past `wait_timeout` go upstream
     /// without storing. A holder that died is replaced when its lock
     /// expires (the lock lives `upstream.timeout` plus a margin).
-    async fn fetch_across(&self, mut fetch: FetchRequest) -> Fetched {
+    async fn fetch_across(&self, mut fetch: Box<FetchRequest>) -> Fetched {
         let ttl = fetch.config.upstream.timeout + LOCK_MARGIN;
         let deadline = tokio::time::Instant::now() + fetch.config.cache.coalesce.wait_timeout;
         let mut poll = FIRST_POLL;
@@ -179,12 +181,12 @@ impl Proxy {
                 Ok(FillLock::Acquired(token)) => return self.fetch_locked(fetch, token).await,
                 Ok(FillLock::Held) => {}
                 Ok(FillLock::Uncacheable | FillLock::Unsupported) | Err(_) => {
-                    return Box::pin(self.fetch(fetch)).await;
+                    return Box::pin(self.fetch(&fetch)).await;
                 }
             }
             if tokio::time::Instant::now() + poll > deadline {
                 fetch.store = false;
-                return Box::pin(self.fetch(fetch)).await;
+                return Box::pin(self.fetch(&fetch)).await;
             }
             tokio::time::sleep(poll).await;
             poll = (poll * 2).min(MAX_POLL);
@@ -202,10 +204,10 @@ impl Proxy {
 
     /// A fill holding the lock: released after the write when the response
     /// is stored, at once otherwise (marked uncacheable when it is).
-    async fn fetch_locked(&self, mut fetch: FetchRequest, token: u64) -> Fetched {
+    async fn fetch_locked(&self, mut fetch: Box<FetchRequest>, token: u64) -> Fetched {
         fetch.lock = Some(token);
         let key = fetch.key.clone();
-        let fetched = Box::pin(self.fetch(fetch)).await;
+        let fetched = Box::pin(self.fetch(&fetch)).await;
         let handed_over = matches!(&fetched, Fetched::Entry { outcome, .. } if outcome.stored);
         if !handed_over {
             let uncacheable = matches!(fetched, Fetched::Response { .. });
@@ -252,7 +254,7 @@ impl Proxy {
     }
 
     /// Refreshes a stale entry in the background, once per key.
-    pub(crate) fn refresh(&self, fetch: FetchRequest) {
+    pub(crate) fn refresh(&self, fetch: Box<FetchRequest>) {
         let Join::Leader(flight) = self.inner.coalescer.join(fetch.key.hash) else {
             return; // a fill or refresh of this key is already under way
         };
@@ -260,15 +262,17 @@ impl Proxy {
         let span = tracing::debug_span!("refresh", route = %fetch.route.name);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
-                let fetched = proxy.fetch(fetch).await;
+                let fetched = proxy.fetch(&fetch).await;
                 flight.complete(fetched.shared());
             },
             span,
         ));
     }
 
-    /// One upstream exchange for a fill or revalidation.
-    pub(crate) async fn fetch(&self, fetch: FetchRequest) -> Fetched {
+    /// One upstream exchange for a fill or revalidation. Borrows its
+    /// request: an `async fn` keeps an argument it owns twice over, and this
+    /// future is boxed (copied whole) on every miss.
+    pub(crate) async fn fetch(&self, fetch: &FetchRequest) -> Fetched {
         // The upstream request copies the headers anyway: only a
         // revalidation needs its own map first.
         let headers = match &fetch.stale {
@@ -305,12 +309,12 @@ impl Proxy {
         };
         let response = match result {
             Ok(response) => response,
-            Err(e) => return self.upstream_failed(&fetch, ProxyError::from(e), None, took),
+            Err(e) => return self.upstream_failed(fetch, ProxyError::from(e), None, took),
         };
         let status = response.status();
         match &fetch.stale {
             Some(stale) if status == StatusCode::NOT_MODIFIED => {
-                self.revalidated(&fetch, &ex, stale.clone(), response.headers(), took)
+                self.revalidated(fetch, &ex, stale.clone(), response.headers(), took)
                     .await
             }
             Some(stale)
@@ -324,7 +328,7 @@ impl Proxy {
                     Some(took),
                 )
             }
-            _ => self.fresh(&fetch, &ex, response, took).await,
+            _ => self.fresh(fetch, &ex, response, took).await,
         }
     }
 
