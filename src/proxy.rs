@@ -341,6 +341,47 @@ impl Proxy {
             Some(Usable::No(_)) | None => (None, Fwd::Miss),
         };
         let conditions = ClientConditions::from_request(&parts.headers);
+        let directives = RequestDirectives::parse(&parts.headers);
+        let now = SystemTime::now();
+        let mut fwd = fwd;
+        // Answer from the stored response if the request may have it, before
+        // anything a fill needs is put together: a hit builds none of it.
+        let mut answered = None;
+        if let Some(entry) = &usable {
+            let ttl = entry.ttl_secs(now);
+            let verdict = policy::judge(entry, &directives, now);
+            let outcome = match verdict {
+                Verdict::Fresh => Some(CacheOutcome::hit(ttl)),
+                Verdict::StaleAccepted => Some(CacheOutcome::stale(ttl, StaleReason::Accepted)),
+                Verdict::StaleWhileRevalidate => {
+                    Some(CacheOutcome::stale(ttl, StaleReason::WhileRevalidate))
+                }
+                Verdict::Revalidate => None,
+            };
+            match outcome {
+                Some(outcome) => {
+                    let response =
+                        respond::entry_response(entry, &parts.method, conditions.as_ref(), now);
+                    let mut outcome = Outcome::new(Some(route.clone()), outcome);
+                    outcome.store = Some(lookup_took);
+                    if verdict != Verdict::StaleWhileRevalidate {
+                        return (response, outcome);
+                    }
+                    // Served stale while it is refreshed in the background.
+                    fwd = Fwd::Stale;
+                    answered = Some((response, outcome));
+                }
+                None if entry.is_fresh(now) => fwd = Fwd::Request,
+                None => fwd = Fwd::Stale,
+            }
+        }
+        if answered.is_none() && directives.only_if_cached {
+            let response =
+                crate::error::status_response(StatusCode::GATEWAY_TIMEOUT, "not cached\n");
+            let mut outcome = Outcome::new(Some(route), CacheOutcome::miss(fwd));
+            outcome.store = Some(lookup_took);
+            return (response, outcome);
+        }
         let mut headers = parts.headers;
         conditional::strip_client_conditions(&mut headers);
         let (generations, index) = match found {
@@ -349,7 +390,7 @@ impl Proxy {
         };
         let fetch = Box::new(FetchRequest {
             config: config.clone(),
-            directives: RequestDirectives::parse(&headers),
+            directives,
             route,
             key,
             generations,
@@ -364,55 +405,16 @@ impl Proxy {
             store: true,
             lock: None,
         });
-        let (response, mut outcome) = self.serve(fetch, &parts.method, conditions.as_ref()).await;
-        outcome.store = Some(lookup_took);
-        (response, outcome)
-    }
-
-    /// The rest of step 3: answer from the stored response `fetch.stale`
-    /// if the request may have it (refreshing it in the background within
-    /// `stale-while-revalidate`), else fill.
-    async fn serve(
-        &self,
-        mut fetch: Box<FetchRequest>,
-        method: &Method,
-        conditions: Option<&ClientConditions>,
-    ) -> (Response<Body>, Outcome) {
-        let now = SystemTime::now();
-        let label = Some(fetch.route.clone());
-        if let Some(entry) = fetch.stale.clone() {
-            let ttl = entry.ttl_secs(now);
-            let verdict = policy::judge(&entry, &fetch.directives, now);
-            let outcome = match verdict {
-                Verdict::Fresh => Some(CacheOutcome::hit(ttl)),
-                Verdict::StaleAccepted => Some(CacheOutcome::stale(ttl, StaleReason::Accepted)),
-                Verdict::StaleWhileRevalidate => {
-                    Some(CacheOutcome::stale(ttl, StaleReason::WhileRevalidate))
-                }
-                Verdict::Revalidate => None,
-            };
-            if let Some(outcome) = outcome {
-                if verdict == Verdict::StaleWhileRevalidate {
-                    fetch.fwd = Fwd::Stale;
-                    self.refresh(fetch);
-                }
-                let response = respond::entry_response(&entry, method, conditions, now);
-                return (response, Outcome::new(label, outcome));
-            }
-            fetch.fwd = if entry.is_fresh(now) {
-                Fwd::Request
-            } else {
-                Fwd::Stale
-            };
-        }
-        if fetch.directives.only_if_cached {
-            let response =
-                crate::error::status_response(StatusCode::GATEWAY_TIMEOUT, "not cached\n");
-            return (response, Outcome::new(label, CacheOutcome::miss(fetch.fwd)));
+        if let Some(answered) = answered {
+            self.refresh(fetch);
+            return answered;
         }
         // Boxed: the fill's future is most of this one's size, and a hit,
         // which never fills, would otherwise carry and copy it.
-        Box::pin(self.fill(fetch, method, conditions)).await
+        let (response, mut outcome) =
+            Box::pin(self.fill(fetch, &parts.method, conditions.as_ref())).await;
+        outcome.store = Some(lookup_took);
+        (response, outcome)
     }
 
     /// Step 2: an unsafe method. Invalidates only after a 2xx/3xx answer.
