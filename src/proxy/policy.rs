@@ -15,7 +15,9 @@
 //! without `ttl` is a plain shared cache (heuristic freshness from
 //! `Last-Modified` where RFC 9111 §4.2.2 allows, else none). `override`: the
 //! route's `ttl` wins. The numbers come from `http-cache-semantics`, fed the
-//! strictly parsed view of `cache_control::canonical`.
+//! strictly parsed view of `cache_control::canonical`; the common case of
+//! a plain `max-age`/`s-maxage` is worked out here as the library would
+//! (see `explicit_ttl`), without building its policy.
 //!
 //! Pure: no I/O.
 
