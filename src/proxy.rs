@@ -314,6 +314,9 @@ impl Proxy {
     }
 
     /// Step 3: a GET or HEAD that a route caches, keyed by [`key_request`].
+    /// Answered from the stored response if the request may have it
+    /// (refreshed in the background within `stale-while-revalidate`), else
+    /// filled.
     async fn cacheable(
         &self,
         config: &Arc<RuntimeConfig>,

@@ -57,6 +57,19 @@ fn run(
     run_with_request(route_name, credentials, status, headers, &[])
 }
 
+/// A header map of `pairs`, in order, repeated names appended.
+fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn run_with_request(
     route_name: &str,
     credentials: bool,
@@ -64,24 +77,8 @@ fn run_with_request(
     headers: &[(&str, &str)],
     request: &[(&str, &str)],
 ) -> Result<Freshness, NoCacheReason> {
-    let response: HeaderMap = headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            )
-        })
-        .collect();
-    let mut req: HeaderMap = request
-        .iter()
-        .map(|(k, v)| {
-            (
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            )
-        })
-        .collect();
+    let response = header_map(headers);
+    let mut req = header_map(request);
     if credentials {
         req.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
     }
@@ -461,7 +458,7 @@ fn explicit_lifetimes_agree_with_the_library() {
         for lines in cache_controls {
             for age in ages {
                 for extra in extras {
-                    let mut response = HeaderMap::new();
+                    let mut response = header_map(extra);
                     for line in *lines {
                         response
                             .append(header::CACHE_CONTROL, HeaderValue::from_str(line).unwrap());
@@ -469,23 +466,9 @@ fn explicit_lifetimes_agree_with_the_library() {
                     if let Some(age) = age {
                         response.insert(header::AGE, HeaderValue::from_str(age).unwrap());
                     }
-                    for (k, v) in *extra {
-                        response.append(
-                            HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                            HeaderValue::from_str(v).unwrap(),
-                        );
-                    }
                     let canonical = cache_control::canonical(&response);
                     for request in requests {
-                        let req: HeaderMap = request
-                            .iter()
-                            .map(|(k, v)| {
-                                (
-                                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                                    HeaderValue::from_str(v).unwrap(),
-                                )
-                            })
-                            .collect();
+                        let req = header_map(request);
                         let ex = Exchange {
                             method: &Method::GET,
                             uri: &uri,
