@@ -301,7 +301,16 @@ impl Proxy {
                     if let Err(refusal) = guard::path(&target) {
                         return refuse(refusal, Some(route)).into();
                     }
-                    key_request(config, request, target.clone(), route, &m.captures)
+                    // The captures borrow the path: the key is made
+                    // before the target moves on, so it need not be copied.
+                    match cache_key(config, &mut request, &target, &route, &m.captures) {
+                        Ok((key, credentials)) => {
+                            key_request(request, target, route, key, credentials)
+                        }
+                        Err(reason) => {
+                            Step::pass(request, target, Some(route), reason, &config.limits)
+                        }
+                    }
                 }
                 None => Step::pass(request, target, None, BypassReason::NoRoute, &config.limits),
             };
@@ -313,7 +322,7 @@ impl Proxy {
         Step::pass(request, target, route, BypassReason::Method, &config.limits)
     }
 
-    /// Step 3: a GET or HEAD that a route caches, keyed by [`key_request`].
+    /// Step 3: a GET or HEAD that a route caches, keyed by [`cache_key`].
     /// Answered from the stored response if the request may have it
     /// (refreshed in the background within `stale-while-revalidate`), else
     /// filled.
@@ -698,27 +707,35 @@ impl Outcome {
 }
 
 /// Step 3's start: whether the cache may answer `request` at all (else it
-/// is forwarded untouched), and its key.
-fn key_request<B>(
+/// is forwarded untouched, for the reason given), its key, and whether it
+/// carries credentials on a public route.
+fn cache_key<B>(
     config: &RuntimeConfig,
-    mut request: Request<B>,
-    mut target: Normalized,
-    route: Arc<Route>,
+    request: &mut Request<B>,
+    target: &Normalized,
+    route: &Route,
     captures: &Captures<'_, '_>,
-) -> Step<B>
+) -> Result<(CacheKey, bool), BypassReason>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let has_body = has_body(&request);
-    let identity = match lookup::precheck(config, &route, request.headers(), has_body) {
-        Ok(identity) => identity,
-        Err(reason) => return Step::pass(request, target, Some(route), reason, &config.limits),
-    };
+    let identity = lookup::precheck(config, route, request.headers(), has_body(request))?;
     normalize::accept_encoding(request.headers_mut());
+    let credentials = route.scope == Scope::Public && has_credentials(request.headers());
+    let key = key::for_request(route, captures, target, request.headers(), identity);
+    Ok((key, credentials))
+}
+
+/// A keyed request, ready for the lookup.
+fn key_request<B>(
+    request: Request<B>,
+    mut target: Normalized,
+    route: Arc<Route>,
+    key: CacheKey,
+    credentials: bool,
+) -> Step<B> {
     let (parts, _body) = request.into_parts();
-    let credentials = route.scope == Scope::Public && has_credentials(&parts.headers);
-    let key = key::for_request(&route, captures, &target, &parts.headers, identity);
     // The app is asked exactly what the key covers: with a query
     // allow-list (or `query: none`) the other parameters are not
     // forwarded, so an unkeyed parameter (`utm=x;id=evil`, `ID=evil`
