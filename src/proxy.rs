@@ -343,7 +343,7 @@ impl Proxy {
         let found = lookup::find(&self.inner.cache, &key, &parts.headers).await;
         let lookup_took = looked.elapsed();
         let varies = found.as_ref().is_some_and(|f| f.index.is_some());
-        let (usable, fwd) = match found
+        let (usable, mut fwd) = match found
             .as_ref()
             .map(|f| lookup::usable(f, &parts.headers, credentials))
         {
@@ -355,76 +355,74 @@ impl Proxy {
         let conditions = ClientConditions::from_request(&parts.headers);
         let directives = RequestDirectives::parse(&parts.headers);
         let now = SystemTime::now();
-        let mut fwd = fwd;
-        // Answer from the stored response if the request may have it, before
-        // anything a fill needs is put together: a hit builds none of it.
-        let mut answered = None;
-        if let Some(entry) = &usable {
-            let ttl = entry.ttl_secs(now);
-            let verdict = policy::judge(entry, &directives, now);
-            let outcome = match verdict {
-                Verdict::Fresh => Some(CacheOutcome::hit(ttl)),
-                Verdict::StaleAccepted => Some(CacheOutcome::stale(ttl, StaleReason::Accepted)),
-                Verdict::StaleWhileRevalidate => {
-                    Some(CacheOutcome::stale(ttl, StaleReason::WhileRevalidate))
-                }
-                Verdict::Revalidate => None,
-            };
-            match outcome {
-                Some(outcome) => {
-                    let response =
-                        respond::entry_response(entry, &parts.method, conditions.as_ref(), now);
-                    let mut outcome = Outcome::new(Some(route.clone()), outcome);
-                    outcome.store = Some(lookup_took);
-                    if verdict != Verdict::StaleWhileRevalidate {
-                        return (response, outcome);
+        let (response, mut outcome) = 'served: {
+            // Answer from the stored response if the request may have it,
+            // before anything a fill needs is put together: a hit builds
+            // none of it.
+            let mut served_stale = None;
+            if let Some(entry) = &usable {
+                let ttl = entry.ttl_secs(now);
+                let verdict = policy::judge(entry, &directives, now);
+                let cache = match verdict {
+                    Verdict::Fresh => Some(CacheOutcome::hit(ttl)),
+                    Verdict::StaleAccepted => Some(CacheOutcome::stale(ttl, StaleReason::Accepted)),
+                    Verdict::StaleWhileRevalidate => {
+                        Some(CacheOutcome::stale(ttl, StaleReason::WhileRevalidate))
                     }
-                    // Served stale while it is refreshed in the background.
-                    fwd = Fwd::Stale;
-                    answered = Some((response, outcome));
+                    Verdict::Revalidate => None,
+                };
+                match cache {
+                    Some(cache) => {
+                        let response =
+                            respond::entry_response(entry, &parts.method, conditions.as_ref(), now);
+                        let answer = (response, Outcome::new(Some(route.clone()), cache));
+                        if verdict != Verdict::StaleWhileRevalidate {
+                            break 'served answer;
+                        }
+                        // Served stale while it is refreshed in the background.
+                        fwd = Fwd::Stale;
+                        served_stale = Some(answer);
+                    }
+                    None if entry.is_fresh(now) => fwd = Fwd::Request,
+                    None => fwd = Fwd::Stale,
                 }
-                None if entry.is_fresh(now) => fwd = Fwd::Request,
-                None => fwd = Fwd::Stale,
             }
-        }
-        if answered.is_none() && directives.only_if_cached {
-            let response =
-                crate::error::status_response(StatusCode::GATEWAY_TIMEOUT, "not cached\n");
-            let mut outcome = Outcome::new(Some(route), CacheOutcome::miss(fwd));
-            outcome.store = Some(lookup_took);
-            return (response, outcome);
-        }
-        let mut headers = parts.headers;
-        conditional::strip_client_conditions(&mut headers);
-        let (generations, index) = match found {
-            Some(f) => (Some(f.generations), f.index),
-            None => (None, None),
+            if served_stale.is_none() && directives.only_if_cached {
+                let response =
+                    crate::error::status_response(StatusCode::GATEWAY_TIMEOUT, "not cached\n");
+                break 'served (response, Outcome::new(Some(route), CacheOutcome::miss(fwd)));
+            }
+            let mut headers = parts.headers;
+            conditional::strip_client_conditions(&mut headers);
+            let (generations, index) = match found {
+                Some(f) => (Some(f.generations), f.index),
+                None => (None, None),
+            };
+            let fetch = Box::new(FetchRequest {
+                config: config.clone(),
+                directives,
+                route,
+                key,
+                generations,
+                index,
+                target,
+                uri: parts.uri,
+                headers,
+                client: client.clone(),
+                credentials,
+                stale: usable,
+                fwd,
+                store: true,
+                lock: None,
+            });
+            if let Some(answer) = served_stale {
+                self.refresh(fetch);
+                break 'served answer;
+            }
+            // Boxed: the fill's future is most of this one's size, and a
+            // hit, which never fills, would otherwise carry and copy it.
+            Box::pin(self.fill(fetch, &parts.method, conditions.as_ref())).await
         };
-        let fetch = Box::new(FetchRequest {
-            config: config.clone(),
-            directives,
-            route,
-            key,
-            generations,
-            index,
-            target,
-            uri: parts.uri,
-            headers,
-            client: client.clone(),
-            credentials,
-            stale: usable,
-            fwd,
-            store: true,
-            lock: None,
-        });
-        if let Some(answered) = answered {
-            self.refresh(fetch);
-            return answered;
-        }
-        // Boxed: the fill's future is most of this one's size, and a hit,
-        // which never fills, would otherwise carry and copy it.
-        let (response, mut outcome) =
-            Box::pin(self.fill(fetch, &parts.method, conditions.as_ref())).await;
         outcome.store = Some(lookup_took);
         (response, outcome)
     }
@@ -709,17 +707,13 @@ impl Outcome {
 /// Step 3's start: whether the cache may answer `request` at all (else it
 /// is forwarded untouched, for the reason given), its key, and whether it
 /// carries credentials on a public route.
-fn cache_key<B>(
+fn cache_key<B: http_body::Body>(
     config: &RuntimeConfig,
     request: &mut Request<B>,
     target: &Normalized,
     route: &Route,
     captures: &Captures<'_, '_>,
-) -> Result<(CacheKey, bool), BypassReason>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+) -> Result<(CacheKey, bool), BypassReason> {
     let identity = lookup::precheck(config, route, request.headers(), has_body(request))?;
     normalize::accept_encoding(request.headers_mut());
     let credentials = route.scope == Scope::Public && has_credentials(request.headers());

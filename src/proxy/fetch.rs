@@ -303,6 +303,7 @@ impl Proxy {
             method: &Method::GET,
             uri: &fetch.uri,
             request: &fetch.headers,
+            directives: &fetch.directives,
             credentials: fetch.credentials,
             sent_at,
             received_at,

@@ -62,6 +62,8 @@ pub struct Exchange<'a> {
     pub uri: &'a Uri,
     /// Request headers.
     pub request: &'a HeaderMap,
+    /// Their `Cache-Control` directives, parsed once for the whole fill.
+    pub directives: &'a RequestDirectives,
     /// Whether the request carried credentials (`Authorization`/`Cookie`).
     pub credentials: bool,
     /// When the request was sent upstream.
@@ -187,11 +189,10 @@ fn refuse(
     if cc.has("no-store") {
         return Err(NoCacheReason::NoStore);
     }
-    if RequestDirectives::parse(ex.request).no_store {
+    if ex.directives.no_store {
         return Err(NoCacheReason::RequestNoStore);
     }
-    let private_ok = route.scope == Scope::User && route.store_private;
-    if cc.unqualified("private") && !private_ok {
+    if cc.unqualified("private") && !private_cache(route) {
         return Err(NoCacheReason::Private);
     }
     if response.contains_key(header::SET_COOKIE) {
@@ -245,6 +246,12 @@ fn lifetime(
     library_lifetime(route, ex, judged_as, canonical, explicit)
 }
 
+/// Whether `route` stores as a private cache (RFC 9111 §3.5): a `scope:
+/// user` route with `store_private`. Every other route is a shared cache.
+fn private_cache(route: &Route) -> bool {
+    route.scope == Scope::User && route.store_private
+}
+
 /// Directives that leave an explicit `max-age` or `s-maxage` the whole say
 /// over a shared cache's freshness in http-cache-semantics: it reads none of
 /// them when one of those two is present (`public`, `must-revalidate` and
@@ -275,8 +282,10 @@ fn explicit_ttl(
     canonical: &HeaderMap,
     cc: &Directives,
 ) -> Option<Duration> {
-    let shared = !(route.scope == Scope::User && route.store_private);
-    if !shared || ex.request.contains_key(header::CACHE_CONTROL) || !cc.all_in(&PLAIN_DIRECTIVES) {
+    if private_cache(route)
+        || ex.request.contains_key(header::CACHE_CONTROL)
+        || !cc.all_in(&PLAIN_DIRECTIVES)
+    {
         return None;
     }
     let max_age = cc.seconds("s-maxage").or_else(|| cc.seconds("max-age"))?;
@@ -333,7 +342,7 @@ fn library_policy(
         headers,
     };
     let options = CacheOptions {
-        shared: !(route.scope == Scope::User && route.store_private),
+        shared: !private_cache(route),
         ..CacheOptions::default()
     };
     let head = PolicyResponse {

@@ -83,10 +83,12 @@ fn run_with_request(
         req.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
     }
     let uri: Uri = "/x".parse().unwrap();
+    let directives = RequestDirectives::parse(&req);
     let ex = Exchange {
         method: &Method::GET,
         uri: &uri,
         request: &req,
+        directives: &directives,
         credentials,
         sent_at: t0(),
         received_at: t0(),
@@ -469,10 +471,12 @@ fn explicit_lifetimes_agree_with_the_library() {
                     let canonical = cache_control::canonical(&response);
                     for request in requests {
                         let req = header_map(request);
+                        let directives = RequestDirectives::parse(&req);
                         let ex = Exchange {
                             method: &Method::GET,
                             uri: &uri,
                             request: &req,
+                            directives: &directives,
                             credentials: req.contains_key(header::AUTHORIZATION),
                             sent_at: t0(),
                             received_at: t0(),
