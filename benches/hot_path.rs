@@ -11,8 +11,9 @@ use bytes::Bytes;
 use cachecar::cache::memory::MemoryStore;
 use cachecar::cache::{Entry, Record, Store, codec};
 use cachecar::config::load_str;
-use cachecar::proxy::respond::{CacheOutcome, Fwd};
-use cachecar::proxy::{key, normalize};
+use cachecar::outcome::{CacheOutcome, Fwd};
+use cachecar::proxy::key;
+use cachecar::rules::normalize;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 

@@ -29,11 +29,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::cache::{Cache, Token};
+use crate::clock::Clock;
 use crate::config::{ConfigHandle, RedisNodes, RuntimeConfig};
 use crate::proxy::Proxy;
 use crate::proxy::body::Body;
-use crate::proxy::invalidate::PurgeTarget;
 use crate::reload::{Reloaded, Reloader, Trigger};
+use crate::rules::purge::PurgeTarget;
 use crate::shutdown::{Readiness, ReadyState};
 
 mod explain;
@@ -57,6 +58,8 @@ struct Inner {
     proxy: Proxy,
     reloader: Option<Reloader>,
     readiness: Arc<Readiness>,
+    /// What explain judges freshness by: the proxy's.
+    clock: Clock,
     started: Instant,
 }
 
@@ -75,6 +78,7 @@ impl Admin {
         proxy: Proxy,
         reloader: Option<Reloader>,
         readiness: Arc<Readiness>,
+        clock: Clock,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -84,6 +88,7 @@ impl Admin {
                 proxy,
                 reloader,
                 readiness,
+                clock,
                 started: Instant::now(),
             }),
         }
@@ -156,7 +161,8 @@ impl Admin {
             (Method::POST, "/admin/purge") => self.purge(request).await,
             (Method::POST, "/admin/reload") => self.reload().await,
             (Method::GET, "/admin/explain") => {
-                explain::explain(&self.inner.config.load(), &self.inner.cache, request.uri()).await
+                let config = self.inner.config.load();
+                explain::explain(&config, &self.inner.cache, &self.inner.clock, request.uri()).await
             }
             (_, "/admin/purge" | "/admin/explain" | "/admin/reload") => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")

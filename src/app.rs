@@ -21,6 +21,7 @@ use crate::cache::memory::MemoryStore;
 use crate::cache::redis::RedisStore;
 use crate::cache::tiered::TieredStore;
 use crate::cache::{Cache, Store};
+use crate::clock::Clock;
 use crate::config::{ConfigHandle, Limits, RuntimeConfig, StoreKind};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
@@ -83,6 +84,16 @@ impl App {
     ///
     /// [`AppError::Bind`] when a port is taken or not permitted.
     pub async fn bind(config: RuntimeConfig) -> Result<Self, AppError> {
+        Self::bind_with_clock(config, Clock::system()).await
+    }
+
+    /// [`App::bind`], judging freshness by `clock`: a test's
+    /// [`Clock::manual`] ages entries without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`App::bind`].
+    pub async fn bind_with_clock(config: RuntimeConfig, clock: Clock) -> Result<Self, AppError> {
         let registry = Registry::new();
         let metrics = Arc::new(Metrics::new(&registry)?);
         let background = CancellationToken::new();
@@ -100,7 +111,13 @@ impl App {
             .with_label_values(&["ok"])
             .inc();
         let cache = Cache::new(store, metrics.clone());
-        let proxy = Proxy::new(config.clone(), cache.clone(), upstream, metrics.clone());
+        let proxy = Proxy::new(
+            config.clone(),
+            cache.clone(),
+            upstream,
+            metrics.clone(),
+            clock.clone(),
+        );
         let reloader = config.load().source.path.clone().map(|path| {
             let (proxy, metrics) = (proxy.clone(), metrics.clone());
             Reloader::new(path, config.clone(), metrics.clone(), move |applied| {
@@ -116,6 +133,7 @@ impl App {
             proxy.clone(),
             reloader.clone(),
             readiness.clone(),
+            clock,
         );
         Ok(Self {
             config,

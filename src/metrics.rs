@@ -13,7 +13,7 @@ use prometheus::{
     Registry,
 };
 
-use crate::cache::{CacheStatus, NoCacheReason};
+use crate::outcome::{CacheStatus, NoCacheReason};
 
 /// Request latency buckets: from a memory hit (tens of µs) to a slow origin.
 const REQUEST_BUCKETS: &[f64] = &[

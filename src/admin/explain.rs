@@ -11,14 +11,22 @@ use serde_json::{Value, json};
 
 use super::{json_response, text};
 use crate::cache::{Cache, Token};
-use crate::config::{Route, RuntimeConfig, Scope};
+use crate::clock::Clock;
+use crate::config::RuntimeConfig;
 use crate::proxy::body::Body;
+use crate::proxy::key::{self, has_credentials};
 use crate::proxy::lookup::{self, NotUsable, Usable};
 use crate::proxy::policy::{self, RequestDirectives, Verdict};
-use crate::proxy::{has_credentials, key, normalize};
+use crate::rules::normalize;
+use crate::rules::{Route, Scope};
 
 /// Answers an explain request.
-pub(super) async fn explain(config: &RuntimeConfig, cache: &Cache, uri: &Uri) -> Response<Body> {
+pub(super) async fn explain(
+    config: &RuntimeConfig,
+    cache: &Cache,
+    clock: &Clock,
+    uri: &Uri,
+) -> Response<Body> {
     let mut request = match request_from_query(uri.query().unwrap_or("")) {
         Ok(r) => r,
         Err(e) => return text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
@@ -64,7 +72,7 @@ pub(super) async fn explain(config: &RuntimeConfig, cache: &Cache, uri: &Uri) ->
         return json_response(StatusCode::OK, &out);
     };
     normalize::accept_encoding(request.headers_mut());
-    let identity = match lookup::precheck(config, m.value, request.headers(), false) {
+    let identity = match key::precheck(config, m.value, request.headers(), false) {
         Ok(identity) => identity,
         Err(reason) => {
             out["cacheable"] = json!(false);
@@ -114,9 +122,9 @@ pub(super) async fn explain(config: &RuntimeConfig, cache: &Cache, uri: &Uri) ->
             "max": config.cache.max_variants,
         });
     }
-    let now = SystemTime::now();
+    let now = clock.now();
     let directives = RequestDirectives::parse(request.headers());
-    let would_serve = match lookup::usable(&found, request.headers(), credentials) {
+    let would_serve = match lookup::usable(&found, request.headers(), credentials, now) {
         Usable::Yes(e) => match policy::judge(&e, &directives, now) {
             Verdict::Fresh => "hit",
             Verdict::StaleAccepted => "stale (the request accepts it)",
@@ -134,14 +142,14 @@ pub(super) async fn explain(config: &RuntimeConfig, cache: &Cache, uri: &Uri) ->
             "status": e.status.as_u16(),
             "age_seconds": e.age(now).as_secs(),
             "ttl_seconds": e.ttl_secs(now),
-            "stale_while_revalidate_seconds": secs_until(e.stale_while_revalidate_until, now),
-            "stale_if_error_seconds": secs_until(e.stale_if_error_until, now),
-            "must_revalidate": e.must_revalidate,
+            "stale_while_revalidate_seconds": secs_until(e.freshness.stale_while_revalidate_until, now),
+            "stale_if_error_seconds": secs_until(e.freshness.stale_if_error_until, now),
+            "must_revalidate": e.freshness.must_revalidate,
             "validators": { "etag": e.etag().is_some(), "last_modified": e.last_modified().is_some() },
             "body_bytes": e.body.len(),
             "filled_under_generations": e.generations,
             "vary": e.vary.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-            "shareable_with_credentials": e.shareable_with_auth,
+            "shareable_with_credentials": e.freshness.shareable_with_auth,
         }),
     };
     json_response(StatusCode::OK, &out)

@@ -1,5 +1,5 @@
-//! The versioned binary encoding of stored records (DESIGN.md §7), for
-//! stores outside the process (Redis).
+//! The versioned binary encoding of stored records, for stores outside the
+//! process (Redis; docs/architecture.md, "Redis layout").
 //!
 //! Layout: magic `CC`, format version, record kind, then fields in a fixed
 //! order, integers big-endian, byte strings length-prefixed; the body comes
@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::{Entry, KeyHash, Record, Variants};
+use super::headers::{SERVED_EXTRA, compact};
+use super::{Entry, Freshness, KeyHash, Record, Variants};
 
 const MAGIC: &[u8; 2] = b"CC";
 /// Bumped whenever the layout changes; older values then read as misses.
@@ -52,19 +53,20 @@ pub fn encode(record: &Record) -> Vec<u8> {
 }
 
 fn encode_entry(e: &Entry, out: &mut BytesMut) {
+    let f = &e.freshness;
     out.put_slice(&e.key.0);
     out.put_u16(e.status.as_u16());
     for t in [
         e.stored_at,
-        e.fresh_until,
-        e.stale_while_revalidate_until,
-        e.stale_if_error_until,
-        e.keep_until,
+        f.fresh_until,
+        f.stale_while_revalidate_until,
+        f.stale_if_error_until,
+        f.keep_until,
     ] {
         put_time(out, t);
     }
-    out.put_u64(e.initial_age.as_millis() as u64);
-    out.put_u8(u8::from(e.must_revalidate) | u8::from(e.shareable_with_auth) << 1);
+    out.put_u64(f.initial_age.as_millis() as u64);
+    out.put_u8(u8::from(f.must_revalidate) | u8::from(f.shareable_with_auth) << 1);
     put_len(out, e.generations.len());
     for g in &e.generations {
         out.put_u64(*g);
@@ -127,7 +129,33 @@ fn decode_entry(r: &mut Reader) -> Option<Entry> {
     let keep_until = r.time()?;
     let initial_age = Duration::from_millis(r.u64()?);
     let flags = r.u8()?;
+    let freshness = Freshness {
+        initial_age,
+        fresh_until,
+        stale_while_revalidate_until,
+        stale_if_error_until,
+        must_revalidate: flags & 1 != 0,
+        keep_until,
+        shareable_with_auth: flags & 2 != 0,
+    };
     let generations = (0..r.len()?).map(|_| r.u64()).collect::<Option<Vec<_>>>()?;
+    let vary = decode_vary(r)?;
+    let headers = decode_headers(r)?;
+    let body_len = r.u32()? as usize;
+    let body = r.take(body_len)?;
+    Some(Entry {
+        key,
+        status,
+        headers,
+        body,
+        stored_at,
+        freshness,
+        vary,
+        generations,
+    })
+}
+
+fn decode_vary(r: &mut Reader) -> Option<Vec<(HeaderName, Option<HeaderValue>)>> {
     let mut vary = Vec::new();
     for _ in 0..r.len()? {
         let name = HeaderName::from_bytes(&r.bytes()?).ok()?;
@@ -138,32 +166,18 @@ fn decode_entry(r: &mut Reader) -> Option<Entry> {
         };
         vary.push((name, value));
     }
+    Some(vary)
+}
+
+fn decode_headers(r: &mut Reader) -> Option<HeaderMap> {
     let count = r.len()?;
-    let mut headers = HeaderMap::with_capacity(count + super::SERVED_EXTRA);
+    let mut headers = HeaderMap::with_capacity(count + SERVED_EXTRA);
     for _ in 0..count {
         let name = HeaderName::from_bytes(&r.bytes()?).ok()?;
         let value = HeaderValue::from_maybe_shared(r.bytes()?).ok()?;
         headers.append(name, value);
     }
-    let headers = super::compact(&headers);
-    let body_len = r.u32()? as usize;
-    let body = r.take(body_len)?;
-    Some(Entry {
-        key,
-        status,
-        headers,
-        body,
-        stored_at,
-        initial_age,
-        fresh_until,
-        stale_while_revalidate_until,
-        stale_if_error_until,
-        must_revalidate: flags & 1 != 0,
-        keep_until,
-        vary,
-        generations,
-        shareable_with_auth: flags & 2 != 0,
-    })
+    Some(compact(&headers))
 }
 
 fn put_len(out: &mut BytesMut, n: usize) {
@@ -235,12 +249,15 @@ mod tests {
             headers,
             body: Bytes::from_static(b"{\"hello\":\"world\"}"),
             stored_at: now,
-            initial_age: Duration::from_secs(3),
-            fresh_until: now + Duration::from_secs(60),
-            stale_while_revalidate_until: now + Duration::from_secs(70),
-            stale_if_error_until: now + Duration::from_secs(80),
-            must_revalidate: true,
-            keep_until: now + Duration::from_secs(380),
+            freshness: Freshness {
+                initial_age: Duration::from_secs(3),
+                fresh_until: now + Duration::from_secs(60),
+                stale_while_revalidate_until: now + Duration::from_secs(70),
+                stale_if_error_until: now + Duration::from_secs(80),
+                must_revalidate: true,
+                keep_until: now + Duration::from_secs(380),
+                shareable_with_auth: true,
+            },
             vary: vec![
                 (
                     HeaderName::from_static("accept-language"),
@@ -249,7 +266,6 @@ mod tests {
                 (HeaderName::from_static("x-tenant"), None),
             ],
             generations: vec![1, u64::MAX, 42],
-            shareable_with_auth: true,
         }
     }
 
@@ -264,18 +280,13 @@ mod tests {
         assert_eq!(back.status, e.status);
         assert_eq!(back.headers, e.headers);
         assert_eq!(back.body, e.body);
+        assert_eq!(back.stored_at, e.stored_at);
+        assert_eq!(back.freshness, e.freshness);
         assert_eq!(
-            (back.stored_at, back.fresh_until, back.keep_until),
-            (e.stored_at, e.fresh_until, e.keep_until)
-        );
-        assert_eq!(
-            back.stale_while_revalidate_until,
-            e.stale_while_revalidate_until
-        );
-        assert_eq!(back.stale_if_error_until, e.stale_if_error_until);
-        assert_eq!(back.initial_age, e.initial_age);
-        assert_eq!(
-            (back.must_revalidate, back.shareable_with_auth),
+            (
+                back.freshness.must_revalidate,
+                back.freshness.shareable_with_auth
+            ),
             (true, true)
         );
         assert_eq!(back.vary, e.vary);

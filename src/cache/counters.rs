@@ -17,8 +17,8 @@ use std::hash::BuildHasher;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::Hasher;
 use super::Token;
-use super::memory::Hasher;
 
 /// Slots allocated at once: 8 KiB.
 const CHUNK: usize = 1024;

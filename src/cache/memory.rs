@@ -1,12 +1,14 @@
 //! The in-process store: moka, bounded by bytes. The default when there is
-//! no Redis, and (later) the L1 of `tiered`. A production store, not a test
-//! double: eviction is counted and sizes are reported.
+//! no Redis, and the L1 of `tiered` (its record cache is built here). A
+//! production store, not a test double: eviction is counted and sizes are
+//! reported.
 //!
 //! Records hold `Arc<Entry>`, so a hit clones a pointer, never a body.
 //! Generation counters live in a fixed table of slots
 //! (`Counters`, in `cache/counters.rs`) in a fifth of `max_bytes`: never
 //! evicted, so never lost, and free for tokens nobody bumped. Two tokens
-//! sharing a slot can only invalidate more, never less (DESIGN.md §7).
+//! sharing a slot can only invalidate more, never less
+//! (docs/architecture.md, "Storage and invalidation").
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -18,7 +20,7 @@ use prometheus::IntCounterVec;
 
 use super::counters::Counters;
 use super::housekeeper::Housekeeper;
-use super::{CacheKey, KeyHash, Lookup, Record, Store, StoreError, Token, Usage};
+use super::{CacheKey, Hasher, KeyHash, Lookup, Record, Store, StoreError, Token, Usage};
 
 /// The share of `max_bytes` given to generation counters: the memory
 /// store's counter table, and the generations the tiered store's L1 has
@@ -30,13 +32,6 @@ const TOKEN_COST: u64 = 160;
 
 /// Lower bound on the counter capacity, for tiny caches.
 const MIN_TOKEN_CAPACITY: u64 = 10_000;
-
-/// The tables' hasher. Keys are already digests (blake3 of the request, a
-/// hash of the token), so SipHash over them again was pure cost: it was
-/// most of a table rehash in profiles of the miss path. foldhash is fast
-/// and seeded per process, so a client grinding URLs for digests that
-/// collide in a few bits still cannot aim at one bucket.
-pub(crate) type Hasher = foldhash::fast::RandomState;
 
 /// A record cache as [`record_cache`] builds it.
 pub(super) type RecordCache = MokaCache<KeyHash, Record, Hasher>;

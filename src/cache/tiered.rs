@@ -27,9 +27,11 @@ use moka::sync::Cache as MokaCache;
 use tokio_util::sync::CancellationToken;
 
 use super::housekeeper::Housekeeper;
-use super::memory::{Hasher, RecordCache, record_cache, split_budget};
+use super::memory::{RecordCache, record_cache, split_budget};
 use super::redis::{InvalidationListener, RedisNodes, RedisStore, subscribe};
-use super::{CacheKey, FillLock, Lookup, Record, Store, StoreError, StoreHealth, Token, Usage};
+use super::{
+    CacheKey, FillLock, Hasher, Lookup, Record, Store, StoreError, StoreHealth, Token, Usage,
+};
 
 /// The tiered store. Cheap to clone.
 #[derive(Clone)]

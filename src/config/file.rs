@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use super::StoreKind;
 use super::yaml::{self, Loc, MapReader, Node, Problems, loc_of};
-use super::{OriginCacheControl, Scope, StoreKind};
+use crate::rules::{OriginCacheControl, Scope};
 
 /// A value and where it was written.
 #[derive(Clone, Debug, PartialEq)]

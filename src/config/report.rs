@@ -6,8 +6,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{RuntimeConfig, Scope};
-use crate::proxy::invalidate::{PurgePlan, ValueSrc};
+use super::RuntimeConfig;
+use crate::rules::Scope;
+use crate::rules::purge::{PurgePlan, ValueSrc};
 
 /// Renders the report.
 pub fn render(config: &RuntimeConfig) -> String {

@@ -16,12 +16,12 @@ use super::file::{
 use super::yaml::{Loc, Problems};
 use super::{
     AdminConfig, AdminToken, CacheConfig, CoalesceConfig, ConfigSource, IdentityConfig,
-    IdentitySource, KeySpec, L1Config, Limits, LogConfig, OriginCacheControl, QueryKey, RedisNodes,
-    RedisSettings, ReloadConfig, Route, RuntimeConfig, Scope, SecurityConfig, ShutdownConfig,
-    StoreKind, UpstreamConfig, WarmupTarget,
+    IdentitySource, L1Config, Limits, LogConfig, RedisNodes, RedisSettings, ReloadConfig,
+    RuntimeConfig, SecurityConfig, ShutdownConfig, StoreKind, UpstreamConfig, WarmupTarget,
 };
-use crate::proxy::invalidate::{InvalidationRule, Invalidations, PurgePlan, PurgeTarget};
-use crate::proxy::route::{RouteTable, Template, split_pattern};
+use crate::rules::purge::{InvalidationRule, Invalidations, PurgePlan, PurgeTarget};
+use crate::rules::template::{Template, split_pattern};
+use crate::rules::{KeySpec, OriginCacheControl, QueryKey, Route, RouteTable, Scope};
 
 /// Where cachecar listens for traffic unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -558,7 +558,7 @@ fn warmup(
                 continue;
             }
         };
-        let target = match crate::proxy::normalize::request(&uri, &http::HeaderMap::new()) {
+        let target = match crate::rules::normalize::request(&uri, &http::HeaderMap::new()) {
             Ok(t) => t,
             Err(e) => {
                 p.at_loc(loc, "warmup", format!("`{uri}`: {e}"));

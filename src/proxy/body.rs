@@ -257,3 +257,13 @@ where
         self.inner.size_hint()
     }
 }
+
+/// The `Content-Length` of a message, if it has a valid one.
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}

@@ -27,7 +27,7 @@ use crate::cache::Entry;
 /// What a client asks of a stored response beyond the response itself: its
 /// preconditions, and one byte range (RFC 9110 §13, §14).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClientConditions {
+pub(crate) struct ClientConditions {
     /// `If-None-Match` members (`*` kept as is).
     pub if_none_match: Option<Vec<String>>,
     /// `If-Modified-Since`, when a valid HTTP-date.
@@ -39,7 +39,7 @@ pub struct ClientConditions {
 
 /// One byte range of a `Range` header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ByteRange {
+pub(crate) enum ByteRange {
     /// `bytes=first-last`
     FromTo(u64, u64),
     /// `bytes=first-`
@@ -70,7 +70,7 @@ const NOT_UPDATED: [HeaderName; 4] = [
 
 impl ClientConditions {
     /// The request's conditions, or `None` when it has neither header.
-    pub fn from_request(headers: &HeaderMap) -> Option<Self> {
+    pub(crate) fn from_request(headers: &HeaderMap) -> Option<Self> {
         let inm: Vec<String> = headers
             .get_all(header::IF_NONE_MATCH)
             .iter()
@@ -99,7 +99,7 @@ impl ClientConditions {
 
 impl ByteRange {
     /// Parses a single-range `bytes=` value; `None` for anything else.
-    pub fn parse(value: &str) -> Option<Self> {
+    pub(crate) fn parse(value: &str) -> Option<Self> {
         let spec = value.trim().strip_prefix("bytes=")?.trim();
         if spec.contains(',') {
             return None;
@@ -119,7 +119,7 @@ impl ByteRange {
 
     /// The inclusive byte positions within a body of `len` bytes, or `None`
     /// when the range is unsatisfiable.
-    pub fn resolve(self, len: u64) -> Option<(u64, u64)> {
+    pub(crate) fn resolve(self, len: u64) -> Option<(u64, u64)> {
         match self {
             ByteRange::FromTo(a, b) if a < len => Some((a, b.min(len - 1))),
             ByteRange::From(a) if a < len => Some((a, len - 1)),
@@ -132,7 +132,7 @@ impl ByteRange {
 /// The answer to a range request from a stored full (200) response: a 206
 /// with the slice (no copy), or a 416 when the range does not fit. `None`:
 /// answer in full.
-pub fn partial_response(
+pub(crate) fn partial_response(
     entry: &Entry,
     range: ByteRange,
     now: SystemTime,
@@ -171,7 +171,7 @@ pub fn partial_response(
 
 /// Whether `entry` satisfies the client's conditions, so a 304 answers.
 /// Only successful (200) responses are answered this way.
-pub fn not_modified(entry: &Entry, conditions: &ClientConditions) -> bool {
+pub(crate) fn not_modified(entry: &Entry, conditions: &ClientConditions) -> bool {
     if entry.status != StatusCode::OK {
         return false;
     }
@@ -204,7 +204,7 @@ fn opaque(tag: &str) -> &str {
 }
 
 /// A 304 for `entry`, with `Age` for `now`.
-pub fn not_modified_response(entry: &Entry, now: SystemTime) -> Response<Body> {
+pub(crate) fn not_modified_response(entry: &Entry, now: SystemTime) -> Response<Body> {
     let mut response = Response::new(Body::Empty);
     *response.status_mut() = StatusCode::NOT_MODIFIED;
     let headers = response.headers_mut();
@@ -220,7 +220,7 @@ pub fn not_modified_response(entry: &Entry, now: SystemTime) -> Response<Body> {
 /// The conditional headers that revalidate `entry`: its `ETag` exactly as
 /// the origin sent it (origins compare against their own spelling, quoted
 /// or not) and its `Last-Modified`.
-pub fn validators(entry: &Entry) -> Vec<(HeaderName, HeaderValue)> {
+pub(crate) fn validators(entry: &Entry) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::with_capacity(2);
     if let Some(etag) = entry.etag() {
         out.push((header::IF_NONE_MATCH, etag.clone()));
@@ -233,14 +233,14 @@ pub fn validators(entry: &Entry) -> Vec<(HeaderName, HeaderValue)> {
 
 /// Removes the client's own preconditions from a request being sent to
 /// fill the cache.
-pub fn strip_client_conditions(headers: &mut HeaderMap) {
+pub(crate) fn strip_client_conditions(headers: &mut HeaderMap) {
     headers.remove(header::IF_NONE_MATCH);
     headers.remove(header::IF_MODIFIED_SINCE);
 }
 
 /// The stored header fields updated by a 304's (RFC 9111 §3.2): every field
 /// the 304 carries replaces all stored values of that name, except framing.
-pub fn merge_304(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
+pub(crate) fn merge_304(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
     let mut merged = stored.clone();
     let mut replaced: Vec<&HeaderName> = Vec::new();
     for (name, value) in not_modified {
@@ -257,157 +257,4 @@ pub fn merge_304(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use bytes::Bytes;
-
-    use super::*;
-    use crate::cache::KeyHash;
-
-    fn entry(headers: &[(&str, &str)]) -> Arc<Entry> {
-        let now = SystemTime::now();
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        Arc::new(Entry {
-            key: KeyHash([0; 32]),
-            status: StatusCode::OK,
-            headers: map,
-            body: Bytes::from_static(b"body"),
-            stored_at: now,
-            initial_age: Duration::ZERO,
-            fresh_until: now + Duration::from_secs(60),
-            stale_while_revalidate_until: now,
-            stale_if_error_until: now,
-            must_revalidate: false,
-            keep_until: now + Duration::from_secs(60),
-            vary: Vec::new(),
-            generations: Vec::new(),
-            shareable_with_auth: false,
-        })
-    }
-
-    fn cond(headers: &[(&str, &str)]) -> ClientConditions {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        ClientConditions::from_request(&map).expect("conditions")
-    }
-
-    #[test]
-    fn if_none_match_compares_weakly_and_handles_lists_and_star() {
-        let e = entry(&[("etag", "W/\"abc\"")]);
-        assert!(not_modified(&e, &cond(&[("if-none-match", "\"abc\"")])));
-        assert!(not_modified(
-            &e,
-            &cond(&[("if-none-match", "\"x\", W/\"abc\"")])
-        ));
-        assert!(not_modified(&e, &cond(&[("if-none-match", "*")])));
-        assert!(!not_modified(&e, &cond(&[("if-none-match", "\"abd\"")])));
-        let bare = entry(&[("etag", "abc")]);
-        assert!(not_modified(&bare, &cond(&[("if-none-match", "\"abc\"")])));
-    }
-
-    #[test]
-    fn if_modified_since_uses_last_modified() {
-        let lm = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(100));
-        let e = entry(&[("last-modified", &lm)]);
-        let later = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(50));
-        let earlier = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(500));
-        assert!(not_modified(&e, &cond(&[("if-modified-since", &lm)])));
-        assert!(not_modified(&e, &cond(&[("if-modified-since", &later)])));
-        assert!(!not_modified(&e, &cond(&[("if-modified-since", &earlier)])));
-        // If-None-Match wins: no ETag stored, so it cannot match.
-        assert!(!not_modified(
-            &e,
-            &cond(&[("if-none-match", "\"x\""), ("if-modified-since", &later)])
-        ));
-    }
-
-    #[test]
-    fn not_modified_carries_the_validator_headers_only() {
-        let e = entry(&[
-            ("etag", "\"a\""),
-            ("cache-control", "max-age=9"),
-            ("content-type", "text/plain"),
-            ("x-app", "1"),
-        ]);
-        let r = not_modified_response(&e, SystemTime::now());
-        assert_eq!(r.status(), 304);
-        assert_eq!(r.headers()["etag"], "\"a\"");
-        assert_eq!(r.headers()["cache-control"], "max-age=9");
-        assert!(r.headers().get("x-app").is_none());
-        assert!(r.headers().get("age").is_some());
-    }
-
-    #[test]
-    fn revalidation_uses_stored_validators_verbatim() {
-        let e = entry(&[
-            ("etag", "abc"),
-            ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
-        ]);
-        let v = validators(&e);
-        assert_eq!(
-            v[0],
-            (header::IF_NONE_MATCH, HeaderValue::from_static("abc"))
-        );
-        assert_eq!(v[1].0, header::IF_MODIFIED_SINCE);
-        let weak = entry(&[("etag", "W/\"abc\"")]);
-        assert_eq!(validators(&weak)[0].1, "W/\"abc\"");
-    }
-
-    #[test]
-    fn single_byte_ranges_are_served_from_full_responses() {
-        assert_eq!(ByteRange::parse("bytes=0-1"), Some(ByteRange::FromTo(0, 1)));
-        assert_eq!(ByteRange::parse("bytes=1-"), Some(ByteRange::From(1)));
-        assert_eq!(ByteRange::parse("bytes=-1"), Some(ByteRange::Suffix(1)));
-        for ignored in [
-            "bytes=0-1,3-4",
-            "bytes=2-1",
-            "items=0-1",
-            "bytes=-",
-            "bytes=a-b",
-        ] {
-            assert_eq!(ByteRange::parse(ignored), None, "{ignored}");
-        }
-        let e = entry(&[("content-length", "4")]);
-        let r = partial_response(&e, ByteRange::FromTo(1, 9), SystemTime::now()).unwrap();
-        assert_eq!(r.status(), 206);
-        assert_eq!(r.headers()["content-range"], "bytes 1-3/4");
-        assert_eq!(r.headers()["content-length"], "3");
-        let r = partial_response(&e, ByteRange::Suffix(1), SystemTime::now()).unwrap();
-        assert_eq!(r.headers()["content-range"], "bytes 3-3/4");
-        let r = partial_response(&e, ByteRange::From(4), SystemTime::now()).unwrap();
-        assert_eq!(r.status(), 416);
-        assert_eq!(r.headers()["content-range"], "bytes */4");
-    }
-
-    #[test]
-    fn a_304_replaces_stored_fields_but_not_framing() {
-        let mut stored = HeaderMap::new();
-        stored.insert("x-a", HeaderValue::from_static("old"));
-        stored.append("x-multi", HeaderValue::from_static("1"));
-        stored.append("x-multi", HeaderValue::from_static("2"));
-        stored.insert("content-length", HeaderValue::from_static("4"));
-        stored.insert("x-keep", HeaderValue::from_static("kept"));
-        let mut fresh = HeaderMap::new();
-        fresh.insert("x-a", HeaderValue::from_static("new"));
-        fresh.insert("x-multi", HeaderValue::from_static("3"));
-        fresh.insert("content-length", HeaderValue::from_static("0"));
-        let merged = merge_304(&stored, &fresh);
-        assert_eq!(merged["x-a"], "new");
-        assert_eq!(merged.get_all("x-multi").iter().count(), 1);
-        assert_eq!(merged["content-length"], "4");
-        assert_eq!(merged["x-keep"], "kept");
-    }
-}
+mod tests;

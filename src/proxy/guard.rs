@@ -20,18 +20,18 @@
 
 use http::{HeaderMap, Request, StatusCode, Version, header};
 
-use super::normalize::Normalized;
 use crate::config::RuntimeConfig;
+use crate::rules::normalize::Normalized;
 
 /// Why a request is refused, and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The status to answer with.
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// A short plain-text reason (no request data echoed).
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
     /// Close the connection after answering: the framing is untrusted.
-    pub close: bool,
+    pub(crate) close: bool,
 }
 
 impl Refusal {
@@ -57,29 +57,46 @@ impl Refusal {
 /// # Errors
 ///
 /// The [`Refusal`] to answer with.
-pub fn screen<B>(request: &Request<B>, config: &RuntimeConfig) -> Result<(), Refusal> {
-    let headers = request.headers();
-    let length = framing(headers)?;
-    let limits = &config.limits;
-    let target_len = request
-        .uri()
-        .path_and_query()
-        .map_or(0, |pq| pq.as_str().len())
-        + request.uri().authority().map_or(0, |a| a.as_str().len());
-    if target_len > limits.max_uri_bytes {
+pub(super) fn screen<B>(request: &Request<B>, config: &RuntimeConfig) -> Result<(), Refusal> {
+    let length = framing(request.headers())?;
+    target(request, config.limits.max_uri_bytes)?;
+    host(request)?;
+    if let Some(length) = length
+        && length > config.limits.max_request_body_bytes
+    {
+        return Err(Refusal::closing(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        ));
+    }
+    Ok(())
+}
+
+/// The target: no longer than `max_uri_bytes`, and `http` or `https`
+/// when it names a scheme.
+fn target<B>(request: &Request<B>, max_uri_bytes: usize) -> Result<(), Refusal> {
+    let uri = request.uri();
+    let target_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    if target_len > max_uri_bytes {
         return Err(Refusal::new(
             StatusCode::URI_TOO_LONG,
             "request target too long",
         ));
     }
-    if request
-        .uri()
+    if uri
         .scheme()
         .is_some_and(|s| s != &http::uri::Scheme::HTTP && s != &http::uri::Scheme::HTTPS)
     {
         return Err(Refusal::new(StatusCode::BAD_REQUEST, "unsupported scheme"));
     }
-    let mut hosts = headers.get_all(header::HOST).iter();
+    Ok(())
+}
+
+/// `Host`: exactly one on HTTP/1.1, and the same as an absolute-form
+/// target's authority.
+fn host<B>(request: &Request<B>) -> Result<(), Refusal> {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
         return Err(Refusal::closing(
@@ -101,20 +118,12 @@ pub fn screen<B>(request: &Request<B>, config: &RuntimeConfig) -> Result<(), Ref
             "the target's authority and Host differ",
         ));
     }
-    if let Some(length) = length
-        && length > limits.max_request_body_bytes
-    {
-        return Err(Refusal::closing(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large",
-        ));
-    }
     Ok(())
 }
 
 /// `security.allowed_hosts`: is `host` (lower-cased, maybe with a port)
 /// one of them? An entry without a port allows every port.
-pub fn host_allowed(config: &RuntimeConfig, host: Option<&str>) -> Result<(), Refusal> {
+pub(super) fn host_allowed(config: &RuntimeConfig, host: Option<&str>) -> Result<(), Refusal> {
     let allowed = &config.security.allowed_hosts;
     if allowed.is_empty() {
         return Ok(());
@@ -145,7 +154,7 @@ fn strip_port(host: &str) -> &str {
 
 /// Refuses a path that a cache or purge rule applies to when it still
 /// carries something an app may decode differently from cachecar.
-pub fn path(target: &Normalized) -> Result<(), Refusal> {
+pub(super) fn path(target: &Normalized) -> Result<(), Refusal> {
     // Escapes are upper-cased by normalization. `%C0`/`%C1` start overlong
     // UTF-8 (`%C0%AF` is `/` to a lax decoder) and are never valid.
     const ENCODED: [&str; 7] = ["%2F", "%5C", "%00", "%23", "%3F", "%C0", "%C1"];
@@ -219,141 +228,4 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Refusal> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(extra: &str) -> RuntimeConfig {
-        crate::config::load_str(
-            &format!("upstream: {{ url: \"http://127.0.0.1:8000\" }}\n{extra}"),
-            &|_| None,
-        )
-        .unwrap()
-    }
-
-    fn req(target: &str, headers: &[(&str, &str)]) -> Request<()> {
-        let mut r = Request::get(target);
-        for (k, v) in headers {
-            r = r.header(*k, *v);
-        }
-        r.body(()).unwrap()
-    }
-
-    #[test]
-    fn ambiguous_framing_is_refused_and_closes() {
-        let c = config("");
-        for headers in [
-            &[
-                ("host", "a"),
-                ("transfer-encoding", "chunked"),
-                ("content-length", "3"),
-            ][..],
-            &[("host", "a"), ("transfer-encoding", "xchunked")],
-            &[("host", "a"), ("transfer-encoding", "chunked, identity")],
-            &[
-                ("host", "a"),
-                ("transfer-encoding", "chunked"),
-                ("transfer-encoding", "chunked"),
-            ],
-            &[
-                ("host", "a"),
-                ("content-length", "3"),
-                ("content-length", "4"),
-            ],
-            &[("host", "a"), ("content-length", "3, 4")],
-            &[("host", "a"), ("content-length", "+3")],
-        ] {
-            let r = screen(&req("/x", headers), &c).unwrap_err();
-            assert_eq!(
-                (r.status, r.close),
-                (StatusCode::BAD_REQUEST, true),
-                "{headers:?}"
-            );
-        }
-        assert!(screen(&req("/x", &[("host", "a"), ("content-length", "3, 3")]), &c).is_ok());
-        assert!(
-            screen(
-                &req("/x", &[("host", "a"), ("transfer-encoding", "Chunked")]),
-                &c
-            )
-            .is_ok()
-        );
-    }
-
-    #[test]
-    fn targets_and_hosts() {
-        let c = config("limits: { max_uri_bytes: 64 }\n");
-        let long = format!("/{}", "a".repeat(64));
-        assert_eq!(
-            screen(&req(&long, &[("host", "a")]), &c)
-                .unwrap_err()
-                .status,
-            414
-        );
-        assert_eq!(
-            screen(&req("/x", &[]), &c).unwrap_err().status,
-            400,
-            "no Host"
-        );
-        assert_eq!(
-            screen(&req("/x", &[("host", "a"), ("host", "b")]), &c)
-                .unwrap_err()
-                .status,
-            400
-        );
-        assert_eq!(
-            screen(&req("http://victim/x", &[("host", "evil")]), &c)
-                .unwrap_err()
-                .status,
-            400
-        );
-        assert!(screen(&req("http://A/x", &[("host", "a")]), &c).is_ok());
-    }
-
-    #[test]
-    fn declared_bodies_over_the_limit_are_413() {
-        let c = config("limits: { max_request_body_bytes: 10 }\n");
-        let r = screen(&req("/x", &[("host", "a"), ("content-length", "11")]), &c);
-        assert_eq!(r.unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert!(screen(&req("/x", &[("host", "a"), ("content-length", "10")]), &c).is_ok());
-    }
-
-    #[test]
-    fn allowed_hosts_match_with_or_without_port() {
-        let c = config("security: { allowed_hosts: [api.example, \"admin.example:8443\"] }\n");
-        assert!(host_allowed(&c, Some("api.example")).is_ok());
-        assert!(host_allowed(&c, Some("api.example:8080")).is_ok());
-        assert!(host_allowed(&c, Some("admin.example:8443")).is_ok());
-        assert!(host_allowed(&c, Some("admin.example:9999")).is_err());
-        assert!(host_allowed(&c, Some("evil.example")).is_err());
-        assert!(host_allowed(&c, None).is_err());
-        assert!(host_allowed(&config(""), Some("anything")).is_ok());
-    }
-
-    #[test]
-    fn paths_that_apps_may_decode_differently_are_refused() {
-        let t = |p: &str| Normalized {
-            path: p.into(),
-            query: None,
-            host: None,
-        };
-        for bad in [
-            "/a%2Fb",
-            "/a%5Cb",
-            "/a%00",
-            "/a%23b",
-            "/a%3Fb",
-            "/a\\b",
-            "/api/me;x.css",
-            "/a%C0%AFb",
-            "/a%252Fb",
-            "/a%252fb",
-            "/a%252E%252E/b",
-        ] {
-            assert!(path(&t(bad)).is_err(), "{bad}");
-        }
-        assert!(path(&t("/api/me/x.css")).is_ok());
-        assert!(path(&t("/a%20b")).is_ok());
-        assert!(path(&t("/100%25")).is_ok(), "a literal % is fine");
-        assert!(path(&t("/caf%C3%A9")).is_ok(), "valid UTF-8 is fine");
-    }
-}
+mod tests;

@@ -1,4 +1,6 @@
-//! The cache key of a request, and the identity hash for `scope: user`.
+//! Phase 4, key: whether the cache may answer a request at all
+//! (`cacheable`), and the cache key it answers under, with the identity
+//! hash for `scope: user`.
 //!
 //! **A wrong key is cache poisoning**: two requests that may receive
 //! different responses must never share a key. The key covers the route's
@@ -11,12 +13,132 @@
 //!
 //! Pure: no I/O.
 
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use std::sync::Arc;
 
-use super::normalize::Normalized;
-use super::route::Captures;
-use crate::cache::{CacheKey, KeyHash, Token};
-use crate::config::{IdentityConfig, IdentitySource, QueryKey, Route, Scope};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
+
+use super::conditional::ClientConditions;
+use super::policy::RequestDirectives;
+use crate::cache::{CacheKey, KeyHash, Token, normalized_field};
+use crate::config::{IdentityConfig, IdentitySource, RuntimeConfig};
+use crate::outcome::BypassReason;
+use crate::rules::normalize::{self, Normalized};
+use crate::rules::table::Captures;
+use crate::rules::{QueryKey, Route, Scope};
+
+/// A cacheable request, keyed: what phases 5 to 7 work on.
+pub(crate) struct Keyed {
+    /// The request, `Accept-Encoding` reduced (`normalize::accept_encoding`).
+    pub parts: http::request::Parts,
+    /// The target, its query reduced to the keyed parameters.
+    pub target: Normalized,
+    pub route: Arc<Route>,
+    pub key: CacheKey,
+    /// A public route's request carries credentials.
+    pub credentials: bool,
+    /// The request's `Cache-Control` (RFC 9111 §5.2.1).
+    pub directives: RequestDirectives,
+    /// Its preconditions and range, answered from a stored response.
+    pub conditions: Option<ClientConditions>,
+}
+
+/// Whether the cache may answer `request` (else it is forwarded untouched,
+/// for the reason given), its key, and whether it carries credentials on a
+/// public route. Reduces `Accept-Encoding` first, as the key and the
+/// upstream see it.
+///
+/// # Errors
+///
+/// The reason to bypass the cache.
+pub(super) fn cacheable<B: http_body::Body>(
+    config: &RuntimeConfig,
+    request: &mut Request<B>,
+    target: &Normalized,
+    route: &Route,
+    captures: &Captures<'_, '_>,
+) -> Result<(CacheKey, bool), BypassReason> {
+    let identity = precheck(config, route, request.headers(), has_body(request))?;
+    normalize::accept_encoding(request.headers_mut());
+    let credentials = route.scope == Scope::Public && has_credentials(request.headers());
+    let key = for_request(route, captures, target, request.headers(), identity);
+    Ok((key, credentials))
+}
+
+/// The checks before a lookup: the cache is on, the request has no body,
+/// no precondition the origin must evaluate, and a `scope: user` route has
+/// an identity to key by (returned).
+///
+/// # Errors
+///
+/// The reason to bypass the cache.
+pub(crate) fn precheck(
+    config: &RuntimeConfig,
+    route: &Route,
+    headers: &HeaderMap,
+    has_body: bool,
+) -> Result<Option<IdentityHash>, BypassReason> {
+    if !config.cache.enabled {
+        return Err(BypassReason::Disabled);
+    }
+    if has_body {
+        return Err(BypassReason::RequestBody);
+    }
+    if [
+        header::IF_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+        header::IF_RANGE,
+    ]
+    .iter()
+    .any(|h| headers.contains_key(h))
+    {
+        return Err(BypassReason::Conditional);
+    }
+    let identity = identity(&config.identity, headers);
+    if route.scope == Scope::User && identity.is_none() {
+        return Err(BypassReason::NoIdentity);
+    }
+    Ok(identity)
+}
+
+/// Whether a request has a body (or may have one).
+fn has_body<B: http_body::Body>(request: &Request<B>) -> bool {
+    !request.body().is_end_stream() && request.body().size_hint().exact() != Some(0)
+}
+
+/// Whether a request carries credentials.
+pub(crate) fn has_credentials(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE)
+}
+
+impl Keyed {
+    /// A keyed request, ready for the lookup. The app is asked exactly what
+    /// the key covers: with a query allow-list (or `query: none`) the other
+    /// parameters are not forwarded, so an unkeyed parameter
+    /// (`utm=x;id=evil`, `ID=evil` to a case-insensitive framework) can
+    /// never shape a stored answer.
+    pub(super) fn new<B>(
+        request: Request<B>,
+        mut target: Normalized,
+        route: Arc<Route>,
+        key: CacheKey,
+        credentials: bool,
+    ) -> Self {
+        let (parts, _body) = request.into_parts();
+        if route.key.query != QueryKey::All {
+            let keyed = keyed_query(&route.key.query, target.query.as_deref());
+            target.query = (!keyed.is_empty()).then_some(keyed);
+        }
+        Self {
+            directives: RequestDirectives::parse(&parts.headers),
+            conditions: ClientConditions::from_request(&parts.headers),
+            parts,
+            target,
+            route,
+            key,
+            credentials,
+        }
+    }
+}
 
 /// A keyed hash of a user's identity.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -24,7 +146,7 @@ pub struct IdentityHash([u8; 32]);
 
 /// What went into a key, for `/admin/explain`.
 #[derive(Debug)]
-pub struct KeyParts<'a> {
+pub(crate) struct KeyParts<'a> {
     /// Normalized host, or empty.
     pub host: &'a str,
     /// Normalized path.
@@ -72,7 +194,7 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
 }
 
 /// The parts of the key of a request to `route`.
-pub fn parts<'a>(
+pub(crate) fn parts<'a>(
     route: &'a Route,
     target: &'a Normalized,
     headers: &'a HeaderMap,
@@ -147,13 +269,13 @@ pub fn for_request(
 
 /// The key of one variant of a response that varies on `names` (sorted):
 /// the primary key plus the request's normalized values of those fields.
-pub fn variant(primary: &KeyHash, names: &[HeaderName], headers: &HeaderMap) -> KeyHash {
+pub(crate) fn variant(primary: &KeyHash, names: &[HeaderName], headers: &HeaderMap) -> KeyHash {
     KeyHash(digest(|m| {
         m.extend_from_slice(b"variant");
         m.extend_from_slice(&primary.0);
         for name in names {
             field(m, name.as_str().as_bytes());
-            match crate::cache::normalized_field(headers, name) {
+            match normalized_field(headers, name) {
                 Some(v) => {
                     m.push(1);
                     field(m, &v);
@@ -225,7 +347,7 @@ fn tokens(route: &Route, captures: &Captures<'_, '_>, target: &Normalized) -> Ve
 
 /// The query parameters the key covers, sorted by name (stably, so repeated
 /// parameters keep their relative order, which apps may rely on).
-pub fn keyed_query(spec: &QueryKey, query: Option<&str>) -> String {
+pub(crate) fn keyed_query(spec: &QueryKey, query: Option<&str>) -> String {
     let Some(query) = query else {
         return String::new();
     };

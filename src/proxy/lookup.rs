@@ -1,22 +1,23 @@
-//! Finding the stored response for a request: the checks before a lookup,
-//! the lookup itself (following a `Vary` index to the request's variant),
-//! and whether what was found may answer this request at all.
+//! Phase 5, lookup: the stored response for a request, following a `Vary`
+//! index to the request's variant, with the current generations of the
+//! key's tokens; and whether what was found may answer this request at all.
 //!
 //! Freshness is not judged here (that is `policy::judge`); "usable" means
 //! the entry belongs to this request: same key, same generations (not
-//! purged since), shareable with its credentials, same `Vary` values.
+//! purged since), still within its keep time, shareable with its
+//! credentials, same `Vary` values.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::HeaderMap;
 
-use super::key::{self, IdentityHash};
-use crate::cache::{BypassReason, Cache, CacheKey, Entry, KeyHash, Record, Variants};
-use crate::config::{Route, RuntimeConfig, Scope};
+use super::key;
+use crate::cache::{Cache, CacheKey, Entry, KeyHash, Record, Variants};
 
 /// What a lookup found.
 #[derive(Debug, Default)]
-pub struct Found {
+pub(crate) struct Found {
     /// Current generations of the key's tokens (to stamp a fill with).
     pub generations: Vec<u64>,
     /// The `Vary` index at the primary key, if the response varies.
@@ -28,7 +29,7 @@ pub struct Found {
 }
 
 /// Whether a found entry belongs to this request.
-pub enum Usable {
+pub(crate) enum Usable {
     /// Yes.
     Yes(Arc<Entry>),
     /// Stored for other values of the `Vary` headers.
@@ -39,7 +40,7 @@ pub enum Usable {
 
 /// Why a found entry cannot answer a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotUsable {
+pub(crate) enum NotUsable {
     /// Nothing is stored under the key.
     Absent,
     /// The stored value belongs to another key.
@@ -62,45 +63,9 @@ impl NotUsable {
     }
 }
 
-/// The checks before a lookup: the cache is on, the request has no body,
-/// no precondition the origin must evaluate, and a `scope: user` route has
-/// an identity to key by (returned).
-///
-/// # Errors
-///
-/// The reason to bypass the cache.
-pub fn precheck(
-    config: &RuntimeConfig,
-    route: &Route,
-    headers: &HeaderMap,
-    has_body: bool,
-) -> Result<Option<IdentityHash>, BypassReason> {
-    if !config.cache.enabled {
-        return Err(BypassReason::Disabled);
-    }
-    if has_body {
-        return Err(BypassReason::RequestBody);
-    }
-    if [
-        http::header::IF_MATCH,
-        http::header::IF_UNMODIFIED_SINCE,
-        http::header::IF_RANGE,
-    ]
-    .iter()
-    .any(|h| headers.contains_key(h))
-    {
-        return Err(BypassReason::Conditional);
-    }
-    let identity = key::identity(&config.identity, headers);
-    if route.scope == Scope::User && identity.is_none() {
-        return Err(BypassReason::NoIdentity);
-    }
-    Ok(identity)
-}
-
 /// Looks `key` up, following a `Vary` index to the request's variant. A
 /// store error is `None` (a miss that does not store), already counted.
-pub async fn find(cache: &Cache, key: &CacheKey, headers: &HeaderMap) -> Option<Found> {
+pub(crate) async fn find(cache: &Cache, key: &CacheKey, headers: &HeaderMap) -> Option<Found> {
     let primary = cache.lookup(key).await.ok()?;
     let mut found = Found {
         generations: primary.generations,
@@ -130,16 +95,24 @@ pub async fn find(cache: &Cache, key: &CacheKey, headers: &HeaderMap) -> Option<
     Some(found)
 }
 
-/// Whether the found entry belongs to this request.
-pub fn usable(found: &Found, headers: &HeaderMap, credentials: bool) -> Usable {
+/// Whether the found entry belongs to this request at `now`.
+pub(crate) fn usable(
+    found: &Found,
+    headers: &HeaderMap,
+    credentials: bool,
+    now: SystemTime,
+) -> Usable {
     let (Some(entry), Some(entry_key)) = (&found.entry, found.entry_key) else {
         return Usable::No(NotUsable::Absent);
     };
     let not = if entry.key != entry_key {
         Some(NotUsable::KeyMismatch)
+    } else if now >= entry.freshness.keep_until {
+        // A store may hold it a moment past its keep time; it is over.
+        Some(NotUsable::Absent)
     } else if entry.generations != found.generations {
         Some(NotUsable::Invalidated)
-    } else if credentials && !entry.shareable_with_auth {
+    } else if credentials && !entry.freshness.shareable_with_auth {
         Some(NotUsable::Credentials)
     } else {
         None

@@ -1,3 +1,7 @@
+use std::borrow::Cow;
+
+use http::{HeaderName, HeaderValue, header};
+
 use super::*;
 
 fn cc(lines: &[&str]) -> Directives {

@@ -2,7 +2,7 @@ use http::Request;
 
 use super::*;
 use crate::config::{RuntimeConfig, load_str};
-use crate::proxy::normalize;
+use crate::rules::normalize;
 
 const CONFIG: &str = r#"
 upstream: { url: "http://127.0.0.1:1" }

@@ -168,23 +168,3 @@ fn every_matching_rule_applies() {
     );
     assert!(inv.purge(&Method::DELETE, "/api/c/9").tokens.is_empty());
 }
-
-#[test]
-fn location_headers_count_only_on_the_same_host() {
-    let base = Normalized {
-        path: "/api/items/7".into(),
-        query: None,
-        host: Some("api.test".into()),
-    };
-    let same = |r: &str| same_origin_path(r, &base);
-    assert_eq!(same("/api/items/8").as_deref(), Some("/api/items/8"));
-    assert_eq!(
-        same("http://API.test/api/items/9?x=1").as_deref(),
-        Some("/api/items/9")
-    );
-    assert_eq!(same("//api.test/a/./b").as_deref(), Some("/a/b"));
-    assert_eq!(same("other").as_deref(), Some("/api/items/other"));
-    assert_eq!(same("https://evil.test/api/items/8"), None);
-    assert_eq!(same("//evil.test/api/items/8"), None);
-    assert_eq!(same("mailto:x@y"), None);
-}

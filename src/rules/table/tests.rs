@@ -1,4 +1,7 @@
+use http::Method;
+
 use super::*;
+use crate::rules::template::split_pattern;
 
 fn t(path: &str) -> Template {
     Template::parse(path).expect("valid template")

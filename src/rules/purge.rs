@@ -1,4 +1,5 @@
-//! Mutation -> the generation tokens to bump (DESIGN.md §2, §7).
+//! Mutation -> the generation tokens to bump (docs/architecture.md,
+//! "Storage and invalidation").
 //!
 //! A purge target such as `GET /api/conversations/{id}/*` is resolved at
 //! config time against every route it can match, into one [`PurgePlan`] per
@@ -18,10 +19,9 @@ use std::sync::Arc;
 
 use http::Method;
 
-use super::normalize::{self, Normalized};
-use super::route::{Captures, PatternError, RouteTable, Segment, Template, split_pattern};
+use super::table::{Captures, RouteTable};
+use super::template::{PatternError, Segment, Template, split_pattern};
 use crate::cache::Token;
-use crate::config::RuntimeConfig;
 
 /// One segment of a purge target.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,7 +180,7 @@ fn target_segment(
     }
     if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
         return match captures {
-            None if super::route::is_capture_name(name) => Ok(TargetSeg::Wildcard),
+            None if super::template::is_capture_name(name) => Ok(TargetSeg::Wildcard),
             Some(names) if names.contains(&name) => Ok(TargetSeg::Capture(name.into())),
             Some(names) => Err(PatternError(format!(
                 "`{text}`: `{seg}` is not captured by the rule's match (it captures: {})",
@@ -356,61 +356,6 @@ impl Invalidations {
         purge.tokens.dedup();
         purge
     }
-}
-
-/// The URL tokens a successful unsafe request bumps (RFC 9111 §4.4): its
-/// own URL, and the `Location` and `Content-Location` of the response when
-/// they are on the same host. Only paths some route caches are returned.
-pub fn own_urls(
-    config: &RuntimeConfig,
-    target: &Normalized,
-    response: &http::HeaderMap,
-) -> Vec<Token> {
-    let mut paths = vec![target.path.clone()];
-    for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
-        for value in response.get_all(&name) {
-            if let Some(path) = same_origin_path(value.to_str().unwrap_or(""), target) {
-                paths.push(path);
-            }
-        }
-    }
-    paths
-        .into_iter()
-        .filter(|p| config.routes.find(p).is_some())
-        .map(|p| Token::url(&p))
-        .collect()
-}
-
-/// The normalized path of a `Location`-style reference when it points at
-/// the request's own host; `None` for another host or an unusable value.
-fn same_origin_path(reference: &str, base: &Normalized) -> Option<String> {
-    let reference = reference.trim();
-    let path = if let Some(rest) = reference.strip_prefix("//") {
-        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-        same_host(authority, base)?;
-        format!("/{path}")
-    } else if let Some((scheme, rest)) = reference.split_once("://") {
-        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-            return None;
-        }
-        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-        same_host(authority, base)?;
-        format!("/{path}")
-    } else if reference.starts_with('/') {
-        reference.to_string()
-    } else if reference.is_empty() || reference.contains(':') {
-        return None;
-    } else {
-        let dir = base.path.rsplit_once('/').map_or("", |(d, _)| d);
-        format!("{dir}/{reference}")
-    };
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    normalize::normalize_path(path).ok()
-}
-
-fn same_host(authority: &str, base: &Normalized) -> Option<()> {
-    let host = base.host.as_deref()?;
-    authority.eq_ignore_ascii_case(host).then_some(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Request coalescing (single flight): concurrent misses for one key make one
-//! upstream request (DESIGN.md §8 "Stampede").
+//! upstream request (docs/architecture.md, "Failure behaviour").
 //!
 //! The first request for a key becomes the leader of a [`Flight`]; later ones
 //! [`Follower::wait`] for its outcome, at most `coalesce.wait_timeout`, then
@@ -15,28 +15,26 @@
 //!
 //! Every outcome is a loggable enum. Local to one process; across instances
 //! (`coalesce.across_instances`) the leader also takes a Redis fill lock,
-//! see `proxy::fetch`.
+//! see `proxy/fill/across.rs`.
 
 use std::collections::HashMap;
-
-use super::memory::Hasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
 use tokio::sync::watch;
 
-use super::{Entry, KeyHash};
+use crate::cache::{Entry, Hasher, KeyHash};
 
 /// How long a key stays marked uncacheable after a fill found it so.
-pub const HIT_FOR_MISS_TTL: Duration = Duration::from_secs(30);
+pub(crate) const HIT_FOR_MISS_TTL: Duration = Duration::from_secs(30);
 
 /// Most keys remembered as uncacheable; older marks are evicted first.
 const HIT_FOR_MISS_CAPACITY: u64 = 100_000;
 
 /// The registry of flights in progress. Cheap to clone.
 #[derive(Clone)]
-pub struct Coalescer {
+pub(crate) struct Coalescer {
     inner: Arc<Inner>,
 }
 
@@ -47,7 +45,7 @@ struct Inner {
 
 /// What a flight's followers get.
 #[derive(Clone, Debug)]
-pub enum Shared {
+pub(crate) enum Shared {
     /// A response they may use, if its `Vary` matches their request.
     Entry(Arc<Entry>),
     /// Not shareable: each follower goes upstream itself.
@@ -58,7 +56,7 @@ pub enum Shared {
 }
 
 /// The outcome of joining.
-pub enum Join {
+pub(crate) enum Join {
     /// No flight was in progress: this request leads one.
     Leader(Flight),
     /// A flight is in progress: wait for it.
@@ -66,7 +64,7 @@ pub enum Join {
 }
 
 /// A flight in progress; complete it with the outcome.
-pub struct Flight {
+pub(crate) struct Flight {
     key: KeyHash,
     tx: watch::Sender<Option<Shared>>,
     coalescer: Coalescer,
@@ -75,13 +73,13 @@ pub struct Flight {
 }
 
 /// A request waiting for a flight.
-pub struct Follower {
+pub(crate) struct Follower {
     rx: watch::Receiver<Option<Shared>>,
 }
 
 /// How a wait ended.
 #[derive(Debug)]
-pub enum Waited {
+pub(crate) enum Waited {
     /// The flight finished with this outcome.
     Done(Shared),
     /// `wait_timeout` passed first.
@@ -122,6 +120,7 @@ impl Coalescer {
     }
 
     /// Whether a flight for `key` is in progress.
+    #[cfg(test)]
     pub fn in_flight(&self, key: &KeyHash) -> bool {
         self.lock().contains_key(key)
     }
@@ -189,19 +188,6 @@ impl Follower {
             Err(_) => Waited::TimedOut,
             Ok(Err(_)) => Waited::Abandoned,
             Ok(Ok(value)) => value.clone().map_or(Waited::Abandoned, Waited::Done),
-        }
-    }
-}
-
-impl Waited {
-    /// The log field / detail of the outcome.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Waited::Done(Shared::Entry(_)) => "shared",
-            Waited::Done(Shared::Uncacheable) => "uncacheable",
-            Waited::Done(Shared::Failed(_)) => "failed",
-            Waited::TimedOut => "timed-out",
-            Waited::Abandoned => "abandoned",
         }
     }
 }

@@ -1,0 +1,128 @@
+//! The vocabulary of keys: the digest an entry is stored under
+//! ([`KeyHash`]), the tokens whose generations it depends on ([`Token`]),
+//! and the two together ([`CacheKey`]). Building a request's key is the
+//! proxy's (`proxy/key.rs`); this module only names the parts.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A 256-bit digest of everything that selects a response: route fingerprint,
+/// host, path, keyed query, keyed headers and the identity hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+/// A name whose generation counter some entries depend on, e.g.
+/// `r:conversation`, `b:conversation|id=42` or `u:/api/conversations/42`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(Box<str>);
+
+/// How one request is cached.
+///
+/// A wrong key is cache poisoning: two requests that may get different
+/// responses must never share a key. `proxy/key.rs` is the only place that
+/// builds one.
+#[derive(Clone, Debug)]
+pub struct CacheKey {
+    /// The route name: the metric label and the Redis key namespace.
+    pub route: Arc<str>,
+    /// The digest that selects the entry.
+    pub hash: KeyHash,
+    /// Tokens whose generations the entry depends on; never empty (the first
+    /// is always the route token).
+    pub tokens: Vec<Token>,
+}
+
+// === impl Token ===
+
+impl Token {
+    /// The token every entry of `route` depends on.
+    pub fn route(route: &str) -> Self {
+        Token(format!("r:{route}").into())
+    }
+
+    /// The token of the entries of `route` whose captures have these values.
+    pub fn binding<'a>(route: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut s = format!("b:{route}|");
+        for (i, (name, value)) in pairs.into_iter().enumerate() {
+            if i > 0 {
+                s.push('&');
+            }
+            s.push_str(name);
+            s.push('=');
+            push_escaped(&mut s, value);
+        }
+        Token(s.into())
+    }
+
+    /// The token of every entry stored for this normalized path, across
+    /// query strings, users and variants.
+    pub fn url(path: &str) -> Self {
+        let mut s = String::with_capacity(path.len() + 2);
+        s.push_str("u:");
+        push_escaped(&mut s, path);
+        Token(s.into())
+    }
+
+    /// The token's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Escapes the separators a token uses, so that two different bindings never
+/// spell the same token. (Escaping may merge `&` with `%26`: that only ever
+/// invalidates more, never less.)
+fn push_escaped(out: &mut String, value: &str) {
+    if !value.contains(['&', '=', '|']) {
+        out.push_str(value);
+        return;
+    }
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("%26"),
+            '=' => out.push_str("%3D"),
+            '|' => out.push_str("%7C"),
+            c => out.push(c),
+        }
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// === impl KeyHash ===
+
+impl KeyHash {
+    /// Lower-case hex, for Redis keys and `/admin/explain`.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyHash({})", &self.to_hex()[..16])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_escape_their_separators() {
+        assert_eq!(Token::route("docs").as_str(), "r:docs");
+        assert_eq!(
+            Token::binding("c", [("id", "4&x=2"), ("m", "a|b")]).as_str(),
+            "b:c|id=4%26x%3D2&m=a%7Cb"
+        );
+        assert_ne!(
+            Token::binding("c", [("id", "1&m=2")]),
+            Token::binding("c", [("id", "1"), ("m", "2")])
+        );
+        assert_eq!(Token::url("/a/b").as_str(), "u:/a/b");
+    }
+}

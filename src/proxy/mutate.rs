@@ -1,0 +1,184 @@
+//! Unsafe methods (POST, PUT, PATCH, DELETE, ...): forwarded, and once the
+//! upstream answers 2xx or 3xx, the generations of every purge target of
+//! the matching `invalidate` rules are bumped, with those of the request's
+//! own URL and of a same-origin `Location`/`Content-Location` (RFC 9111
+//! §4.4), all before the client sees the answer, so it reads its own
+//! writes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Request;
+
+use super::body::Body;
+use super::forward::guarded_body;
+use super::guard;
+use super::respond::{Answer, Outcome};
+use super::upstream::{BoxError, Peer, UpstreamRequest};
+use super::{Core, ProxyError};
+use crate::cache::{StoreError, Token};
+use crate::config::RuntimeConfig;
+use crate::outcome::{BypassReason, CacheOutcome};
+use crate::rules::normalize::{self, Normalized};
+use crate::rules::{Route, RouteTable};
+
+/// Forwards a mutation, then invalidates what it changed.
+pub(super) async fn forward<B>(
+    core: &Core,
+    config: &RuntimeConfig,
+    request: Request<B>,
+    target: &Normalized,
+    client: &Peer,
+) -> Answer
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let purge = config.invalidations.purge(request.method(), &target.path);
+    let route = config.routes.find(&target.path).map(|m| m.value.clone());
+    let cache = CacheOutcome::bypass(BypassReason::Method);
+    if (route.is_some() || !purge.rules.is_empty())
+        && let Err(refusal) = guard::path(target)
+    {
+        let name = route.as_ref().map_or("none", |r| &*r.name);
+        let response = ProxyError::Refused(refusal).into_response(name);
+        let cache = CacheOutcome::bypass(BypassReason::Invalid);
+        return Answer::new(response, Outcome::new(route, cache));
+    }
+    let series = core.series(route.as_deref());
+    let (parts, body) = request.into_parts();
+    let request = UpstreamRequest {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        target,
+        client,
+    };
+    let body = guarded_body(body, &config.limits);
+    let (result, took) = core.forwarder.forward(config, request, body, series).await;
+    let mut outcome = Outcome::new(route.clone(), cache);
+    outcome.upstream = Some(took);
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => return Answer::new(ProxyError::from(e).into_response(series.name()), outcome),
+    };
+    let status = response.status();
+    if status.is_success() || status.is_redirection() {
+        let mut tokens = purge.tokens;
+        let mut rules = purge.rules;
+        let own = own_urls(&config.routes, target, response.headers());
+        if !own.is_empty() {
+            tokens.extend(own);
+            rules.push(Arc::from("self"));
+        }
+        // A failure is logged and counted by the store wrapper; the
+        // mutation itself succeeded, so the client still gets its answer.
+        let _ = invalidate(core, tokens, &rules).await;
+    }
+    Answer::new(response.map(Body::Stream), outcome)
+}
+
+/// Bumps `tokens` and counts the rules that asked for it.
+///
+/// # Errors
+///
+/// When the store failed (already logged and counted).
+pub(super) async fn invalidate(
+    core: &Core,
+    mut tokens: Vec<Token>,
+    rules: &[Arc<str>],
+) -> Result<(), StoreError> {
+    tokens.sort();
+    tokens.dedup();
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    core.cache.bump(&tokens).await?;
+    for rule in rules {
+        core.metrics
+            .invalidations_total
+            .with_label_values(&[rule])
+            .inc();
+    }
+    Ok(())
+}
+
+/// The URL tokens a successful unsafe request bumps (RFC 9111 §4.4): its
+/// own URL, and the `Location` and `Content-Location` of the response when
+/// they are on the same host. Only paths some route caches are returned.
+fn own_urls(
+    routes: &RouteTable<Arc<Route>>,
+    target: &Normalized,
+    response: &http::HeaderMap,
+) -> Vec<Token> {
+    let mut paths = vec![target.path.clone()];
+    for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+        for value in response.get_all(&name) {
+            if let Some(path) = same_origin_path(value.to_str().unwrap_or(""), target) {
+                paths.push(path);
+            }
+        }
+    }
+    paths
+        .into_iter()
+        .filter(|p| routes.find(p).is_some())
+        .map(|p| Token::url(&p))
+        .collect()
+}
+
+/// The normalized path of a `Location`-style reference when it points at
+/// the request's own host; `None` for another host or an unusable value.
+fn same_origin_path(reference: &str, base: &Normalized) -> Option<String> {
+    let reference = reference.trim();
+    let path = if let Some(rest) = reference.strip_prefix("//") {
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        same_host(authority, base)?;
+        format!("/{path}")
+    } else if let Some((scheme, rest)) = reference.split_once("://") {
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return None;
+        }
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        same_host(authority, base)?;
+        format!("/{path}")
+    } else if reference.starts_with('/') {
+        reference.to_string()
+    } else if reference.is_empty() || reference.contains(':') {
+        return None;
+    } else {
+        let dir = base.path.rsplit_once('/').map_or("", |(d, _)| d);
+        format!("{dir}/{reference}")
+    };
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    normalize::normalize_path(path).ok()
+}
+
+fn same_host(authority: &str, base: &Normalized) -> Option<()> {
+    let host = base.host.as_deref()?;
+    authority.eq_ignore_ascii_case(host).then_some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_headers_count_only_on_the_same_host() {
+        let base = Normalized {
+            path: "/api/items/7".into(),
+            query: None,
+            host: Some("api.test".into()),
+        };
+        let same = |r: &str| same_origin_path(r, &base);
+        assert_eq!(same("/api/items/8").as_deref(), Some("/api/items/8"));
+        assert_eq!(
+            same("http://API.test/api/items/9?x=1").as_deref(),
+            Some("/api/items/9")
+        );
+        assert_eq!(same("//api.test/a/./b").as_deref(), Some("/a/b"));
+        assert_eq!(same("other").as_deref(), Some("/api/items/other"));
+        assert_eq!(same("https://evil.test/api/items/8"), None);
+        assert_eq!(same("//evil.test/api/items/8"), None);
+        assert_eq!(same("mailto:x@y"), None);
+    }
+}

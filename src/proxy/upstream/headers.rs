@@ -1,0 +1,247 @@
+//! The hygiene of what crosses the proxy (docs/security.md): hop-by-hop
+//! headers removed both ways (RFC 9110 §7.6.1), client headers the key does
+//! not cover dropped at the door, and `X-Forwarded-*` and `Via` set on the
+//! way up. Each runs for every forwarded request, so each makes one pass
+//! over the (few) names present. Pure: no I/O.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::Peer;
+use crate::proxy::policy::listed_names;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), plus the proxy-auth pair meant for
+/// us and the obsolete `Proxy-Connection`; `Connection` first.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// [`HOP_BY_HOP`] as names, made at compile time (removing by a string
+/// parses it again: 150 instructions per request).
+static HOP_BY_HOP_NAMES: [HeaderName; HOP_BY_HOP.len()] = [
+    HeaderName::from_static(HOP_BY_HOP[0]),
+    HeaderName::from_static(HOP_BY_HOP[1]),
+    HeaderName::from_static(HOP_BY_HOP[2]),
+    HeaderName::from_static(HOP_BY_HOP[3]),
+    HeaderName::from_static(HOP_BY_HOP[4]),
+    HeaderName::from_static(HOP_BY_HOP[5]),
+    HeaderName::from_static(HOP_BY_HOP[6]),
+    HeaderName::from_static(HOP_BY_HOP[7]),
+    HeaderName::from_static(HOP_BY_HOP[8]),
+];
+
+/// `name`'s place in [`HOP_BY_HOP`] as a bit (`Connection` is bit 0), or 0
+/// for an end-to-end header. Compared as strings: comparing `HeaderName`s
+/// cost 70 instructions per header.
+fn hop_by_hop_bit(name: &HeaderName) -> u16 {
+    let name = name.as_str();
+    HOP_BY_HOP
+        .iter()
+        .position(|h| *h == name)
+        .map_or(0, |i| 1 << i)
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 cachecar");
+
+/// Client headers that an app (or a framework in it) may act on but the
+/// cache key does not cover: they could make the app answer for another
+/// URL, method or client than the one cachecar keyed. Never forwarded.
+const REWRITING: [&str; 9] = [
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+];
+
+/// Who-is-the-client headers: overwritten from the connection unless
+/// `security.trust_forwarded` says a trusted proxy set them.
+const CLIENT_CLAIMS: [&str; 14] = [
+    "forwarded",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-url-scheme",
+    "front-end-https",
+    "x-host",
+    "x-original-host",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+];
+
+/// Removes the client headers cachecar does not pass on: `REWRITING`
+/// always; `CLIENT_CLAIMS` and `X-Forwarded-Proto`/`-Host` unless
+/// `trust_forwarded` (then the key covers the latter two, see `key`).
+/// Done before routing and keying, so nothing downstream sees them.
+pub(crate) fn drop_untrusted(headers: &mut HeaderMap, trust_forwarded: bool) {
+    // One pass over the (few) names present instead of a lookup per listed
+    // name: this runs for every request.
+    let untrusted = |name: &HeaderName| {
+        let name = name.as_str();
+        REWRITING.contains(&name)
+            || (!trust_forwarded
+                && (CLIENT_CLAIMS.contains(&name)
+                    || name == X_FORWARDED_PROTO.as_str()
+                    || name == X_FORWARDED_HOST.as_str()))
+    };
+    if !headers.keys().any(untrusted) {
+        return;
+    }
+    let drop: Vec<HeaderName> = headers.keys().filter(|n| untrusted(n)).cloned().collect();
+    for name in drop {
+        headers.remove(name);
+    }
+}
+
+/// `host` is the request's normalized `Host`, as a header value.
+pub(super) fn forwarded_headers(
+    headers: &mut HeaderMap,
+    host: Option<&HeaderValue>,
+    client: &Peer,
+    trust: bool,
+) {
+    // Untrusted, the client's `X-Forwarded-Proto`/`-Host` are gone
+    // (`drop_untrusted`) and its `X-Forwarded-For` is replaced, so nothing
+    // is looked up first: a lookup hashes the name byte by byte, 100
+    // instructions.
+    let prior = trust
+        .then(|| headers.get(&X_FORWARDED_FOR))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .filter(|prior| !prior.trim().is_empty());
+    let xff = match prior {
+        Some(prior) => {
+            let ip = client.ip.to_str().unwrap_or_default();
+            HeaderValue::from_str(&format!("{prior}, {ip}")).ok()
+        }
+        None => Some(client.ip.clone()),
+    };
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !trust || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !trust || !headers.contains_key(&X_FORWARDED_HOST) {
+        match host {
+            Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+    headers.append(header::VIA, VIA_VALUE.clone());
+}
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+///
+/// One pass over the names present (a handful) notes which hop-by-hop ones
+/// are there; only those are then removed. This runs twice for every
+/// forwarded request, and nearly every response has one: the usual case, a
+/// `Connection: keep-alive` or `close` that names no other field, is
+/// handled without splitting the value or allocating.
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let present = headers
+        .keys()
+        .fold(0, |bits, name| bits | hop_by_hop_bit(name));
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 && connection_names_fields(headers) {
+        let listed: Vec<String> = listed_names(headers, header::CONNECTION).collect();
+        let drop: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| hop_by_hop_bit(name) != 0 || listed.iter().any(|t| t == name.as_str()))
+            .cloned()
+            .collect();
+        for name in drop {
+            headers.remove(name);
+        }
+        return;
+    }
+    for (bit, name) in HOP_BY_HOP_NAMES.iter().enumerate() {
+        if present & (1 << bit) != 0 {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Whether `Connection` lists a field name, not only the two options that
+/// name none (`close`) or one removed anyway (`keep-alive`).
+fn connection_names_fields(headers: &HeaderMap) -> bool {
+    let option = |t: &[u8]| {
+        t.is_empty() || t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive")
+    };
+    headers.get_all(header::CONNECTION).iter().any(|value| {
+        let value = value.as_bytes();
+        !option(value) && value.split(|&b| b == b',').any(|t| !option(t.trim_ascii()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_hop_by_hop_header_is_stripped_alone_and_with_the_others() {
+        for name in HOP_BY_HOP {
+            let mut h = HeaderMap::new();
+            h.append(name, HeaderValue::from_static("close"));
+            h.append("x-keep", HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut h);
+            let left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+            assert_eq!(left, ["x-keep"], "{name} was not stripped");
+        }
+        let mut h = HeaderMap::new();
+        for name in HOP_BY_HOP {
+            h.append(name, HeaderValue::from_static("close"));
+        }
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "left: {:?}", h.keys().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn connection_options_alone_are_stripped_with_the_rest_kept() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "Keep-Alive"),
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("proxy-connection", "keep-alive"),
+            ("content-type", "text/plain"),
+            ("x-keep", "1"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-keep"]);
+        // Named fields go too, matched without regard to case.
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("close, X-Trace"));
+        h.append("x-trace", HeaderValue::from_static("1"));
+        h.append("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-keep"]);
+    }
+}
