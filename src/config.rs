@@ -2,7 +2,7 @@
 //! validated [`RuntimeConfig`] the proxy runs on.
 //!
 //! Loading is: read -> `${VAR}` substitution (`env.rs`) -> YAML into a located
-//! tree (`yaml.rs`) -> [`RawConfig`](file::RawConfig), what the file says
+//! tree (`yaml.rs`) -> `RawConfig`, what the file says
 //! (`file.rs`) -> `RuntimeConfig`, what the proxy uses (`validate.rs`). Every
 //! step collects all of its problems before giving up, so an operator sees
 //! every mistake in one pass, each with line and column.
@@ -21,11 +21,11 @@ pub use crate::cache::redis::{RedisNodes, RedisSettings};
 use crate::rules::purge::Invalidations;
 use crate::rules::{Route, RouteTable};
 
-pub mod env;
-pub mod file;
+mod env;
+mod file;
 pub mod report;
-pub mod validate;
-pub mod yaml;
+mod validate;
+mod yaml;
 
 pub use yaml::{Loc, Problem};
 

@@ -252,18 +252,19 @@ impl Proxy {
         let found = lookup::find(&core.cache, &keyed.key, &keyed.parts.headers).await;
         let store_took = looked.elapsed();
         // 6. serve
+        let asks = serve::Asks::of(&keyed.parts.headers);
         let now = core.clock.now();
-        let mut answer = match serve::decide(found.as_ref(), &keyed, now) {
+        let mut answer = match serve::decide(found.as_ref(), &keyed, &asks, now) {
             Serve::Answered(answer) => answer,
             Serve::Refresh(answer, stale) => {
                 let why = fill::Why::stale(stale);
-                Fill::new(core, config, keyed, found, client, why).refresh();
+                Fill::new(core, config, keyed, found, asks, client, why).refresh();
                 answer
             }
             // 7. fill. Boxed: the fill's future is most of this one's size,
             // and a hit, which never fills, would otherwise carry and copy it.
             Serve::Fill(why) => {
-                let fill = Fill::new(core, config, keyed, found, client, why);
+                let fill = Fill::new(core, config, keyed, found, asks, client, why);
                 Box::pin(fill.run()).await
             }
         };

@@ -6,7 +6,6 @@ figure is the median over interleaved rounds; ratios are against nginx in
 the same run.
 """
 
-import json
 import os
 import re
 import shutil
@@ -47,8 +46,8 @@ LABELS = {
     "hyper-proxy": "hyper alone, bare proxy",
 }
 
-BODY = json.dumps({"id": 1, "items": [{"n": i, "text": "x" * 20} for i in range(60)]})[:2048]
-BODY = BODY + " " * (2048 - len(BODY))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import BODY, cachecar_yaml  # noqa: E402
 
 # tmpfs when there is one: nginx's cache then costs no disk I/O either.
 tmp = tempfile.mkdtemp(prefix="cachecar-load-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
@@ -132,20 +131,8 @@ def grow(port, tag):
 
 def cachecar_config(store, max_bytes="512MiB"):
     path = os.path.join(tmp, f"cachecar-{store}.yaml")
-    redis = f"\n  redis: {{ url: \"redis://127.0.0.1:{REDIS}/0\" }}" if store != "memory" else ""
-    open(path, "w").write(f"""listen: 127.0.0.1:{CACHECAR}
-upstream: {{ url: "http://127.0.0.1:{ORIGIN}", timeout: 10s }}
-admin: {{ listen: 127.0.0.1:{ADMIN} }}
-shutdown: {{ drain_delay: 0s, grace_period: 2s }}
-log: {{ access_sample: 0.0, slow_request: 0s }}
-reload: {{ watch: false, poll_interval: 0s }}
-cache:
-  store: {store}
-  memory: {{ max_bytes: {max_bytes} }}{redis}
-routes:
-  - {{ name: hit, match: "GET /hit/{{*p}}", ttl: 1h }}
-  - {{ name: miss, match: "GET /miss/{{*p}}", ttl: 1h }}
-""")
+    redis = REDIS if store != "memory" else None
+    open(path, "w").write(cachecar_yaml(CACHECAR, ADMIN, ORIGIN, store, max_bytes, redis))
     return path
 
 

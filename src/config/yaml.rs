@@ -1,5 +1,5 @@
 //! A YAML document as a tree of located nodes, and the small reader API that
-//! `file.rs` uses to turn it into a [`RawConfig`](super::file::RawConfig).
+//! `file.rs` uses to turn it into a `RawConfig`.
 //!
 //! serde stops at the first problem; operators want every problem of a file
 //! at once, each with its line and column. So serde-saphyr parses the text
@@ -90,11 +90,6 @@ impl Problems {
             path: path.to_string(),
             message: message.into(),
         });
-    }
-
-    /// Adds problems found elsewhere.
-    pub fn extend(&mut self, other: impl IntoIterator<Item = Problem>) {
-        self.0.extend(other);
     }
 
     /// True when nothing was wrong.

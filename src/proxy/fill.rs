@@ -26,6 +26,7 @@ use super::key::Keyed;
 use super::lookup::Found;
 use super::policy::RequestDirectives;
 use super::respond::{self, Answer, Outcome};
+use super::serve::Asks;
 use super::upstream::Peer;
 use super::{Core, ProxyError};
 use crate::cache::{CacheKey, Entry, Variants};
@@ -132,6 +133,7 @@ impl Fill {
         config: &Arc<RuntimeConfig>,
         keyed: Keyed,
         found: Option<Found>,
+        asks: Asks,
         client: &Peer,
         why: Why,
     ) -> Box<Self> {
@@ -141,9 +143,11 @@ impl Fill {
             route,
             key,
             credentials,
+        } = keyed;
+        let Asks {
             directives,
             conditions,
-        } = keyed;
+        } = asks;
         let mut headers = parts.headers;
         conditional::strip_client_conditions(&mut headers);
         let (generations, index) = match found {

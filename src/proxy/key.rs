@@ -17,8 +17,6 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 
-use super::conditional::ClientConditions;
-use super::policy::RequestDirectives;
 use crate::cache::{CacheKey, KeyHash, Token, normalized_field};
 use crate::config::{IdentityConfig, IdentitySource, RuntimeConfig};
 use crate::outcome::BypassReason;
@@ -36,10 +34,6 @@ pub(crate) struct Keyed {
     pub key: CacheKey,
     /// A public route's request carries credentials.
     pub credentials: bool,
-    /// The request's `Cache-Control` (RFC 9111 §5.2.1).
-    pub directives: RequestDirectives,
-    /// Its preconditions and range, answered from a stored response.
-    pub conditions: Option<ClientConditions>,
 }
 
 /// Whether the cache may answer `request` (else it is forwarded untouched,
@@ -129,8 +123,6 @@ impl Keyed {
             target.query = (!keyed.is_empty()).then_some(keyed);
         }
         Self {
-            directives: RequestDirectives::parse(&parts.headers),
-            conditions: ClientConditions::from_request(&parts.headers),
             parts,
             target,
             route,

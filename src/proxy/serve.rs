@@ -8,13 +8,35 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::ProxyError;
+use http::HeaderMap;
+
+use super::conditional::ClientConditions;
 use super::fill::Why;
 use super::key::Keyed;
 use super::lookup::{self, Found, Usable};
-use super::policy::{self, Verdict};
+use super::policy::{self, RequestDirectives, Verdict};
 use super::respond::{self, Answer, Outcome};
 use crate::cache::Entry;
 use crate::outcome::{CacheOutcome, Fwd, StaleReason};
+
+/// What a request asks of a stored response beyond the response itself
+/// (RFC 9111 §5.2.1, RFC 9110 §13, §14).
+pub(super) struct Asks {
+    /// Its `Cache-Control`.
+    pub directives: RequestDirectives,
+    /// Its preconditions and range.
+    pub conditions: Option<ClientConditions>,
+}
+
+impl Asks {
+    /// What a request with `headers` asks.
+    pub(super) fn of(headers: &HeaderMap) -> Self {
+        Self {
+            directives: RequestDirectives::parse(headers),
+            conditions: ClientConditions::from_request(headers),
+        }
+    }
+}
 
 /// What the stored response does for a request.
 pub(super) enum Serve {
@@ -26,14 +48,15 @@ pub(super) enum Serve {
     Fill(Why),
 }
 
-/// What the stored response in `found` (if any) does for `keyed` at `now`.
-pub(super) fn decide(found: Option<&Found>, keyed: &Keyed, now: SystemTime) -> Serve {
+/// What the stored response in `found` (if any) does for `keyed`, which
+/// `asks` this of it, at `now`.
+pub(super) fn decide(found: Option<&Found>, keyed: &Keyed, asks: &Asks, now: SystemTime) -> Serve {
     let (usable, fwd) = usable(found, keyed, now);
     let Some(entry) = usable else {
-        return not_served(keyed, Why { stale: None, fwd });
+        return not_served(keyed, asks, Why { stale: None, fwd });
     };
     let ttl = entry.ttl_secs(now);
-    let verdict = policy::judge(&entry, &keyed.directives, now);
+    let verdict = policy::judge(&entry, &asks.directives, now);
     let cache = match verdict {
         Verdict::Fresh => CacheOutcome::hit(ttl),
         Verdict::StaleAccepted => CacheOutcome::stale(ttl, StaleReason::Accepted),
@@ -46,6 +69,7 @@ pub(super) fn decide(found: Option<&Found>, keyed: &Keyed, now: SystemTime) -> S
             };
             return not_served(
                 keyed,
+                asks,
                 Why {
                     stale: Some(entry),
                     fwd,
@@ -54,7 +78,7 @@ pub(super) fn decide(found: Option<&Found>, keyed: &Keyed, now: SystemTime) -> S
         }
     };
     let method = &keyed.parts.method;
-    let response = respond::entry_response(&entry, method, keyed.conditions.as_ref(), now);
+    let response = respond::entry_response(&entry, method, asks.conditions.as_ref(), now);
     let answer = Answer::new(response, Outcome::new(Some(keyed.route.clone()), cache));
     if verdict == Verdict::StaleWhileRevalidate {
         Serve::Refresh(answer, entry)
@@ -80,8 +104,8 @@ fn usable(found: Option<&Found>, keyed: &Keyed, now: SystemTime) -> (Option<Arc<
 
 /// Not answered from the store: a fill, unless the client asked for
 /// `only-if-cached`.
-fn not_served(keyed: &Keyed, why: Why) -> Serve {
-    if !keyed.directives.only_if_cached {
+fn not_served(keyed: &Keyed, asks: &Asks, why: Why) -> Serve {
+    if !asks.directives.only_if_cached {
         return Serve::Fill(why);
     }
     let route = &keyed.route;

@@ -1,4 +1,5 @@
 use super::super::{ConfigError, load_str};
+use super::{DEFAULT_POLL_INTERVAL, DEFAULT_SLOW_REQUEST};
 
 const MINIMAL: &str = "upstream: { url: \"http://127.0.0.1:8000\" }\n";
 
@@ -472,12 +473,9 @@ fn binding_sets_follow_the_purge_targets() {
 fn log_and_reload_settings_have_defaults_and_bounds() {
     let config = load_str(MINIMAL, &|_| None).unwrap();
     assert_eq!(config.log.access_sample, 1.0);
-    assert_eq!(config.log.slow_request, Some(super::DEFAULT_SLOW_REQUEST));
+    assert_eq!(config.log.slow_request, Some(DEFAULT_SLOW_REQUEST));
     assert!(config.reload.watch);
-    assert_eq!(
-        config.reload.poll_interval,
-        Some(super::DEFAULT_POLL_INTERVAL)
-    );
+    assert_eq!(config.reload.poll_interval, Some(DEFAULT_POLL_INTERVAL));
     let text = format!(
         "{MINIMAL}log: {{ access_sample: 0.25, slow_request: 0s }}\nreload: {{ watch: false, poll_interval: 0s }}\n"
     );

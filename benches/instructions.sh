@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Instructions per request on the hit, miss and pass-through paths, counted
+# by callgrind: the repeatable measure to compare two builds with.
+#   benches/instructions.sh
+#   CACHECAR_BIN=/path/to/other/cachecar PATHS="hit miss" benches/instructions.sh
+# Installs valgrind, wrk and nginx (the origin) with apt-get if missing;
+# builds the release binary unless CACHECAR_BIN names one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+command -v valgrind >/dev/null || missing+=(valgrind)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+[ -n "${CACHECAR_BIN:-}" ] || cargo build --release --locked --quiet --bin cachecar
+exec python3 benches/load/instructions.py

@@ -1,0 +1,289 @@
+//! `cache:`, with `cache.redis` and `cache.l1`.
+
+use std::time::Duration;
+
+use super::nonzero;
+use crate::config::file::{Located, RawCache, RawRedis};
+use crate::config::yaml::{Loc, Problems};
+use crate::config::{CacheConfig, CoalesceConfig, L1Config, RedisNodes, RedisSettings, StoreKind};
+
+/// Memory store bound.
+const DEFAULT_MEMORY_MAX_BYTES: u64 = 256 << 20;
+/// Larger responses stream through unstored, so one huge body cannot evict
+/// the working set or pin that much memory per fill.
+const DEFAULT_MAX_BODY_BYTES: u64 = 8 << 20;
+/// Most variants stored per URL unless configured: enough for encodings and
+/// languages, too few for a `Vary: User-Agent` to flood the store.
+const DEFAULT_MAX_VARIANTS: usize = 16;
+/// How long a coalesced request waits for the leader before going upstream.
+const DEFAULT_COALESCE_WAIT: Duration = Duration::from_secs(5);
+/// Connections to Redis. Each is multiplexed, and fewer connections batch
+/// more commands per write: with wrk here, 1-2 lanes gave ~37k hits/s and 8
+/// gave ~29k (docs/redis.md). Two, so one slow socket is not everything.
+const DEFAULT_REDIS_POOL_SIZE: usize = 2;
+/// Redis is on the same network; longer than this and the upstream is the
+/// faster way to answer.
+const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+/// Prefix of every Redis key.
+const DEFAULT_KEY_PREFIX: &str = "cachecar:";
+/// L1 bound of the tiered store.
+const DEFAULT_L1_MAX_BYTES: u64 = 64 << 20;
+/// Longest L1 trusts what it learned without asking Redis.
+const DEFAULT_L1_TTL: Duration = Duration::from_secs(5);
+
+/// `cache:`. Settings a store does not use are warned about in `warnings`.
+pub(super) fn cache(
+    c: &RawCache,
+    p: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> Option<CacheConfig> {
+    let store = c.store.as_ref().map_or(StoreKind::Memory, |s| s.value);
+    let memory_max_bytes = nonzero(
+        c.memory.max_bytes.as_ref(),
+        DEFAULT_MEMORY_MAX_BYTES,
+        "cache.memory.max_bytes",
+        p,
+    );
+    let max_body_bytes = nonzero(
+        c.max_body_bytes.as_ref(),
+        DEFAULT_MAX_BODY_BYTES,
+        "cache.max_body_bytes",
+        p,
+    );
+    if max_body_bytes > memory_max_bytes
+        && let Some(l) = &c.max_body_bytes
+    {
+        p.at_loc(
+            Some(l.loc),
+            "cache.max_body_bytes",
+            "is larger than cache.memory.max_bytes, so such a response could never be kept",
+        );
+    }
+    let max_variants = match &c.max_variants {
+        Some(l) if l.value == 0 => {
+            p.at_loc(Some(l.loc), "cache.max_variants", "must be at least 1");
+            DEFAULT_MAX_VARIANTS
+        }
+        Some(l) => l.value as usize,
+        None => DEFAULT_MAX_VARIANTS,
+    };
+    Some(CacheConfig {
+        enabled: c.enabled.unwrap_or(true),
+        store,
+        memory_max_bytes,
+        max_body_bytes,
+        max_variants,
+        coalesce: coalesce(c, store, p),
+        redis: redis(c, store, p, warnings),
+        l1: l1(c, store, p, warnings),
+    })
+}
+
+/// `cache.coalesce`; across instances only with a shared store.
+fn coalesce(c: &RawCache, store: StoreKind, p: &mut Problems) -> CoalesceConfig {
+    let section = c.coalesce.as_ref().map(|l| &l.value);
+    let loc = c.coalesce.as_ref().map(|l| l.loc);
+    let wait_timeout = section
+        .and_then(|c| c.wait_timeout)
+        .unwrap_or(DEFAULT_COALESCE_WAIT);
+    if wait_timeout.is_zero() {
+        p.at_loc(
+            loc,
+            "cache.coalesce.wait_timeout",
+            "must be greater than zero (set `enabled: false` to turn coalescing off)",
+        );
+    }
+    let across_instances = section.and_then(|c| c.across_instances).unwrap_or(false);
+    if across_instances && store == StoreKind::Memory {
+        p.at_loc(
+            loc,
+            "cache.coalesce.across_instances",
+            "needs a shared store: set cache.store to `redis` or `tiered`",
+        );
+    }
+    CoalesceConfig {
+        enabled: section.and_then(|c| c.enabled).unwrap_or(true),
+        wait_timeout,
+        across_instances,
+    }
+}
+
+/// `cache.redis`: required by the `redis` and `tiered` stores, refused
+/// otherwise (a section that does nothing is a mistake waiting to happen).
+fn redis(
+    c: &RawCache,
+    store: StoreKind,
+    p: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> Option<RedisSettings> {
+    let Some(section) = c.redis.as_ref() else {
+        if store != StoreKind::Memory {
+            p.at_loc(
+                c.store.as_ref().map(|s| s.loc),
+                "cache.redis",
+                format!(
+                    "required by `store: {}`: give `url: redis://host:6379/0` or `cluster: [...]`",
+                    store.as_str()
+                ),
+            );
+        }
+        return None;
+    };
+    if store == StoreKind::Memory {
+        // Kept so operators can switch stores by one line; said, not refused.
+        warnings.push(format!(
+            "cache.redis (line {}) is not used: cache.store is `memory`",
+            section.loc.line
+        ));
+        return None;
+    }
+    redis_settings(section, p)
+}
+
+/// A `cache.redis` section that a store uses.
+fn redis_settings(section: &Located<RawRedis>, p: &mut Problems) -> Option<RedisSettings> {
+    let (loc, r) = (section.loc, &section.value);
+    let nodes = redis_nodes(r, loc, p)?;
+    let pool_size = match r.pool_size {
+        Some(0) => {
+            p.at_loc(Some(loc), "cache.redis.pool_size", "must be at least 1");
+            return None;
+        }
+        Some(n) => n as usize,
+        None => DEFAULT_REDIS_POOL_SIZE,
+    };
+    let timeout = match r.timeout {
+        Some(t) if t.is_zero() => {
+            let problem = "must be greater than zero";
+            p.at_loc(Some(loc), "cache.redis.timeout", problem);
+            return None;
+        }
+        Some(t) => t,
+        None => DEFAULT_REDIS_TIMEOUT,
+    };
+    let key_prefix = r
+        .key_prefix
+        .clone()
+        .unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_string());
+    if key_prefix.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        let problem = format!("`{key_prefix}` must not contain spaces or control characters");
+        p.at_loc(Some(loc), "cache.redis.key_prefix", problem);
+        return None;
+    }
+    Some(RedisSettings {
+        nodes,
+        pool_size,
+        timeout,
+        key_prefix,
+    })
+}
+
+/// One server (`url`) or a cluster's seed nodes (`cluster`), not both.
+fn redis_nodes(r: &RawRedis, loc: Loc, p: &mut Problems) -> Option<RedisNodes> {
+    match (&r.url, r.cluster.as_slice()) {
+        (Some(url), []) => {
+            redis_url(url, "cache.redis.url", false, loc, p)?;
+            Some(RedisNodes::Single(url.clone()))
+        }
+        (None, [_, ..]) => {
+            let mut ok = true;
+            for url in &r.cluster {
+                ok &= redis_url(url, "cache.redis.cluster", true, loc, p).is_some();
+            }
+            ok.then(|| RedisNodes::Cluster(r.cluster.clone()))
+        }
+        (Some(_), [_, ..]) => {
+            p.at_loc(
+                Some(loc),
+                "cache.redis",
+                "give either `url` (one server) or `cluster` (seed nodes), not both",
+            );
+            None
+        }
+        (None, []) => {
+            p.at_loc(
+                Some(loc),
+                "cache.redis",
+                "needs `url: redis://host:6379/0` or `cluster: [redis://host:7000, ...]`",
+            );
+            None
+        }
+    }
+}
+
+/// Checks that `url` is one redis-rs can connect to without TLS.
+fn redis_url(url: &str, path: &str, cluster: bool, loc: Loc, p: &mut Problems) -> Option<()> {
+    use redis::IntoConnectionInfo;
+    let shown = redact_url(url);
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    let why = match scheme {
+        "rediss" | "valkeys" => {
+            Some("uses TLS, which this build of cachecar does not speak".to_string())
+        }
+        "redis" | "valkey" => None,
+        "unix" | "redis+unix" if !cluster => None,
+        _ if cluster => Some("must start with redis://".to_string()),
+        _ => Some("must start with redis:// (or unix:// for a socket)".to_string()),
+    };
+    let why = why.or_else(|| {
+        url.into_connection_info()
+            .err()
+            .map(|e| format!("is not a Redis URL: {}", e.detail().unwrap_or("invalid")))
+    });
+    match why {
+        Some(why) => {
+            p.at_loc(Some(loc), path, format!("`{shown}` {why}"));
+            None
+        }
+        None => Some(()),
+    }
+}
+
+/// `url` with any password replaced, for messages.
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(at)) if at > scheme.len() => {
+            let host = &url[at + 1..];
+            let user = rest[..at - scheme.len() - 3]
+                .split(':')
+                .next()
+                .unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `cache.l1`: only the `tiered` store has one.
+fn l1(c: &RawCache, store: StoreKind, p: &mut Problems, warnings: &mut Vec<String>) -> L1Config {
+    let mut l1 = L1Config {
+        max_bytes: DEFAULT_L1_MAX_BYTES,
+        ttl: DEFAULT_L1_TTL,
+    };
+    let Some(section) = &c.l1 else {
+        return l1;
+    };
+    if store != StoreKind::Tiered {
+        warnings.push(format!(
+            "cache.l1 (line {}) is not used: only `store: tiered` has an L1",
+            section.loc.line
+        ));
+        return l1;
+    }
+    let (loc, r) = (Some(section.loc), &section.value);
+    match r.max_bytes {
+        Some(0) => p.at_loc(loc, "cache.l1.max_bytes", "must be greater than zero"),
+        Some(n) => l1.max_bytes = n,
+        None => {}
+    }
+    match r.ttl {
+        Some(t) if t.is_zero() => p.at_loc(
+            loc,
+            "cache.l1.ttl",
+            "must be greater than zero (use `store: redis` for no L1)",
+        ),
+        Some(t) => l1.ttl = t,
+        None => {}
+    }
+    l1
+}

@@ -1,0 +1,258 @@
+//! The smaller sections: `identity:`, `warmup:`, `limits:`,
+//! `security.allowed_hosts` and `log:`.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::{HeaderName, Uri};
+
+use crate::config::file::{Located, RawIdentity, RawLimits, RawLog};
+use crate::config::yaml::Problems;
+use crate::config::{
+    IdentityConfig, IdentitySource, Limits, LogConfig, UpstreamConfig, WarmupTarget,
+};
+use crate::rules::{Route, RouteTable, normalize};
+
+/// Requests slower than this log a warning unless `log.slow_request` says
+/// otherwise (the seed's "SLOW QUERY" threshold).
+pub(super) const DEFAULT_SLOW_REQUEST: Duration = Duration::from_secs(1);
+/// An identity hash key shorter than this is guessable.
+const MIN_HASH_KEY_LEN: usize = 16;
+
+/// `identity:`: a header or a cookie, and the key identities are hashed with.
+pub(super) fn identity(raw: &RawIdentity, p: &mut Problems) -> Option<IdentityConfig> {
+    let source = identity_source(raw, p)?;
+    let hash_key = match &raw.hash_key {
+        Some(k) if k.value.len() < MIN_HASH_KEY_LEN => {
+            let problem = format!("must be at least {MIN_HASH_KEY_LEN} characters");
+            p.at_loc(Some(k.loc), "identity.hash_key", problem);
+            return None;
+        }
+        Some(k) => blake3::derive_key("cachecar identity hash key v1", k.value.as_bytes()),
+        None => *process_hash_key(),
+    };
+    Some(IdentityConfig { source, hash_key })
+}
+
+/// `identity.header` or `identity.cookie`; `Authorization` by default.
+fn identity_source(raw: &RawIdentity, p: &mut Problems) -> Option<IdentitySource> {
+    match (&raw.header, &raw.cookie) {
+        (Some(_), Some(c)) => {
+            let problem = "set either `header` or `cookie`, not both";
+            p.at_loc(Some(c.loc), "identity", problem);
+            None
+        }
+        (Some(h), None) => match HeaderName::from_bytes(h.value.as_bytes()) {
+            Ok(name) => Some(IdentitySource::Header(name)),
+            Err(_) => {
+                let problem = format!("`{}` is not a header name", h.value);
+                p.at_loc(Some(h.loc), "identity.header", problem);
+                None
+            }
+        },
+        (None, Some(c)) if is_cookie_name(&c.value) => {
+            Some(IdentitySource::Cookie(c.value.clone()))
+        }
+        (None, Some(c)) => {
+            let problem = format!("`{}` is not a cookie name", c.value);
+            p.at_loc(Some(c.loc), "identity.cookie", problem);
+            None
+        }
+        (None, None) => Some(IdentitySource::Header(http::header::AUTHORIZATION)),
+    }
+}
+
+/// A random key per process, for when `identity.hash_key` is not set: user
+/// entries then are not shared with other processes, which is right for the
+/// memory store.
+fn process_hash_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        // Without OS randomness, fall back to a key derived from time and pid:
+        // still never the raw identity, just less secret.
+        if getrandom::fill(&mut key).is_err() {
+            let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+            key = blake3::derive_key("cachecar fallback identity key", seed.as_bytes());
+        }
+        key
+    })
+}
+
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+/// `warmup`: each entry a `GET` of a path some route caches, given as
+/// `GET /path?query` (sent with the upstream's authority as `Host`) or
+/// `GET http://host/path` (sent with that `Host`, for entries clients that
+/// use that host will hit).
+pub(super) fn warmup(
+    raw: &[Located<String>],
+    upstream: Option<&UpstreamConfig>,
+    routes: &RouteTable<Arc<Route>>,
+    p: &mut Problems,
+) -> Vec<WarmupTarget> {
+    let mut out: Vec<WarmupTarget> = Vec::new();
+    for item in raw {
+        let target = match warmup_target(item.value.trim(), upstream, routes) {
+            Ok(Some(target)) => target,
+            Ok(None) => continue,
+            Err(problem) => {
+                p.at_loc(Some(item.loc), "warmup", problem);
+                continue;
+            }
+        };
+        if out.contains(&target) {
+            let problem = format!("`{}` is listed twice", target.text);
+            p.at_loc(Some(item.loc), "warmup", problem);
+            continue;
+        }
+        out.push(target);
+    }
+    out
+}
+
+/// One `warmup` entry; `None` when there is no host to send it with (the
+/// upstream is invalid, which is reported on its own).
+fn warmup_target(
+    text: &str,
+    upstream: Option<&UpstreamConfig>,
+    routes: &RouteTable<Arc<Route>>,
+) -> Result<Option<WarmupTarget>, String> {
+    let Some((method, target)) = text.split_once(' ') else {
+        return Err("expected `GET /path` or `GET http://host/path`".into());
+    };
+    if method != "GET" {
+        return Err(format!("`{method}`: only GET requests can warm the cache"));
+    }
+    let uri = match target.trim().parse::<Uri>() {
+        Ok(u) if u.scheme().is_none_or(|s| s.as_str() == "http") && u.path().starts_with('/') => u,
+        _ => {
+            return Err(format!(
+                "`{}` is not a path or an http:// URL",
+                target.trim()
+            ));
+        }
+    };
+    let target =
+        normalize::request(&uri, &http::HeaderMap::new()).map_err(|e| format!("`{uri}`: {e}"))?;
+    if routes.find(&target.path).is_none() {
+        let path = &target.path;
+        return Err(format!(
+            "`{path}` matches no route, so nothing would be stored"
+        ));
+    }
+    let authority = || upstream.map(|u| u.authority.as_str().to_ascii_lowercase());
+    let Some(host) = target.host.or_else(authority) else {
+        return Ok(None);
+    };
+    let path_and_query = match &target.query {
+        Some(q) => format!("{}?{q}", target.path),
+        None => target.path,
+    };
+    Ok(Some(WarmupTarget {
+        text: text.to_string(),
+        host,
+        path_and_query,
+    }))
+}
+
+/// `limits`, with the defaults of [`Limits::default`].
+pub(super) fn limits(raw: &RawLimits, p: &mut Problems) -> Limits {
+    let d = Limits::default();
+    let mut count = |v: &Option<Located<u64>>, min: u64, default: u64, key: &str| match v {
+        Some(v) if v.value < min => {
+            let problem = format!("must be at least {min}");
+            p.at_loc(Some(v.loc), &format!("limits.{key}"), problem);
+            default
+        }
+        Some(v) => v.value,
+        None => default,
+    };
+    // hyper needs at least 8 KiB of read buffer.
+    let max_header_bytes = count(
+        &raw.max_header_bytes,
+        8192,
+        d.max_header_bytes as u64,
+        "max_header_bytes",
+    );
+    let max_headers = count(&raw.max_headers, 1, d.max_headers as u64, "max_headers");
+    let max_uri_bytes = count(
+        &raw.max_uri_bytes,
+        64,
+        d.max_uri_bytes as u64,
+        "max_uri_bytes",
+    );
+    let max_request_body_bytes = count(
+        &raw.max_request_body_bytes,
+        0,
+        d.max_request_body_bytes,
+        "max_request_body_bytes",
+    );
+    let max_connections = count(
+        &raw.max_connections,
+        1,
+        d.max_connections as u64,
+        "max_connections",
+    );
+    let h2_max_concurrent_streams = count(
+        &raw.h2_max_concurrent_streams,
+        1,
+        u64::from(d.h2_max_concurrent_streams),
+        "h2_max_concurrent_streams",
+    );
+    let mut time = |v: &Option<Located<Duration>>, default: Duration, key: &str| {
+        super::nonzero(v.as_ref(), default, &format!("limits.{key}"), p)
+    };
+    Limits {
+        max_header_bytes: max_header_bytes as usize,
+        max_headers: max_headers as usize,
+        max_uri_bytes: max_uri_bytes as usize,
+        header_read_timeout: time(
+            &raw.header_read_timeout,
+            d.header_read_timeout,
+            "header_read_timeout",
+        ),
+        max_request_body_bytes,
+        request_body_timeout: time(
+            &raw.request_body_timeout,
+            d.request_body_timeout,
+            "request_body_timeout",
+        ),
+        max_connections: max_connections as usize,
+        h2_max_concurrent_streams: h2_max_concurrent_streams as u32,
+    }
+}
+
+/// `security.allowed_hosts`: host names, optionally with a port.
+pub(super) fn allowed_hosts(raw: &[Located<String>], p: &mut Problems) -> Vec<String> {
+    raw.iter()
+        .filter_map(|h| {
+            let host = h.value.trim().to_ascii_lowercase();
+            match host.parse::<http::uri::Authority>() {
+                Ok(a) if a.as_str() == host && !host.contains('@') => Some(host),
+                _ => {
+                    let problem = format!("`{}` is not a host or host:port", h.value);
+                    p.at_loc(Some(h.loc), "security.allowed_hosts", problem);
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// `log`: defaults log every request and warn above one second.
+pub(super) fn log(raw: &RawLog) -> LogConfig {
+    LogConfig {
+        access_sample: raw.access_sample.unwrap_or(1.0),
+        slow_request: match raw.slow_request {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => Some(DEFAULT_SLOW_REQUEST),
+        },
+    }
+}

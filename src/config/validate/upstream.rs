@@ -1,0 +1,96 @@
+//! `upstream:` and `admin:`.
+
+use std::time::Duration;
+
+use http::Uri;
+
+use super::{address, nonzero};
+use crate::config::file::{RawAdmin, RawUpstream};
+use crate::config::yaml::Problems;
+use crate::config::{AdminConfig, AdminToken, UpstreamConfig};
+
+/// Where cachecar listens for traffic unless told otherwise.
+pub(super) const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// Admin is loopback-only by default: metrics and purges are not for the world.
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// A sidecar's upstream is on the same host; a slow connect means it is down.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Time to response headers; generous, since slow endpoints are why we cache.
+const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle upstream connections are closed after this: below the 5 s
+/// keep-alive of uvicorn and Node, so cachecar closes first and never sends
+/// on a connection the app is closing (the classic proxy 502).
+const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// `upstream:`: a plain `http://` URL of the app, and its timeouts.
+pub(super) fn upstream(r: &RawUpstream, p: &mut Problems) -> Option<UpstreamConfig> {
+    let Some(url) = &r.url else {
+        p.at_loc(
+            None,
+            "upstream.url",
+            "required: the URL of the app, e.g. http://127.0.0.1:8000",
+        );
+        return None;
+    };
+    let uri = match checked_url(&url.value) {
+        Ok(uri) => uri,
+        Err(why) => {
+            let message = format!("`{}` {why}", url.value);
+            p.at_loc(Some(url.loc), "upstream.url", message);
+            return None;
+        }
+    };
+    Some(UpstreamConfig {
+        url: url.value.clone(),
+        authority: uri.authority()?.clone(),
+        base_path: uri.path().trim_end_matches('/').to_string(),
+        connect_timeout: nonzero(
+            r.connect_timeout.as_ref(),
+            DEFAULT_CONNECT_TIMEOUT,
+            "upstream.connect_timeout",
+            p,
+        ),
+        timeout: nonzero(
+            r.timeout.as_ref(),
+            DEFAULT_UPSTREAM_TIMEOUT,
+            "upstream.timeout",
+            p,
+        ),
+        idle_timeout: nonzero(
+            r.idle_timeout.as_ref(),
+            DEFAULT_UPSTREAM_IDLE_TIMEOUT,
+            "upstream.idle_timeout",
+            p,
+        ),
+    })
+}
+
+/// `url` as an upstream: `http://`, a host, no query string or
+/// credentials; else why not.
+fn checked_url(url: &str) -> Result<Uri, &'static str> {
+    let uri = url.parse::<Uri>().map_err(|_| "is not a URL")?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err("uses https: cachecar speaks plain HTTP to the app beside it"),
+        _ => return Err("must start with http://"),
+    }
+    let Some(authority) = uri.authority() else {
+        return Err("has no host");
+    };
+    if uri.query().is_some() || authority.as_str().contains('@') {
+        return Err("must not carry a query string or credentials");
+    }
+    Ok(uri)
+}
+
+/// `admin:`: where it listens, and the token `/admin/*` asks for.
+pub(super) fn admin(raw: &RawAdmin, p: &mut Problems) -> Option<AdminConfig> {
+    let listen = address(raw.listen.as_ref(), DEFAULT_ADMIN_LISTEN, "admin.listen", p)?;
+    let token = raw
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(AdminToken::new);
+    Some(AdminConfig { listen, token })
+}
