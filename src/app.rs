@@ -11,6 +11,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -25,7 +30,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigHandle, Limits, RuntimeConfig, StoreKind};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::proxy::upstream::Upstream;
+use crate::proxy::upstream::{BoxError, Upstream};
 use crate::reload::Reloader;
 use crate::shutdown::Readiness;
 use crate::warmup;
@@ -118,13 +123,7 @@ impl App {
             metrics.clone(),
             clock.clone(),
         );
-        let reloader = config.load().source.path.clone().map(|path| {
-            let (proxy, metrics) = (proxy.clone(), metrics.clone());
-            Reloader::new(path, config.clone(), metrics.clone(), move |applied| {
-                let (proxy, metrics) = (proxy.clone(), metrics.clone());
-                tokio::spawn(async move { warmup::run(&proxy, &applied, &metrics).await });
-            })
-        });
+        let reloader = reloader(&config, &proxy, &metrics);
         let readiness = Arc::new(Readiness::default());
         let admin = Admin::new(
             config.clone(),
@@ -170,31 +169,21 @@ impl App {
         let config = self.config.load();
         let (drain_delay, grace) = (config.shutdown.drain_delay, config.shutdown.grace_period);
         let (proxy_addr, admin_addr) = (self.proxy_addr(), self.admin_addr());
-        let admin_stop = CancellationToken::new();
         let admin_service = self.admin.service();
-        let admin_task = tokio::spawn(
-            crate::listener::serve(
-                "admin",
-                self.admin_listener,
-                move |_| admin_service.clone(),
-                Limits::default(),
-                admin_stop.clone(),
-                ADMIN_GRACE,
-            )
-            .instrument(tracing::info_span!("admin")),
+        let admin = Serving::start(
+            ("admin", tracing::info_span!("admin")),
+            self.admin_listener,
+            Limits::default(),
+            ADMIN_GRACE,
+            move |_| admin_service.clone(),
         );
-        let proxy_stop = CancellationToken::new();
         let proxy = self.proxy.clone();
-        let proxy_task = tokio::spawn(
-            crate::listener::serve(
-                "proxy",
-                self.proxy_listener,
-                move |peer| proxy.service(peer),
-                config.limits,
-                proxy_stop.clone(),
-                grace,
-            )
-            .instrument(tracing::info_span!("proxy")),
+        let serving = Serving::start(
+            ("proxy", tracing::info_span!("proxy")),
+            self.proxy_listener,
+            config.limits,
+            grace,
+            move |peer| proxy.service(peer),
         );
         let watch_stop = CancellationToken::new();
         if let Some(reloader) = &self.reloader {
@@ -215,16 +204,69 @@ impl App {
         self.readiness.set_draining();
         tracing::info!(?drain_delay, "draining: readiness is 503, still serving");
         tokio::time::sleep(drain_delay).await;
-        proxy_stop.cancel();
-        let clean = proxy_task.await.unwrap_or(false);
+        let clean = serving.stop().await;
         let unwritten = self.cache.drain(WRITE_GRACE).await;
         if unwritten > 0 {
             tracing::warn!(unwritten, "stopping with cache writes still pending");
         }
-        admin_stop.cancel();
-        let _ = admin_task.await;
+        admin.stop().await;
         tracing::info!(clean, "cachecar stopped");
     }
+}
+
+/// A listener being served in its own task, until stopped.
+struct Serving {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<bool>,
+}
+
+impl Serving {
+    /// Serves `listener`, named and in its span, with the service
+    /// `make_service` makes per peer.
+    fn start<S, B>(
+        (name, span): (&'static str, tracing::Span),
+        listener: TcpListener,
+        limits: Limits,
+        grace: Duration,
+        make_service: impl Fn(SocketAddr) -> S + Send + 'static,
+    ) -> Self
+    where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let stop = CancellationToken::new();
+        let serve =
+            crate::listener::serve(name, listener, make_service, limits, stop.clone(), grace);
+        let task = tokio::spawn(serve.instrument(span));
+        Self { stop, task }
+    }
+
+    /// Stops accepting and drains; whether every connection finished
+    /// within the grace period.
+    async fn stop(self) -> bool {
+        self.stop.cancel();
+        self.task.await.unwrap_or(false)
+    }
+}
+
+/// The reloader of a config that came from a file: each applied reload
+/// runs the warmup again.
+fn reloader(config: &Arc<ConfigHandle>, proxy: &Proxy, metrics: &Arc<Metrics>) -> Option<Reloader> {
+    let path = config.load().source.path.clone()?;
+    let (proxy, warm_metrics) = (proxy.clone(), metrics.clone());
+    Some(Reloader::new(
+        path,
+        config.clone(),
+        metrics.clone(),
+        move |applied| {
+            let (proxy, metrics) = (proxy.clone(), warm_metrics.clone());
+            tokio::spawn(async move { warmup::run(&proxy, &applied, &metrics).await });
+        },
+    ))
 }
 
 /// The start-up warmup: readiness waits for it (at most

@@ -23,8 +23,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 mod drain;
@@ -87,27 +87,7 @@ where
     // them to come back. (No system has 2^32 descriptors.)
     let max_connections = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(max_connections as usize));
-    loop {
-        let slot = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(listener = name, cause = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((slot, stream, peer)) = accept(name, &listener, &slots, &stop).await {
         let _ = stream.set_nodelay(true);
         let service = make_service(peer);
         let connection = builder
@@ -124,6 +104,45 @@ where
         });
     }
     drop(listener);
+    finish(name, &drain, &slots, max_connections, grace).await
+}
+
+/// The next connection and its slot; `None` once `stop` fires.
+async fn accept(
+    name: &'static str,
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    stop: &CancellationToken,
+) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    let slot = tokio::select! {
+        biased;
+        () = stop.cancelled() => return None,
+        slot = slots.clone().acquire_owned() => slot.ok()?,
+    };
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => return Some((slot, stream, peer)),
+                Err(e) => {
+                    tracing::warn!(listener = name, cause = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            },
+        }
+    }
+}
+
+/// Asks every open connection to finish and waits for them, at most
+/// `grace`; whether they all did.
+async fn finish(
+    name: &'static str,
+    drain: &drain::Drain,
+    slots: &Semaphore,
+    max_connections: u32,
+    grace: Duration,
+) -> bool {
     let open = max_connections as usize - slots.available_permits();
     if open > 0 {
         tracing::info!(

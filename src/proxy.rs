@@ -257,7 +257,7 @@ impl Proxy {
         let mut answer = match serve::decide(found.as_ref(), &keyed, &asks, now) {
             Serve::Answered(answer) => answer,
             Serve::Refresh(answer, stale) => {
-                let why = fill::Why::stale(stale);
+                let why = serve::Why::stale(stale);
                 Fill::new(core, config, keyed, found, asks, client, why).refresh();
                 answer
             }

@@ -1,5 +1,5 @@
-//! Hot reload of the config file (issue: operators edit rules while traffic
-//! flows).
+//! Hot reload of the config file, so operators can edit rules while
+//! traffic flows.
 //!
 //! A reload reads and validates the whole file; only a valid file replaces
 //! the running config, in one [`ConfigHandle::store`], so a request sees
@@ -27,20 +27,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, ConfigError, ConfigHandle, ReloadConfig, RuntimeConfig};
+use crate::config::{self, ConfigError, ConfigHandle, RuntimeConfig};
 use crate::metrics::Metrics;
 
-/// Events closer together than this are one change (a ConfigMap update is
-/// several renames; an editor's save is a write and a rename).
-const DEBOUNCE: Duration = Duration::from_millis(200);
-/// A steady stream of events still reloads this often.
-const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+mod watch;
 
 /// What asked for a reload, for logs and `/status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,41 +157,53 @@ impl Reloader {
     pub async fn reload(&self, trigger: Trigger) -> Reloaded {
         let inner = &self.inner;
         let mut state = inner.state.lock().await;
-        let path = inner.path.clone();
-        let read = tokio::task::spawn_blocking(move || std::fs::read(&path)).await;
-        let bytes = match read {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => {
-                // A ConfigMap swap can leave the path missing for an instant.
-                if !trigger.explicit() && e.kind() == std::io::ErrorKind::NotFound {
-                    return Reloaded::Unchanged {
-                        generation: inner.config.load().source.generation,
-                    };
-                }
-                let errors = vec![format!("cannot read {}: {e}", inner.path.display())];
-                return self.refused(trigger, errors);
-            }
-            Err(e) => return self.refused(trigger, vec![format!("reload task failed: {e}")]),
+        let unchanged = || Reloaded::Unchanged {
+            generation: inner.config.load().source.generation,
+        };
+        let bytes = match self.read(trigger).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return unchanged(),
+            Err(errors) => return self.refused(trigger, errors),
         };
         let seen = blake3::hash(&bytes);
         if !trigger.explicit() && state.seen == Some(seen) {
-            return Reloaded::Unchanged {
-                generation: inner.config.load().source.generation,
-            };
+            return unchanged();
         }
         state.seen = Some(seen);
-        let text = match String::from_utf8(bytes) {
-            Ok(t) => t,
+        let new = match String::from_utf8(bytes) {
+            Ok(text) => config::load_str(&text, &config::process_env),
             Err(_) => return self.refused(trigger, vec!["the file is not UTF-8 text".into()]),
         };
-        let mut new = match config::load_str(&text, &config::process_env) {
-            Ok(c) => c,
+        match new {
+            Ok(new) => self.apply(trigger, new),
             Err(ConfigError::Invalid { problems, .. }) => {
                 let errors = problems.iter().map(ToString::to_string).collect();
-                return self.refused(trigger, errors);
+                self.refused(trigger, errors)
             }
-            Err(e) => return self.refused(trigger, vec![e.to_string()]),
-        };
+            Err(e) => self.refused(trigger, vec![e.to_string()]),
+        }
+    }
+
+    /// The file's bytes; `None` when it is missing for a moment (a
+    /// ConfigMap swap) and the trigger was not explicit.
+    async fn read(&self, trigger: Trigger) -> Result<Option<Vec<u8>>, Vec<String>> {
+        let path = self.inner.path.clone();
+        match tokio::task::spawn_blocking(move || std::fs::read(&path)).await {
+            Ok(Ok(bytes)) => Ok(Some(bytes)),
+            Ok(Err(e)) if !trigger.explicit() && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(vec![format!(
+                "cannot read {}: {e}",
+                self.inner.path.display()
+            )]),
+            Err(e) => Err(vec![format!("reload task failed: {e}")]),
+        }
+    }
+
+    /// Makes `new` the running config, unless it is what runs already.
+    fn apply(&self, trigger: Trigger, mut new: RuntimeConfig) -> Reloaded {
+        let inner = &self.inner;
         let old = inner.config.load();
         if new.source.hash == old.source.hash {
             let generation = old.source.generation;
@@ -221,17 +227,7 @@ impl Reloader {
             .config_reloads_total
             .with_label_values(&["ok"])
             .inc();
-        if restart_required.is_empty() {
-            tracing::info!(trigger = trigger.as_str(), generation, %hash, "config reloaded");
-        } else {
-            tracing::warn!(
-                trigger = trigger.as_str(),
-                generation,
-                %hash,
-                restart_required = %restart_required.join(", "),
-                "config reloaded; these changes need a restart and were not applied"
-            );
-        }
+        log_applied(trigger, generation, &hash, &restart_required);
         self.remember(
             trigger,
             "ok",
@@ -270,96 +266,19 @@ impl Reloader {
         detail["at"] = json!(httpdate::fmt_http_date(SystemTime::now()));
         *self.inner.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(detail);
     }
-
-    /// Watches the file's directory (if `settings.watch`) and polls its
-    /// hash (every `settings.poll_interval`) until `stop`.
-    pub fn spawn_watch(&self, settings: ReloadConfig, stop: CancellationToken) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let watcher = if settings.watch {
-            watch_dir(&self.inner.path, tx, settings.poll_interval)
-        } else {
-            None
-        };
-        let reloader = self.clone();
-        tokio::spawn(async move {
-            // Dropping the watcher ends the notify thread.
-            let _watcher = watcher;
-            reloader.watch_loop(rx, settings.poll_interval, stop).await;
-        });
-    }
-
-    async fn watch_loop(
-        &self,
-        mut events: mpsc::UnboundedReceiver<()>,
-        poll_every: Option<Duration>,
-        stop: CancellationToken,
-    ) {
-        // With polling off, the interval is never awaited.
-        let mut poll = tokio::time::interval(poll_every.unwrap_or(Duration::from_secs(3600)));
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        poll.tick().await;
-        loop {
-            let trigger = tokio::select! {
-                () = stop.cancelled() => return,
-                _ = poll.tick(), if poll_every.is_some() => Trigger::Poll,
-                Some(()) = events.recv() => {
-                    debounce(&mut events).await;
-                    Trigger::Watch
-                }
-            };
-            self.reload(trigger).await;
-        }
-    }
 }
 
-/// Waits until events stop for [`DEBOUNCE`] (at most [`MAX_DEBOUNCE`]).
-async fn debounce(events: &mut mpsc::UnboundedReceiver<()>) {
-    let deadline = tokio::time::Instant::now() + MAX_DEBOUNCE;
-    loop {
-        let quiet = tokio::time::sleep(DEBOUNCE);
-        tokio::select! {
-            () = quiet => return,
-            () = tokio::time::sleep_until(deadline) => return,
-            event = events.recv() => if event.is_none() { return },
-        }
-    }
-}
-
-/// A notify watcher on `path`'s directory sending `()` per event, or
-/// `None` (logged) when the platform refuses one: the poll still works.
-fn watch_dir(
-    path: &Path,
-    tx: mpsc::UnboundedSender<()>,
-    poll: Option<Duration>,
-) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.send(());
-        }
-    };
-    let watched = notify::recommended_watcher(handler).and_then(|mut w| {
-        w.watch(&dir, notify::RecursiveMode::NonRecursive)
-            .map(|()| w)
-    });
-    match watched {
-        Ok(w) => {
-            tracing::debug!(dir = %dir.display(), "watching the config directory");
-            Some(w)
-        }
-        Err(e) => {
-            tracing::warn!(
-                dir = %dir.display(),
-                cause = %e,
-                poll = ?poll,
-                "cannot watch the config directory; reloading only by poll (if on), SIGHUP and /admin/reload"
-            );
-            None
-        }
+fn log_applied(trigger: Trigger, generation: u64, hash: &str, restart_required: &[&str]) {
+    if restart_required.is_empty() {
+        tracing::info!(trigger = trigger.as_str(), generation, %hash, "config reloaded");
+    } else {
+        tracing::warn!(
+            trigger = trigger.as_str(),
+            generation,
+            %hash,
+            restart_required = %restart_required.join(", "),
+            "config reloaded; these changes need a restart and were not applied"
+        );
     }
 }
 

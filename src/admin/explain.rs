@@ -6,18 +6,19 @@
 
 use std::time::SystemTime;
 
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use serde_json::{Value, json};
 
 use super::{json_response, text};
-use crate::cache::{Cache, Token};
+use crate::cache::{Cache, CacheKey, Token};
 use crate::clock::Clock;
 use crate::config::RuntimeConfig;
 use crate::proxy::body::Body;
-use crate::proxy::key::{self, has_credentials};
-use crate::proxy::lookup::{self, NotUsable, Usable};
+use crate::proxy::key::{self, IdentityHash, has_credentials};
+use crate::proxy::lookup::{self, Found, NotUsable, Usable};
 use crate::proxy::policy::{self, RequestDirectives, Verdict};
-use crate::rules::normalize;
+use crate::rules::normalize::{self, Normalized};
+use crate::rules::table::Captures;
 use crate::rules::{Route, Scope};
 
 /// Answers an explain request.
@@ -27,7 +28,7 @@ pub(super) async fn explain(
     clock: &Clock,
     uri: &Uri,
 ) -> Response<Body> {
-    let mut request = match request_from_query(uri.query().unwrap_or("")) {
+    let request = match request_from_query(uri.query().unwrap_or("")) {
         Ok(r) => r,
         Err(e) => return text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
     };
@@ -54,15 +55,7 @@ pub(super) async fn explain(
         if method.is_safe() {
             out["reason"] = json!("method");
         } else {
-            let purge = config.invalidations.purge(method, &target.path);
-            let mut tokens = purge.tokens;
-            if found.is_some() {
-                tokens.push(Token::url(&target.path));
-            }
-            out["mutation"] = json!({
-                "rules": purge.rules.iter().map(|r| &**r).collect::<Vec<_>>(),
-                "tokens_bumped_on_success": tokens.iter().map(Token::as_str).collect::<Vec<_>>(),
-            });
+            out["mutation"] = mutation_json(config, method, &target, found.is_some());
         }
         return json_response(StatusCode::OK, &out);
     }
@@ -71,25 +64,104 @@ pub(super) async fn explain(
         out["reason"] = json!("no-route");
         return json_response(StatusCode::OK, &out);
     };
-    normalize::accept_encoding(request.headers_mut());
-    let identity = match key::precheck(config, m.value, request.headers(), false) {
-        Ok(identity) => identity,
-        Err(reason) => {
-            out["cacheable"] = json!(false);
-            out["reason"] = json!(reason.as_str());
-            return json_response(StatusCode::OK, &out);
-        }
+    let looked = Looked {
+        config,
+        cache,
+        route: m.value,
+        captures: &m.captures,
+        target: &target,
     };
-    out["cacheable"] = json!(true);
-    if target.host.is_none() {
-        out["note"] = json!(
-            "no Host given: the key covers the host, so add header=Host:<the host clients use> \
-             (or an absolute url) to see the entry they get"
+    looked.explain(request, out, clock).await
+}
+
+/// A GET or HEAD that a route matched.
+struct Looked<'a> {
+    config: &'a RuntimeConfig,
+    cache: &'a Cache,
+    route: &'a Route,
+    captures: &'a Captures<'a, 'a>,
+    target: &'a Normalized,
+}
+
+impl Looked<'_> {
+    /// Whether the cache may answer it, its key, and what the store holds.
+    async fn explain(
+        &self,
+        mut request: Request<()>,
+        mut out: Value,
+        clock: &Clock,
+    ) -> Response<Body> {
+        normalize::accept_encoding(request.headers_mut());
+        let headers = request.headers();
+        let identity = match key::precheck(self.config, self.route, headers, false) {
+            Ok(identity) => identity,
+            Err(reason) => {
+                out["cacheable"] = json!(false);
+                out["reason"] = json!(reason.as_str());
+                return json_response(StatusCode::OK, &out);
+            }
+        };
+        out["cacheable"] = json!(true);
+        if self.target.host.is_none() {
+            out["note"] = json!(
+                "no Host given: the key covers the host, so add header=Host:<the host clients use> \
+                 (or an absolute url) to see the entry they get"
+            );
+        }
+        let k = key::for_request(self.route, self.captures, self.target, headers, identity);
+        out["key"] = key_json(self.route, self.target, headers, identity, &k);
+        let Some(found) = lookup::find(self.cache, &k, headers).await else {
+            out["entry"] = json!({ "error": "the cache store failed" });
+            return json_response(StatusCode::OK, &out);
+        };
+        out["tokens"] = json!(
+            k.tokens
+                .iter()
+                .zip(&found.generations)
+                .map(|(t, g)| json!({ "token": t.as_str(), "generation": g }))
+                .collect::<Vec<_>>()
         );
+        if let Some(index) = &found.index {
+            out["variants"] = json!({
+                "vary": index.names.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+                "stored": index.known.len(),
+                "max": self.config.cache.max_variants,
+            });
+        }
+        let credentials = self.route.scope == Scope::Public && has_credentials(headers);
+        out["entry"] = entry_json(&found, headers, credentials, clock.now());
+        json_response(StatusCode::OK, &out)
     }
-    let parts = key::parts(m.value, &target, request.headers(), identity);
-    let k = key::for_request(m.value, &m.captures, &target, request.headers(), identity);
-    out["key"] = json!({
+}
+
+/// What a mutation would bump once the upstream answers 2xx/3xx.
+fn mutation_json(
+    config: &RuntimeConfig,
+    method: &Method,
+    target: &Normalized,
+    routed: bool,
+) -> Value {
+    let purge = config.invalidations.purge(method, &target.path);
+    let mut tokens = purge.tokens;
+    if routed {
+        tokens.push(Token::url(&target.path));
+    }
+    json!({
+        "rules": purge.rules.iter().map(|r| &**r).collect::<Vec<_>>(),
+        "tokens_bumped_on_success": tokens.iter().map(Token::as_str).collect::<Vec<_>>(),
+    })
+}
+
+/// What went into the key; the identity only as present or absent.
+fn key_json(
+    route: &Route,
+    target: &Normalized,
+    headers: &HeaderMap,
+    identity: Option<IdentityHash>,
+    k: &CacheKey,
+) -> Value {
+    let parts = key::parts(route, target, headers, identity);
+    json!({
         "hash": k.hash.to_hex(),
         "host": parts.host,
         "path": parts.path,
@@ -97,34 +169,18 @@ pub(super) async fn explain(
         "headers": parts.headers.iter().map(|(n, v)| {
             (n.as_str().to_string(), json!(v.and_then(|v| v.to_str().ok())))
         }).collect::<serde_json::Map<_, _>>(),
-        "identity": match (m.value.scope, parts.identity) {
+        "identity": match (route.scope, parts.identity) {
             (Scope::Public, _) => "not-used",
             (Scope::User, true) => "present",
             (Scope::User, false) => "absent",
         },
-    });
-    let credentials = m.value.scope == Scope::Public && has_credentials(request.headers());
-    let Some(found) = lookup::find(cache, &k, request.headers()).await else {
-        out["entry"] = json!({ "error": "the cache store failed" });
-        return json_response(StatusCode::OK, &out);
-    };
-    out["tokens"] = json!(
-        k.tokens
-            .iter()
-            .zip(&found.generations)
-            .map(|(t, g)| json!({ "token": t.as_str(), "generation": g }))
-            .collect::<Vec<_>>()
-    );
-    if let Some(index) = &found.index {
-        out["variants"] = json!({
-            "vary": index.names.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
-            "stored": index.known.len(),
-            "max": config.cache.max_variants,
-        });
-    }
-    let now = clock.now();
-    let directives = RequestDirectives::parse(request.headers());
-    let would_serve = match lookup::usable(&found, request.headers(), credentials, now) {
+    })
+}
+
+/// The stored entry, and what the proxy would do with it at `now`.
+fn entry_json(found: &Found, headers: &HeaderMap, credentials: bool, now: SystemTime) -> Value {
+    let directives = RequestDirectives::parse(headers);
+    let would_serve = match lookup::usable(found, headers, credentials, now) {
         Usable::Yes(e) => match policy::judge(&e, &directives, now) {
             Verdict::Fresh => "hit",
             Verdict::StaleAccepted => "stale (the request accepts it)",
@@ -134,25 +190,25 @@ pub(super) async fn explain(
         Usable::VaryMiss => "vary-miss",
         Usable::No(why) => why.as_str(),
     };
-    out["entry"] = match &found.entry {
-        None => json!({ "stored": false, "would_serve": NotUsable::Absent.as_str() }),
-        Some(e) => json!({
-            "stored": true,
-            "would_serve": would_serve,
-            "status": e.status.as_u16(),
-            "age_seconds": e.age(now).as_secs(),
-            "ttl_seconds": e.ttl_secs(now),
-            "stale_while_revalidate_seconds": secs_until(e.freshness.stale_while_revalidate_until, now),
-            "stale_if_error_seconds": secs_until(e.freshness.stale_if_error_until, now),
-            "must_revalidate": e.freshness.must_revalidate,
-            "validators": { "etag": e.etag().is_some(), "last_modified": e.last_modified().is_some() },
-            "body_bytes": e.body.len(),
-            "filled_under_generations": e.generations,
-            "vary": e.vary.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-            "shareable_with_credentials": e.freshness.shareable_with_auth,
-        }),
+    let Some(e) = &found.entry else {
+        return json!({ "stored": false, "would_serve": NotUsable::Absent.as_str() });
     };
-    json_response(StatusCode::OK, &out)
+    let f = &e.freshness;
+    json!({
+        "stored": true,
+        "would_serve": would_serve,
+        "status": e.status.as_u16(),
+        "age_seconds": e.age(now).as_secs(),
+        "ttl_seconds": e.ttl_secs(now),
+        "stale_while_revalidate_seconds": secs_until(f.stale_while_revalidate_until, now),
+        "stale_if_error_seconds": secs_until(f.stale_if_error_until, now),
+        "must_revalidate": f.must_revalidate,
+        "validators": { "etag": e.etag().is_some(), "last_modified": e.last_modified().is_some() },
+        "body_bytes": e.body.len(),
+        "filled_under_generations": e.generations,
+        "vary": e.vary.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        "shareable_with_credentials": f.shareable_with_auth,
+    })
 }
 
 /// Seconds from `now` until `t`; 0 once passed.

@@ -1,5 +1,5 @@
 //! `${VAR}` and `${VAR:-default}` substitution, done on the file's text
-//! before YAML parsing (DESIGN.md §2).
+//! before YAML parsing (docs/configuration.md).
 //!
 //! - `${VAR}` must be set; `${VAR:-default}` uses `default` when `VAR` is
 //!   unset or empty; `$${` writes a literal `${`.
@@ -17,7 +17,7 @@ use super::yaml::{Loc, Problem};
 
 /// The substituted text and how to map its columns back to the file.
 #[derive(Debug)]
-pub struct Substituted {
+pub(crate) struct Substituted {
     /// The text to parse.
     pub text: String,
     /// Column corrections for lines that had substitutions.
@@ -26,7 +26,7 @@ pub struct Substituted {
 
 /// Per changed line (1-based), the substitutions on it.
 #[derive(Debug, Default)]
-pub struct ColumnMap {
+pub(crate) struct ColumnMap {
     lines: Vec<(u64, Vec<Span>)>,
 }
 
@@ -46,7 +46,7 @@ struct Span {
 ///
 /// One problem per unset variable without a default, unterminated or
 /// malformed reference, and value containing a line break.
-pub fn substitute(
+pub(crate) fn substitute(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Substituted, Vec<Problem>> {
@@ -76,76 +76,98 @@ fn substitute_line(
     spans: &mut Vec<Span>,
     problems: &mut Vec<Problem>,
 ) {
-    let code_end = comment_start(line).unwrap_or(line.len());
-    let (code, comment) = line.split_at(code_end);
+    let (code, comment) = line.split_at(comment_start(line).unwrap_or(line.len()));
+    let mut w = Writer {
+        out,
+        spans,
+        file_col: 1,
+        out_col: 1,
+    };
     let mut rest = code;
-    // 1-based character columns in the file and in the output line.
-    let mut file_col = 1u64;
-    let mut out_col = 1u64;
     while let Some(pos) = rest.find('$') {
         let (before, at) = rest.split_at(pos);
-        out.push_str(before);
-        let n = before.chars().count() as u64;
-        file_col += n;
-        out_col += n;
+        w.copy(before);
         if let Some(after) = at.strip_prefix("$${") {
-            out.push_str("${");
-            spans.push(Span {
-                out_start: out_col,
-                out_end: out_col + 2,
-                file_start: file_col,
-                file_end: file_col + 3,
-            });
-            file_col += 3;
-            out_col += 2;
+            w.replace("$${", "${");
             rest = after;
             continue;
         }
-        let Some(body_start) = at.strip_prefix("${") else {
-            out.push('$');
-            file_col += 1;
-            out_col += 1;
+        let Some(body) = at.strip_prefix("${") else {
+            w.copy("$");
             rest = &at[1..];
             continue;
         };
         let loc = Some(Loc {
             line: line_no,
-            column: file_col,
+            column: w.file_col,
         });
-        let Some(close) = body_start.find('}') else {
+        let Some(close) = body.find('}') else {
             problems.push(problem(loc, "unterminated `${`: add the closing `}`"));
-            out.push_str(at);
+            w.out.push_str(at);
             return;
         };
-        let reference = &body_start[..close];
+        let value = value_of(&body[..close], lookup, loc, problems);
         let consumed = 2 + close + 1;
-        let value = resolve(reference, lookup).unwrap_or_else(|message| {
-            problems.push(problem(loc, message));
-            String::new()
-        });
-        if value.contains(['\n', '\r']) {
-            problems.push(problem(
-                loc,
-                format!(
-                    "the value of `${{{reference}}}` contains a line break, which is not allowed"
-                ),
-            ));
-        }
-        let file_len = at[..consumed].chars().count() as u64;
-        let out_len = value.chars().count() as u64;
-        out.push_str(&value);
-        spans.push(Span {
-            out_start: out_col,
-            out_end: out_col + out_len,
-            file_start: file_col,
-            file_end: file_col + file_len,
-        });
-        file_col += file_len;
-        out_col += out_len;
+        w.replace(&at[..consumed], &value);
         rest = &at[consumed..];
     }
-    out.push_str(rest);
-    out.push_str(comment);
+    w.out.push_str(rest);
+    w.out.push_str(comment);
+}
+
+/// Writes one line's substituted text, noting where it differs from the
+/// file's; columns are 1-based characters.
+struct Writer<'a> {
+    out: &'a mut String,
+    spans: &'a mut Vec<Span>,
+    file_col: u64,
+    out_col: u64,
+}
+
+impl Writer<'_> {
+    /// Copies `text` as it is.
+    fn copy(&mut self, text: &str) {
+        self.out.push_str(text);
+        let n = text.chars().count() as u64;
+        self.file_col += n;
+        self.out_col += n;
+    }
+
+    /// Writes `value` where the file has `file_text`.
+    fn replace(&mut self, file_text: &str, value: &str) {
+        let file_len = file_text.chars().count() as u64;
+        let out_len = value.chars().count() as u64;
+        self.out.push_str(value);
+        self.spans.push(Span {
+            out_start: self.out_col,
+            out_end: self.out_col + out_len,
+            file_start: self.file_col,
+            file_end: self.file_col + file_len,
+        });
+        self.file_col += file_len;
+        self.out_col += out_len;
+    }
+}
+
+/// The value of `${reference}`; empty, with a problem, when it has none or
+/// it holds a line break.
+fn value_of(
+    reference: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    loc: Option<Loc>,
+    problems: &mut Vec<Problem>,
+) -> String {
+    let value = resolve(reference, lookup).unwrap_or_else(|message| {
+        problems.push(problem(loc, message));
+        String::new()
+    });
+    if value.contains(['\n', '\r']) {
+        problems.push(problem(
+            loc,
+            format!("the value of `${{{reference}}}` contains a line break, which is not allowed"),
+        ));
+    }
+    value
 }
 
 /// Resolves the inside of one `${...}`.

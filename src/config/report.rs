@@ -6,13 +6,40 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::RuntimeConfig;
+use super::validate::redact_url;
+use super::{RedisNodes, RuntimeConfig, StoreKind};
 use crate::rules::Scope;
 use crate::rules::purge::{PurgePlan, ValueSrc};
 
 /// Renders the report.
 pub fn render(config: &RuntimeConfig) -> String {
     let mut out = String::new();
+    settings(config, &mut out);
+    redis(config, &mut out);
+    reload(config, &mut out);
+    security(config, &mut out);
+    routes(config, &mut out);
+    invalidations(config, &mut out);
+    if !config.warmup.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nWarmup (at start and after each reload, 4 at a time):"
+        );
+        for w in &config.warmup {
+            let _ = writeln!(out, "  {}  (Host: {})", w.text, w.host);
+        }
+    }
+    if !config.warnings.is_empty() {
+        let _ = writeln!(out, "\nWarnings:");
+        for w in &config.warnings {
+            let _ = writeln!(out, "  - {w}");
+        }
+    }
+    out
+}
+
+/// Where the config came from, the addresses, and the cache's settings.
+fn settings(config: &RuntimeConfig, out: &mut String) {
     let name = config
         .source
         .path
@@ -45,35 +72,42 @@ pub fn render(config: &RuntimeConfig) -> String {
         size(config.cache.memory_max_bytes),
         size(config.cache.max_body_bytes),
     );
-    if let Some(redis) = &config.cache.redis {
-        let target = match &redis.nodes {
-            crate::config::RedisNodes::Single(url) => crate::config::validate::redact_url(url),
-            crate::config::RedisNodes::Cluster(urls) => {
-                format!("cluster of {} seed nodes", urls.len())
-            }
-        };
-        let l1 = if config.cache.store == crate::config::StoreKind::Tiered {
-            format!(
-                "; L1 {} trusted for {}",
-                size(config.cache.l1.max_bytes),
-                human(config.cache.l1.ttl)
-            )
+}
+
+/// Where Redis is, when a store uses it.
+fn redis(config: &RuntimeConfig, out: &mut String) {
+    let Some(redis) = &config.cache.redis else {
+        return;
+    };
+    let target = match &redis.nodes {
+        RedisNodes::Single(url) => redact_url(url),
+        RedisNodes::Cluster(urls) => format!("cluster of {} seed nodes", urls.len()),
+    };
+    let l1 = if config.cache.store == StoreKind::Tiered {
+        format!(
+            "; L1 {} trusted for {}",
+            size(config.cache.l1.max_bytes),
+            human(config.cache.l1.ttl)
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "redis {target} (timeout {}, {} connections, prefix {:?}){l1}{}",
+        human(redis.timeout),
+        redis.pool_size,
+        redis.key_prefix,
+        if config.cache.coalesce.across_instances {
+            "; fills coalesce across instances"
         } else {
-            String::new()
-        };
-        let _ = writeln!(
-            out,
-            "redis {target} (timeout {}, {} connections, prefix {:?}){l1}{}",
-            human(redis.timeout),
-            redis.pool_size,
-            redis.key_prefix,
-            if config.cache.coalesce.across_instances {
-                "; fills coalesce across instances"
-            } else {
-                ""
-            }
-        );
-    }
+            ""
+        }
+    );
+}
+
+/// What reloads the config, and what is logged.
+fn reload(config: &RuntimeConfig, out: &mut String) {
     let _ = writeln!(
         out,
         "reload: {}{}, SIGHUP, POST /admin/reload; access log {}, slow requests {}",
@@ -99,6 +133,10 @@ pub fn render(config: &RuntimeConfig) -> String {
             |d| format!("over {}", human(d))
         ),
     );
+}
+
+/// The hosts served, the headers trusted, and the limits.
+fn security(config: &RuntimeConfig, out: &mut String) {
     let (l, s) = (&config.limits, &config.security);
     let _ = writeln!(
         out,
@@ -127,24 +165,6 @@ pub fn render(config: &RuntimeConfig) -> String {
         l.max_connections,
         l.h2_max_concurrent_streams,
     );
-    routes(config, &mut out);
-    invalidations(config, &mut out);
-    if !config.warmup.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nWarmup (at start and after each reload, 4 at a time):"
-        );
-        for w in &config.warmup {
-            let _ = writeln!(out, "  {}  (Host: {})", w.text, w.host);
-        }
-    }
-    if !config.warnings.is_empty() {
-        let _ = writeln!(out, "\nWarnings:");
-        for w in &config.warnings {
-            let _ = writeln!(out, "  - {w}");
-        }
-    }
-    out
 }
 
 fn routes(config: &RuntimeConfig, out: &mut String) {

@@ -26,7 +26,7 @@ use super::key::Keyed;
 use super::lookup::Found;
 use super::policy::RequestDirectives;
 use super::respond::{self, Answer, Outcome};
-use super::serve::Asks;
+use super::serve::{Asks, Why};
 use super::upstream::Peer;
 use super::{Core, ProxyError};
 use crate::cache::{CacheKey, Entry, Variants};
@@ -75,14 +75,6 @@ pub(super) struct Fill {
     lock: Option<u64>,
 }
 
-/// Why a fill goes upstream.
-pub(super) struct Why {
-    /// The stored response being revalidated (validators, stale-if-error).
-    pub stale: Option<Arc<Entry>>,
-    /// RFC 9211's `fwd`: why the stored response did not answer.
-    pub fwd: Fwd,
-}
-
 /// The result of a fill.
 enum Fetched {
     /// Answer from this entry (stored, revalidated, or served stale).
@@ -114,16 +106,6 @@ struct Asker {
     route: Arc<Route>,
     method: Method,
     conditions: Option<ClientConditions>,
-}
-
-impl Why {
-    /// Refresh `stale`, which was served stale.
-    pub(super) fn stale(stale: Arc<Entry>) -> Self {
-        Self {
-            stale: Some(stale),
-            fwd: Fwd::Stale,
-        }
-    }
 }
 
 impl Fill {

@@ -8,16 +8,20 @@ use std::time::Duration;
 use http::{Method, Response, header};
 
 use super::body::Body;
-use super::respond::Outcome;
 use crate::config::LogConfig;
+use crate::outcome::CacheOutcome;
 
 /// One finished request, as the log sees it.
 pub(super) struct Line<'a> {
     pub route: &'a str,
     pub method: &'a Method,
-    pub outcome: &'a Outcome,
+    pub cache: &'a CacheOutcome,
     pub response: &'a Response<Body>,
     pub took: Duration,
+    /// Time the upstream took to answer, if it was asked.
+    pub upstream: Option<Duration>,
+    /// Time the cache lookup took, if there was one.
+    pub store: Option<Duration>,
 }
 
 impl Line<'_> {
@@ -43,7 +47,7 @@ impl Line<'_> {
     }
 
     fn access(&self) {
-        let cache = &self.outcome.cache;
+        let cache = self.cache;
         tracing::info!(
             target: "cachecar::access",
             route = self.route,
@@ -52,15 +56,15 @@ impl Line<'_> {
             cache_status = cache.status.as_str(),
             detail = cache.detail.map(|d| d.as_str()),
             duration_us = self.took.as_micros() as u64,
-            upstream_us = self.outcome.upstream.map(|d| d.as_micros() as u64),
-            store_us = self.outcome.store.map(|d| d.as_micros() as u64),
+            upstream_us = self.upstream.map(|d| d.as_micros() as u64),
+            store_us = self.store.map(|d| d.as_micros() as u64),
             bytes = body_length(self.response),
         );
     }
 
     fn slow_warning(&self) {
-        let upstream = self.outcome.upstream.unwrap_or_default();
-        let store = self.outcome.store.unwrap_or_default();
+        let upstream = self.upstream.unwrap_or_default();
+        let store = self.store.unwrap_or_default();
         let own = self.took.saturating_sub(upstream + store);
         let (spent_in, _) = [("upstream", upstream), ("store", store), ("cachecar", own)]
             .into_iter()
@@ -71,7 +75,7 @@ impl Line<'_> {
             route = self.route,
             method = %self.method,
             status = self.response.status().as_u16(),
-            cache_status = self.outcome.cache.status.as_str(),
+            cache_status = self.cache.status.as_str(),
             duration_ms = self.took.as_millis() as u64,
             upstream_ms = upstream.as_millis() as u64,
             store_ms = store.as_millis() as u64,

@@ -78,9 +78,11 @@ pub(super) fn finish(
     let line = log::Line {
         route: series.name(),
         method,
-        outcome: &outcome,
+        cache: &outcome.cache,
         response: &response,
         took,
+        upstream: outcome.upstream,
+        store: outcome.store,
     };
     let slow = line.slow(log);
     if slow {

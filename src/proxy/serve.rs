@@ -11,7 +11,6 @@ use super::ProxyError;
 use http::HeaderMap;
 
 use super::conditional::ClientConditions;
-use super::fill::Why;
 use super::key::Keyed;
 use super::lookup::{self, Found, Usable};
 use super::policy::{self, RequestDirectives, Verdict};
@@ -34,6 +33,24 @@ impl Asks {
         Self {
             directives: RequestDirectives::parse(headers),
             conditions: ClientConditions::from_request(headers),
+        }
+    }
+}
+
+/// Why a fill goes upstream.
+pub(super) struct Why {
+    /// The stored response being revalidated (validators, stale-if-error).
+    pub stale: Option<Arc<Entry>>,
+    /// RFC 9211's `fwd`: why the stored response did not answer.
+    pub fwd: Fwd,
+}
+
+impl Why {
+    /// Refresh `stale`, which was served stale.
+    pub(super) fn stale(stale: Arc<Entry>) -> Self {
+        Self {
+            stale: Some(stale),
+            fwd: Fwd::Stale,
         }
     }
 }

@@ -2,6 +2,26 @@ use http::header;
 
 use super::*;
 
+/// A proxy with one route, `GET /cached/{id}`, in front of nothing.
+fn proxy() -> Proxy {
+    let metrics = Arc::new(Metrics::new(&prometheus::Registry::new()).unwrap());
+    let config = crate::config::load_str(
+        "upstream: { url: \"http://127.0.0.1:1\" }\nroutes: [{ name: cached, match: \"GET /cached/{id}\", ttl: 1m }]\n",
+        &|_| None,
+    )
+    .unwrap();
+    let store = crate::cache::memory::MemoryStore::new(1 << 20, None);
+    let cache = Cache::new(Arc::new(store), metrics.clone());
+    let upstream = Upstream::new(&config.upstream);
+    let config = Arc::new(ConfigHandle::new(config));
+    Proxy::new(config, cache, upstream, metrics, Clock::system())
+}
+
+fn get(path: &str) -> Request<http_body_util::Empty<Bytes>> {
+    let request = Request::get(path).header(header::HOST, "app.test");
+    request.body(Default::default()).unwrap()
+}
+
 /// Every request's future is copied whole when it is boxed, and each
 /// path has its own, so that a pass-through does not carry the cache
 /// path's state (the service future was 8.6 KiB before the paths were
@@ -14,26 +34,9 @@ fn request_futures_stay_small() {
         .build()
         .unwrap();
     let _entered = runtime.enter();
-    let metrics = Arc::new(Metrics::new(&prometheus::Registry::new()).unwrap());
-    let config = crate::config::load_str(
-        "upstream: { url: \"http://127.0.0.1:1\" }\nroutes: [{ name: cached, match: \"GET /cached/{id}\", ttl: 1m }]\n",
-        &|_| None,
-    )
-    .unwrap();
-    let store = crate::cache::memory::MemoryStore::new(1 << 20, None);
-    let cache = Cache::new(Arc::new(store), metrics.clone());
-    let upstream = Upstream::new(&config.upstream);
-    let config = Arc::new(ConfigHandle::new(config));
-    let proxy = Proxy::new(config, cache, upstream, metrics, Clock::system());
+    let proxy = proxy();
     let peer = Peer::new(SocketAddr::from(([127, 0, 0, 1], 1)));
-    let size = |request: Request<http_body_util::Empty<Bytes>>| {
-        let future = proxy.clone().handle(request, peer.clone());
-        std::mem::size_of_val(&*future)
-    };
-    let get = |path: &str| {
-        let request = Request::get(path).header(header::HOST, "app.test");
-        request.body(Default::default()).unwrap()
-    };
+    let size = |request| std::mem::size_of_val(&*proxy.clone().handle(request, peer.clone()));
     // Each request takes the path its size is bounded for.
     let snapshot = proxy.core.config.load();
     assert!(matches!(

@@ -163,69 +163,53 @@ fn warmup_target(
 
 /// `limits`, with the defaults of [`Limits::default`].
 pub(super) fn limits(raw: &RawLimits, p: &mut Problems) -> Limits {
-    let d = Limits::default();
-    let mut count = |v: &Option<Located<u64>>, min: u64, default: u64, key: &str| match v {
-        Some(v) if v.value < min => {
+    let mut l = Limits::default();
+    let mut at_least = |v: &Option<Located<u64>>, min: u64, key: &str| -> Option<u64> {
+        let v = v.as_ref()?;
+        if v.value < min {
             let problem = format!("must be at least {min}");
             p.at_loc(Some(v.loc), &format!("limits.{key}"), problem);
-            default
+            return None;
         }
-        Some(v) => v.value,
-        None => default,
+        Some(v.value)
     };
     // hyper needs at least 8 KiB of read buffer.
-    let max_header_bytes = count(
-        &raw.max_header_bytes,
-        8192,
-        d.max_header_bytes as u64,
-        "max_header_bytes",
-    );
-    let max_headers = count(&raw.max_headers, 1, d.max_headers as u64, "max_headers");
-    let max_uri_bytes = count(
-        &raw.max_uri_bytes,
-        64,
-        d.max_uri_bytes as u64,
-        "max_uri_bytes",
-    );
-    let max_request_body_bytes = count(
-        &raw.max_request_body_bytes,
-        0,
-        d.max_request_body_bytes,
-        "max_request_body_bytes",
-    );
-    let max_connections = count(
-        &raw.max_connections,
-        1,
-        d.max_connections as u64,
-        "max_connections",
-    );
-    let h2_max_concurrent_streams = count(
+    if let Some(n) = at_least(&raw.max_header_bytes, 8192, "max_header_bytes") {
+        l.max_header_bytes = n as usize;
+    }
+    if let Some(n) = at_least(&raw.max_headers, 1, "max_headers") {
+        l.max_headers = n as usize;
+    }
+    if let Some(n) = at_least(&raw.max_uri_bytes, 64, "max_uri_bytes") {
+        l.max_uri_bytes = n as usize;
+    }
+    if let Some(n) = at_least(&raw.max_request_body_bytes, 0, "max_request_body_bytes") {
+        l.max_request_body_bytes = n;
+    }
+    if let Some(n) = at_least(&raw.max_connections, 1, "max_connections") {
+        l.max_connections = n as usize;
+    }
+    if let Some(n) = at_least(
         &raw.h2_max_concurrent_streams,
         1,
-        u64::from(d.h2_max_concurrent_streams),
         "h2_max_concurrent_streams",
-    );
+    ) {
+        l.h2_max_concurrent_streams = n as u32;
+    }
     let mut time = |v: &Option<Located<Duration>>, default: Duration, key: &str| {
         super::nonzero(v.as_ref(), default, &format!("limits.{key}"), p)
     };
-    Limits {
-        max_header_bytes: max_header_bytes as usize,
-        max_headers: max_headers as usize,
-        max_uri_bytes: max_uri_bytes as usize,
-        header_read_timeout: time(
-            &raw.header_read_timeout,
-            d.header_read_timeout,
-            "header_read_timeout",
-        ),
-        max_request_body_bytes,
-        request_body_timeout: time(
-            &raw.request_body_timeout,
-            d.request_body_timeout,
-            "request_body_timeout",
-        ),
-        max_connections: max_connections as usize,
-        h2_max_concurrent_streams: h2_max_concurrent_streams as u32,
-    }
+    l.header_read_timeout = time(
+        &raw.header_read_timeout,
+        l.header_read_timeout,
+        "header_read_timeout",
+    );
+    l.request_body_timeout = time(
+        &raw.request_body_timeout,
+        l.request_body_timeout,
+        "request_body_timeout",
+    );
+    l
 }
 
 /// `security.allowed_hosts`: host names, optionally with a port.

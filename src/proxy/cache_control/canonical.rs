@@ -14,7 +14,7 @@ use super::Directives;
 /// Parses an HTTP-date strictly: IMF-fixdate, RFC 850 or asctime, with
 /// day and month names matched case-insensitively (a common origin bug)
 /// but no other leniency.
-pub fn http_date(value: &HeaderValue) -> Option<SystemTime> {
+pub(crate) fn http_date(value: &HeaderValue) -> Option<SystemTime> {
     let text = value.to_str().ok()?.trim();
     // Almost every origin capitalizes correctly: parse as sent first, and
     // only fix the case of a date that did not parse.
@@ -77,7 +77,7 @@ fn fix_case(text: &str) -> String {
 
 /// A response's headers as the policy should see them ([`canonical`]).
 #[derive(Debug)]
-pub struct Canonical<'a> {
+pub(crate) struct Canonical<'a> {
     /// Canonical `Cache-Control`, and `Expires`/`Date`/`Last-Modified`
     /// as IMF-fixdates (an invalid `Expires` as `0`; an invalid `Date` or
     /// `Last-Modified` removed). Borrowed when the response already reads so.
@@ -96,7 +96,7 @@ pub struct Canonical<'a> {
 /// Most origins already send exactly that (one `Cache-Control` line in
 /// canonical form, IMF-fixdates); their headers are then used as they are,
 /// not copied.
-pub fn canonical(response: &HeaderMap) -> Canonical<'_> {
+pub(crate) fn canonical(response: &HeaderMap) -> Canonical<'_> {
     let directives = Directives::parse(response).canonical();
     let text = directives.render();
     let cc = match text.as_str() {
@@ -123,6 +123,21 @@ pub fn canonical(response: &HeaderMap) -> Canonical<'_> {
         };
     }
 
+    Canonical {
+        headers: Cow::Owned(rewritten(response, cc, expires, [date, last_modified])),
+        directives,
+        date: date_value,
+    }
+}
+
+/// A copy of `response` with its `Cache-Control` (`cc`) and date fields
+/// written canonically.
+fn rewritten(
+    response: &HeaderMap,
+    cc: Option<HeaderValue>,
+    expires: DateField,
+    dates: [DateField; 2],
+) -> HeaderMap {
     let mut out = response.clone();
     match cc {
         Some(v) => out.insert(header::CACHE_CONTROL, v),
@@ -134,18 +149,14 @@ pub fn canonical(response: &HeaderMap) -> Canonical<'_> {
             t.map_or(HeaderValue::from_static("0"), imf),
         );
     }
-    for field in [date, last_modified] {
+    for field in dates {
         match field.value {
             Some(Some(t)) => out.insert(field.name, imf(t)),
             Some(None) => out.remove(field.name),
             None => None,
         };
     }
-    Canonical {
-        headers: Cow::Owned(out),
-        directives,
-        date: date_value,
-    }
+    out
 }
 
 /// A date field of a response, as [`canonical`] reads it.

@@ -126,46 +126,48 @@ fn qualified_no_cache_and_private_leave_the_canonical_view() {
 }
 
 /// Responses as origins send them, canonical or not.
+const RESPONSES: &[&[(&str, &str)]] = &[
+    &[],
+    &[("cache-control", "max-age=3600")],
+    &[
+        ("cache-control", "public, max-age=60, s-maxage=120"),
+        ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ("last-modified", "Sat, 05 Nov 1994 08:49:37 GMT"),
+        ("expires", "Mon, 07 Nov 1994 08:49:37 GMT"),
+    ],
+    &[("cache-control", "Max-Age=60")],
+    &[("cache-control", "max-age=060")],
+    &[("cache-control", "max-age=abc, max-age=5")],
+    &[
+        ("cache-control", "max-age=1"),
+        ("cache-control", "no-cache"),
+    ],
+    &[("cache-control", "no-cache=\"set-cookie\", private=\"x\"")],
+    &[("cache-control", "no-cache=\"set-cookie\", max-age=9")],
+    &[("cache-control", "community=\"UCI\", foo=\"a\\\"b\"")],
+    &[("cache-control", "foo=\"\"")],
+    &[("cache-control", "max-age =1, no-store")],
+    &[("cache-control", "private, max-age=9, private")],
+    &[("date", "Sunday, 06-Nov-94 08:49:37 GMT")],
+    &[("date", "Sun Nov  6 08:49:37 1994")],
+    &[("date", "sun, 06 nov 1994 08:49:37 gmt")],
+    &[("date", "Mon, 06 Nov 1994 08:49:37 GMT")], // wrong weekday
+    &[("date", "nonsense")],
+    &[("expires", "0")],
+    &[
+        ("expires", "Mon, 07 Nov 1994 08:49:37 GMT"),
+        ("expires", "Tue, 08 Nov 1994 08:49:37 GMT"),
+    ],
+    &[
+        ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ("date", "Sun, 06 Nov 1994 08:49:38 GMT"),
+    ],
+    &[("last-modified", "Sun, 06 Nov 1994 08:49:37 UTC")],
+];
+
+/// [`RESPONSES`], each with one more field that is left alone.
 fn responses() -> Vec<HeaderMap> {
-    let cases: &[&[(&str, &str)]] = &[
-        &[],
-        &[("cache-control", "max-age=3600")],
-        &[
-            ("cache-control", "public, max-age=60, s-maxage=120"),
-            ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
-            ("last-modified", "Sat, 05 Nov 1994 08:49:37 GMT"),
-            ("expires", "Mon, 07 Nov 1994 08:49:37 GMT"),
-        ],
-        &[("cache-control", "Max-Age=60")],
-        &[("cache-control", "max-age=060")],
-        &[("cache-control", "max-age=abc, max-age=5")],
-        &[
-            ("cache-control", "max-age=1"),
-            ("cache-control", "no-cache"),
-        ],
-        &[("cache-control", "no-cache=\"set-cookie\", private=\"x\"")],
-        &[("cache-control", "no-cache=\"set-cookie\", max-age=9")],
-        &[("cache-control", "community=\"UCI\", foo=\"a\\\"b\"")],
-        &[("cache-control", "foo=\"\"")],
-        &[("cache-control", "max-age =1, no-store")],
-        &[("cache-control", "private, max-age=9, private")],
-        &[("date", "Sunday, 06-Nov-94 08:49:37 GMT")],
-        &[("date", "Sun Nov  6 08:49:37 1994")],
-        &[("date", "sun, 06 nov 1994 08:49:37 gmt")],
-        &[("date", "Mon, 06 Nov 1994 08:49:37 GMT")], // wrong weekday
-        &[("date", "nonsense")],
-        &[("expires", "0")],
-        &[
-            ("expires", "Mon, 07 Nov 1994 08:49:37 GMT"),
-            ("expires", "Tue, 08 Nov 1994 08:49:37 GMT"),
-        ],
-        &[
-            ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
-            ("date", "Sun, 06 Nov 1994 08:49:38 GMT"),
-        ],
-        &[("last-modified", "Sun, 06 Nov 1994 08:49:37 UTC")],
-    ];
-    cases
+    RESPONSES
         .iter()
         .map(|fields| {
             let mut h = HeaderMap::new();

@@ -1,0 +1,143 @@
+//! `cache:`, `cache.redis`, `cache.l1` and `cache.coalesce`.
+
+use super::super::super::{CacheConfig, RedisNodes, StoreKind};
+use super::*;
+
+fn cache_config(cache: &str) -> CacheConfig {
+    load_str(&format!("{MINIMAL}cache:\n{cache}"), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .cache
+}
+
+#[test]
+fn redis_store_takes_url_or_cluster_with_defaults() {
+    let c = cache_config("  store: redis\n  redis: { url: \"redis://127.0.0.1:6379/0\" }\n");
+    assert_eq!(c.store, StoreKind::Redis);
+    let r = c.redis.unwrap();
+    assert_eq!(
+        r.nodes,
+        RedisNodes::Single("redis://127.0.0.1:6379/0".into())
+    );
+    assert_eq!(r.pool_size, 2);
+    assert_eq!(r.timeout, std::time::Duration::from_millis(50));
+    assert_eq!(r.key_prefix, "cachecar:");
+    let c = cache_config(
+        "  store: tiered\n  redis:\n    cluster: [\"redis://a:7000\", \"redis://b:7001\"]\n    pool_size: 3\n    timeout: 20ms\n    key_prefix: \"x:\"\n  l1: { max_bytes: 1MiB, ttl: 2s }\n  coalesce: { across_instances: true }\n",
+    );
+    let r = c.redis.unwrap();
+    assert_eq!(
+        r.nodes,
+        RedisNodes::Cluster(vec!["redis://a:7000".into(), "redis://b:7001".into()])
+    );
+    assert_eq!((r.pool_size, r.key_prefix.as_str()), (3, "x:"));
+    assert_eq!(c.l1.max_bytes, 1 << 20);
+    assert_eq!(c.l1.ttl, std::time::Duration::from_secs(2));
+    assert!(c.coalesce.across_instances);
+}
+
+/// A store that needs Redis without it, or a Redis section it cannot use.
+#[test]
+fn rejects_missing_or_ambiguous_redis_sections() {
+    let cases = [
+        (
+            "  store: redis\n",
+            "cache.redis: required by `store: redis`",
+        ),
+        ("  store: tiered\n  redis: {}\n", "needs `url: redis://"),
+        (
+            "  store: redis\n  redis: { url: \"redis://a\", cluster: [\"redis://b\"] }\n",
+            "not both",
+        ),
+    ];
+    for (cache, needle) in cases {
+        rejected(&format!("{MINIMAL}cache:\n{cache}"), needle);
+    }
+}
+
+/// URLs redis-rs cannot connect to without TLS, and values out of range.
+#[test]
+fn rejects_bad_redis_settings() {
+    let cases = [
+        (
+            "  store: redis\n  redis: { url: \"http://a\" }\n",
+            "must start with redis://",
+        ),
+        (
+            "  store: redis\n  redis: { url: \"rediss://a\" }\n",
+            "uses TLS",
+        ),
+        (
+            "  store: redis\n  redis: { url: \"redis://a:notaport\" }\n",
+            "is not a Redis URL",
+        ),
+        (
+            "  store: redis\n  redis: { cluster: [\"unix:///s\"] }\n",
+            "must start with redis://",
+        ),
+        (
+            "  store: redis\n  redis: { url: \"redis://a\", pool_size: 0 }\n",
+            "pool_size: must be at least 1",
+        ),
+        (
+            "  store: redis\n  redis: { url: \"redis://a\", timeout: 0s }\n",
+            "timeout: must be greater than zero",
+        ),
+        (
+            "  store: redis\n  redis: { url: \"redis://a\", key_prefix: \"a b\" }\n",
+            "key_prefix",
+        ),
+        (
+            "  store: tiered\n  redis: { url: \"redis://a\" }\n  l1: { ttl: 0s }\n",
+            "cache.l1.ttl",
+        ),
+        (
+            "  coalesce: { across_instances: true }\n",
+            "needs a shared store",
+        ),
+    ];
+    for (cache, needle) in cases {
+        rejected(&format!("{MINIMAL}cache:\n{cache}"), needle);
+    }
+}
+
+#[test]
+fn redis_password_is_not_echoed_in_problems() {
+    let found = problems(&format!(
+        "{MINIMAL}cache:\n  store: redis\n  redis: {{ url: \"http://user:hunter2@a:1\" }}\n"
+    ));
+    assert!(!found.is_empty());
+    assert!(found.iter().all(|p| !p.contains("hunter2")), "{found:?}");
+}
+
+#[test]
+fn unused_store_sections_are_warnings_not_errors() {
+    let config = load_str(
+        &format!("{MINIMAL}cache:\n  redis: {{ url: \"redis://a\" }}\n  l1: {{ ttl: 1s }}\n"),
+        &|_| None,
+    )
+    .unwrap();
+    assert!(config.cache.redis.is_none());
+    assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+    assert!(config.warnings[0].contains("cache.redis"));
+    assert!(config.warnings[1].contains("cache.l1"));
+}
+
+#[test]
+fn rejects_zero_variants_and_zero_coalesce_wait() {
+    rejected(
+        &format!("{MINIMAL}cache: {{ max_variants: 0 }}\n"),
+        "must be at least 1",
+    );
+    rejected(
+        &format!("{MINIMAL}cache: {{ coalesce: {{ wait_timeout: 0s }} }}\n"),
+        "must be greater than zero",
+    );
+}
+
+#[test]
+fn rejects_max_body_larger_than_memory() {
+    rejected(
+        &format!("{MINIMAL}cache: {{ memory: {{ max_bytes: 1MiB }}, max_body_bytes: 2MiB }}\n"),
+        "larger than cache.memory.max_bytes",
+    );
+}

@@ -1,0 +1,206 @@
+//! The leaf readers: one scalar or list each, turned into a typed value.
+//! Each returns `None` after recording a problem, so callers can keep
+//! going.
+
+use std::time::Duration;
+
+use super::{Node, Problems, Value};
+
+/// A string scalar. Numbers and booleans are accepted in their YAML spelling
+/// only where a caller asks through [`scalar_text`].
+pub fn string(node: &Node, path: &str, p: &mut Problems) -> Option<String> {
+    match &node.value {
+        Value::Str(s) => Some(s.clone()),
+        other => {
+            p.at(
+                Some(node),
+                path,
+                format!("expected a string, found {}", other.kind()),
+            );
+            None
+        }
+    }
+}
+
+/// Any scalar as text: for values such as addresses that YAML may read as a
+/// number.
+pub fn scalar_text(node: &Node, path: &str, p: &mut Problems) -> Option<String> {
+    match &node.value {
+        Value::Str(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        other => {
+            p.at(
+                Some(node),
+                path,
+                format!("expected a single value, found {}", other.kind()),
+            );
+            None
+        }
+    }
+}
+
+/// A boolean (`true`/`false`).
+pub fn boolean(node: &Node, path: &str, p: &mut Problems) -> Option<bool> {
+    match &node.value {
+        Value::Bool(b) => Some(*b),
+        other => {
+            p.at(
+                Some(node),
+                path,
+                format!("expected true or false, found {}", other.kind()),
+            );
+            None
+        }
+    }
+}
+
+/// A non-negative integer no larger than `max`.
+pub fn integer(node: &Node, path: &str, max: u64, p: &mut Problems) -> Option<u64> {
+    let n = match &node.value {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::Str(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n <= max => Some(n),
+        _ => {
+            p.at(
+                Some(node),
+                path,
+                format!("expected a whole number from 0 to {max}"),
+            );
+            None
+        }
+    }
+}
+
+/// A fraction from 0 to 1 inclusive (`0.1`, `1`, `0`).
+pub fn fraction(node: &Node, path: &str, p: &mut Problems) -> Option<f64> {
+    let f = match &node.value {
+        Value::Float(f) => Some(*f),
+        Value::Int(i) => Some(*i as f64),
+        _ => None,
+    };
+    match f {
+        Some(f) if (0.0..=1.0).contains(&f) => Some(f),
+        _ => {
+            p.at(Some(node), path, "expected a number from 0 to 1 (e.g. 0.1)");
+            None
+        }
+    }
+}
+
+/// A humantime duration such as `250ms`, `30s` or `2h`.
+pub fn duration(node: &Node, path: &str, p: &mut Problems) -> Option<Duration> {
+    let text = match &node.value {
+        Value::Str(s) => s.trim().to_string(),
+        Value::Int(0) => return Some(Duration::ZERO),
+        Value::Int(i) => {
+            p.at(
+                Some(node),
+                path,
+                format!("a duration needs a unit, e.g. `{i}s` or `{i}ms`"),
+            );
+            return None;
+        }
+        other => {
+            p.at(
+                Some(node),
+                path,
+                format!("expected a duration such as `30s`, found {}", other.kind()),
+            );
+            return None;
+        }
+    };
+    match humantime::parse_duration(&text) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            p.at(
+                Some(node),
+                path,
+                format!("invalid duration `{text}`: {e} (examples: 250ms, 30s, 2h)"),
+            );
+            None
+        }
+    }
+}
+
+/// A size in bytes: a plain number, or a number with `B`, `KiB`, `MiB`,
+/// `GiB` (powers of 1024) or `KB`, `MB`, `GB` (powers of 1000).
+pub fn byte_size(node: &Node, path: &str, p: &mut Problems) -> Option<u64> {
+    let parsed = match &node.value {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::Str(s) => parse_byte_size(s),
+        _ => None,
+    };
+    if parsed.is_none() {
+        p.at(
+            Some(node),
+            path,
+            "expected a size such as `256MiB`, `64KiB` or a number of bytes",
+        );
+    }
+    parsed
+}
+
+/// Parses `256MiB`-style sizes; see [`byte_size`].
+pub fn parse_byte_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// A list. `null` reads as empty; a single scalar is not accepted, so a
+/// forgotten `-` is reported rather than guessed at.
+pub fn list<'a>(node: &'a Node, path: &str, p: &mut Problems) -> Option<&'a [Node]> {
+    match &node.value {
+        Value::Seq(items) => Some(items),
+        Value::Null => Some(&[]),
+        other => {
+            p.at(
+                Some(node),
+                path,
+                format!("expected a list, found {}", other.kind()),
+            );
+            None
+        }
+    }
+}
+
+/// One of a fixed set of words.
+pub fn one_of<T: Copy>(
+    node: &Node,
+    path: &str,
+    choices: &[(&str, T)],
+    p: &mut Problems,
+) -> Option<T> {
+    let text = string(node, path, p)?;
+    match choices.iter().find(|(name, _)| *name == text) {
+        Some((_, v)) => Some(*v),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            p.at(
+                Some(node),
+                path,
+                format!("`{text}` is not one of: {}", names.join(", ")),
+            );
+            None
+        }
+    }
+}
