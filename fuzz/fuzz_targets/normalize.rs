@@ -2,7 +2,7 @@
 //! path normalizes to itself (applied once means applied for good).
 #![no_main]
 
-use cachecar::proxy::normalize;
+use cachecar::rules::normalize;
 use http::{HeaderMap, Uri};
 use libfuzzer_sys::fuzz_target;
 

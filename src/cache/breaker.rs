@@ -1,4 +1,5 @@
-//! A circuit breaker around the remote store (DESIGN.md §8).
+//! A circuit breaker around the remote store (docs/architecture.md,
+//! "Failure behaviour").
 //!
 //! Closed: every call goes through; `THRESHOLD` consecutive failures (time
 //! outs or connection errors, not server replies such as OOM) open it.

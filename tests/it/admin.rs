@@ -225,6 +225,15 @@ async fn bad_purge_requests_are_refused() {
     }
 }
 
+/// `GET /admin/explain?{query}` with the admin token, as JSON.
+async fn explain(proxy: &TestProxy, query: &str) -> Value {
+    let auth = bearer(ADMIN_TOKEN);
+    let url = proxy.admin_url(&format!("/admin/explain?{query}"));
+    let r = get(&url, &[(auth.0, &auth.1)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_slice::<Value>(&r.body).unwrap()
+}
+
 /// Explain names the route, the key parts, the tokens and the entry state,
 /// and shows identity only as present/absent.
 #[tokio::test]
@@ -232,20 +241,11 @@ async fn explain_describes_the_decision() {
     trace_init();
     let up = upstream().await;
     let proxy = TestProxy::start(&config(&up.uri(), RULES)).await;
-    let auth = bearer(ADMIN_TOKEN);
-    let explain = |q: &str| {
-        let url = proxy.admin_url(&format!("/admin/explain?{q}"));
-        let auth = auth.clone();
-        async move {
-            let r = get(&url, &[(auth.0, &auth.1)]).await;
-            assert_eq!(r.status, 200, "{}", r.text());
-            serde_json::from_slice::<Value>(&r.body).unwrap()
-        }
-    };
     let secret = "Bearer%20s3cret-user-token";
-    let e = explain(&format!(
-        "method=GET&url=/api/conversations/9&header=Authorization:%20{secret}"
-    ))
+    let e = explain(
+        &proxy,
+        &format!("method=GET&url=/api/conversations/9&header=Authorization:%20{secret}"),
+    )
     .await;
     assert_eq!(e["route"]["name"], "conversation");
     assert_eq!(e["route"]["captures"]["id"], "9");
@@ -265,9 +265,10 @@ async fn explain_describes_the_decision() {
         &[("authorization", "Bearer s3cret-user-token")],
     )
     .await;
-    let e = explain(&format!(
-        "url=/api/conversations/9&header=Authorization:%20{secret}"
-    ))
+    let e = explain(
+        &proxy,
+        &format!("url=/api/conversations/9&header=Authorization:%20{secret}"),
+    )
     .await;
     assert_eq!(
         e["entry"]["stored"], false,
@@ -275,20 +276,30 @@ async fn explain_describes_the_decision() {
     );
     assert!(e["note"].as_str().unwrap().contains("Host"), "{e}");
     let host = format!("header=Host:%20{}", proxy.addr);
-    let e = explain(&format!(
-        "url=/api/conversations/9&header=Authorization:%20{secret}&{host}"
-    ))
+    let e = explain(
+        &proxy,
+        &format!("url=/api/conversations/9&header=Authorization:%20{secret}&{host}"),
+    )
     .await;
     assert_eq!(e["entry"]["stored"], true);
     assert_eq!(e["entry"]["would_serve"], "hit");
     assert_eq!(e["tokens"].as_array().unwrap().len(), 3);
+}
 
-    let e = explain("url=/api/conversations/9").await;
+/// Explain says why a request is not cacheable, and refuses a query
+/// without a URL.
+#[tokio::test]
+async fn explain_says_why_a_request_is_not_cached() {
+    trace_init();
+    let up = upstream().await;
+    let proxy = TestProxy::start(&config(&up.uri(), RULES)).await;
+    let auth = bearer(ADMIN_TOKEN);
+    let e = explain(&proxy, "url=/api/conversations/9").await;
     assert_eq!(e["cacheable"], false);
     assert_eq!(e["reason"], "no-identity");
-    let e = explain("url=/elsewhere").await;
+    let e = explain(&proxy, "url=/elsewhere").await;
     assert_eq!(e["reason"], "no-route");
-    let e = explain("method=PUT&url=/api/conversations/9").await;
+    let e = explain(&proxy, "method=PUT&url=/api/conversations/9").await;
     assert_eq!(e["mutation"]["rules"][0], "PUT /api/conversations/{id}");
     let r = get(
         &proxy.admin_url("/admin/explain?method=GET"),

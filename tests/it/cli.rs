@@ -208,13 +208,10 @@ async fn sighup_applies_an_in_place_edit() {
     assert!(status.success(), "still exits cleanly: {status:?}");
 }
 
-/// The access log (sampled; slow requests always kept) and the slow-request
-/// warning, as JSON lines on stderr.
-#[tokio::test]
-async fn json_access_log_samples_and_slow_requests_name_where_time_went() {
+/// An upstream answering GETs with 12 bytes after 80 ms.
+async fn slow_upstream() -> wiremock::MockServer {
     use wiremock::matchers::method;
     use wiremock::{Mock, MockServer, ResponseTemplate};
-    trace_init();
     let up = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(
@@ -224,6 +221,24 @@ async fn json_access_log_samples_and_slow_requests_name_where_time_went() {
         )
         .mount(&up)
         .await;
+    up
+}
+
+/// The JSON log events of `target` in `stderr`.
+fn events_of(stderr: &[u8], target: &str) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["target"] == target)
+        .collect()
+}
+
+/// The access log (sampled; slow requests always kept) and the slow-request
+/// warning, as JSON lines on stderr.
+#[tokio::test]
+async fn json_access_log_samples_and_slow_requests_name_where_time_went() {
+    trace_init();
+    let up = slow_upstream().await;
     let (port, admin) = (free_port(), free_port());
     let path = write_config(
         "logs",
@@ -249,17 +264,7 @@ async fn json_access_log_samples_and_slow_requests_name_where_time_went() {
         .await
         .unwrap()
         .unwrap();
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let of = |target: &str| {
-        events
-            .iter()
-            .filter(|e| e["target"] == target)
-            .cloned()
-            .collect::<Vec<_>>()
-    };
+    let of = |target: &str| events_of(&out.stderr, target);
     let access = of("cachecar::access");
     assert_eq!(
         access.len(),
@@ -325,6 +330,13 @@ async fn healthcheck_reports_readiness_by_exit_code() {
     assert!(status.success());
 }
 
+/// GET `url`, and how long it took.
+async fn timed_get(url: &str, headers: &[(&str, &str)]) -> (crate::support::Reply, Duration) {
+    let start = std::time::Instant::now();
+    let reply = get(url, headers).await;
+    (reply, start.elapsed())
+}
+
 /// `cachecar demo`: first call goes to the slow demo API, the second is a
 /// hit, a PUT invalidates; SIGTERM exits 0.
 #[tokio::test]
@@ -343,12 +355,8 @@ async fn demo_runs_without_any_other_service() {
     assert!(port_open(port).await, "demo port opens");
     let url = format!("http://127.0.0.1:{port}/api/conversations");
     let alice = [("authorization", "Bearer alice")];
-    let start = std::time::Instant::now();
-    let first = get(&url, &alice).await;
-    let first_took = start.elapsed();
-    let start = std::time::Instant::now();
-    let second = get(&url, &alice).await;
-    let second_took = start.elapsed();
+    let (first, first_took) = timed_get(&url, &alice).await;
+    let (second, second_took) = timed_get(&url, &alice).await;
     assert_eq!(
         (first.x_cache().as_str(), second.x_cache().as_str()),
         ("MISS", "HIT")

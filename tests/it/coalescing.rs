@@ -49,7 +49,7 @@ async fn a_stampede_makes_one_upstream_request() {
     assert_eq!(collapsed + hits, 299, "all but the leader waited or hit");
     assert_eq!(
         proxy
-            .metric("cachecar_coalesced_requests_total", &[("route", "all")])
+            .counter("cachecar_coalesced_requests_total", &[("route", "all")])
             .await,
         collapsed as f64
     );

@@ -1,4 +1,4 @@
-//! Hostile bytes (issue 6): each attack is written raw to a fresh TCP
+//! Hostile bytes (docs/security.md): each attack is written raw to a fresh TCP
 //! connection, its answer and whether the connection was closed are
 //! checked, and where it matters a clean victim request on a new connection
 //! shows that nothing was poisoned. The upstream records what it received
@@ -123,18 +123,20 @@ fn x_cache(r: &Raw) -> &str {
         .unwrap_or("")
 }
 
+/// A request cachecar must never read out of another's body.
+const SMUGGLED: &str = "GET /api/docs/admin HTTP/1.1\r\nHost: api.test\r\n\r\n";
+
+/// Content-Length with Transfer-Encoding: hyper lets chunked win, drops the
+/// length and closes after answering (RFC 9112 §6.1), so the bytes after
+/// the chunked body are never read as a request.
 #[tokio::test]
-async fn smuggling_framings_are_refused_and_close_the_connection() {
+async fn content_length_beside_chunked_is_answered_once_and_closes() {
     trace_init();
     let up = echo_upstream().await;
     let proxy = TestProxy::start(&config(&up.uri(), RULES)).await;
-    let smuggled = "GET /api/docs/admin HTTP/1.1\r\nHost: api.test\r\n\r\n";
-    // Content-Length with Transfer-Encoding: hyper lets chunked win, drops
-    // the length and closes after answering (RFC 9112 §6.1), so the bytes
-    // after the chunked body are never read as a request.
     let r = raw(
         proxy.addr,
-        format!("POST /api/docs/a HTTP/1.1\r\nHost: api.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}").as_bytes(),
+        format!("POST /api/docs/a HTTP/1.1\r\nHost: api.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}").as_bytes(),
     )
     .await;
     assert!(r.closed, "{r:?}");
@@ -151,37 +153,35 @@ async fn smuggling_framings_are_refused_and_close_the_connection() {
         .map(|q| format!("{} {}", q.method, q.url.path()))
         .collect();
     assert_eq!(seen, ["POST /api/docs/a"], "nothing smuggled");
-    up.reset().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(Echo)
-        .mount(&up)
-        .await;
-    let attacks = [
-        format!(
-            "POST /api/docs/a HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: xchunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n{smuggled}"
-        ),
-        format!(
-            "POST /api/docs/a HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n{smuggled}"
-        ),
-        format!(
-            "POST /api/docs/a HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n{smuggled}"
-        ),
-        format!(
-            "POST /api/docs/a HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{smuggled}"
-        ),
-        format!(
-            "POST /api/docs/a HTTP/1.1\r\nHost: api.test\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd{smuggled}"
-        ),
-        format!(
-            "POST /api/docs/a HTTP/1.1\r\nHost: api.test\r\nContent-Length: 4, 40\r\n\r\nabcd{smuggled}"
-        ),
-        format!(
-            "GET /api/docs/a HTTP/1.1\r\nHost: api.test\r\nX-Folded: a\r\n b\r\n\r\n{smuggled}"
-        ),
-        format!("GET /api/docs/a HTTP/1.1\r\nHost: api.test\r\nX-Bare: a\rb\r\n\r\n{smuggled}"),
-        format!("GET /api/docs/a HTTP/1.1\r\nHost: api.test\r\nHost: evil.test\r\n\r\n{smuggled}"),
-    ];
-    for attack in &attacks {
+}
+
+/// Framings two parsers could read differently, each followed by a
+/// smuggled request.
+fn smuggling_attacks() -> Vec<String> {
+    let post = "POST /api/docs/a HTTP/1.1\r\nHost: api.test\r\n";
+    let get = "GET /api/docs/a HTTP/1.1\r\nHost: api.test\r\n";
+    [
+        format!("{post}Transfer-Encoding: xchunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n"),
+        format!("{post}Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n"),
+        format!("{post}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
+        format!("{post}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"),
+        format!("{post}Content-Length: 4\r\nContent-Length: 40\r\n\r\nabcd"),
+        format!("{post}Content-Length: 4, 40\r\n\r\nabcd"),
+        format!("{get}X-Folded: a\r\n b\r\n\r\n"),
+        format!("{get}X-Bare: a\rb\r\n\r\n"),
+        format!("{get}Host: evil.test\r\n\r\n"),
+    ]
+    .into_iter()
+    .map(|attack| attack + SMUGGLED)
+    .collect()
+}
+
+#[tokio::test]
+async fn smuggling_framings_are_refused_and_close_the_connection() {
+    trace_init();
+    let up = echo_upstream().await;
+    let proxy = TestProxy::start(&config(&up.uri(), RULES)).await;
+    for attack in &smuggling_attacks() {
         let r = raw(proxy.addr, attack.as_bytes()).await;
         assert_eq!(r.status(), 400, "{attack:?} -> {r:?}");
         assert!(r.closed, "connection must close after {attack:?}");
@@ -311,7 +311,18 @@ async fn slowloris_connections_are_closed_after_the_header_timeout() {
     }
     assert!(closed, "still open after {:?}", started.elapsed());
     assert!(started.elapsed() < Duration::from_millis(1500));
-    // An idle keep-alive connection is closed by the same timer.
+}
+
+/// An idle keep-alive connection is closed by the header timeout too.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+    trace_init();
+    let up = echo_upstream().await;
+    let proxy = TestProxy::start(&config(
+        &up.uri(),
+        &format!("limits: {{ header_read_timeout: 300ms }}\n{RULES}"),
+    ))
+    .await;
     let mut idle = TcpStream::connect(proxy.addr).await.unwrap();
     idle.write_all(b"GET /api/docs/a HTTP/1.1\r\nHost: api.test\r\n\r\n")
         .await
@@ -331,260 +342,6 @@ async fn slowloris_connections_are_closed_after_the_header_timeout() {
     assert!(got.starts_with(b"HTTP/1.1 200"));
 }
 
-#[tokio::test]
-async fn host_and_forwarded_header_tricks_cannot_poison_an_entry() {
-    trace_init();
-    let up = echo_upstream().await;
-    let proxy = TestProxy::start(&config(&up.uri(), RULES)).await;
-    // The attacker fills the entry with headers the app would reflect.
-    let attack = raw(
-        proxy.addr,
-        b"GET /api/docs/p HTTP/1.1\r\nHost: api.test\r\nX-Forwarded-Host: evil.test\r\nX-Original-URL: /admin\r\nX-HTTP-Method-Override: DELETE\r\nForwarded: host=evil.test\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(attack.status(), 200);
-    assert!(
-        attack.body().contains("xfh=api.test xou=- override=-"),
-        "the app never saw the attacker's headers: {}",
-        attack.body()
-    );
-    let v = victim(proxy.addr, "/api/docs/p").await;
-    assert_eq!(x_cache(&v), "HIT");
-    assert!(
-        !v.body().contains("evil") && !v.body().contains("admin") && !v.body().contains("DELETE")
-    );
+mod poisoning;
 
-    // Another Host is another entry, never this one.
-    let other = raw(
-        proxy.addr,
-        b"GET /api/docs/q HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(other.body().contains("host=evil.test"));
-    let v = victim(proxy.addr, "/api/docs/q").await;
-    assert_eq!(x_cache(&v), "MISS", "{v:?}");
-    assert!(v.body().contains("host=api.test"));
-
-    // An absolute-form target that disagrees with Host is refused.
-    let r = raw(
-        proxy.addr,
-        b"GET http://api.test/api/docs/q HTTP/1.1\r\nHost: evil.test\r\n\r\n",
-    )
-    .await;
-    assert_eq!(r.status(), 400, "{r:?}");
-}
-
-#[tokio::test]
-async fn allowed_hosts_refuse_the_rest_before_the_app_sees_them() {
-    trace_init();
-    let up = echo_upstream().await;
-    let proxy = TestProxy::start(&config(
-        &up.uri(),
-        &format!("security: {{ allowed_hosts: [api.test] }}\n{RULES}"),
-    ))
-    .await;
-    let r = raw(
-        proxy.addr,
-        b"GET /api/docs/a HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(r.status(), 421, "{r:?}");
-    let r = raw(proxy.addr, b"GET /api/docs/a HTTP/1.0\r\n\r\n").await;
-    assert_eq!(r.status(), 421, "HTTP/1.0 without Host: {r:?}");
-    assert_eq!(received(&up).await, 0);
-    assert_eq!(victim(proxy.addr, "/api/docs/a").await.status(), 200);
-}
-
-#[tokio::test]
-async fn path_tricks_on_cached_routes_are_refused() {
-    trace_init();
-    let up = echo_upstream().await;
-    let proxy = TestProxy::start(&config(&up.uri(), RULES)).await;
-    for target in [
-        "/static/..%2fapi/me",
-        "/static/..%2Fapi/me",
-        "/static/a%5c..%5capi",
-        "/static/me;x.css",
-        "/static/a%00.css",
-        "/static/a%23b",
-        "/static/a%3fb=1",
-        "/static/a\\b",
-        "/static/%c0%afapi/me",
-        "/static/..%252fapi/me",
-    ] {
-        let r = raw(
-            proxy.addr,
-            format!("GET {target} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await;
-        assert_eq!(r.status(), 400, "{target} -> {r:?}");
-    }
-    assert_eq!(received(&up).await, 0, "none reached the app");
-    // A fragment never reaches the key or the app: the target parser
-    // drops it, so both see the same path.
-    let r = raw(
-        proxy.addr,
-        b"GET /static/f.css#../../admin HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(r.body().contains("path=/static/f.css "), "{r:?}");
-    // Dot segments resolve once, to a path the key and the app agree on.
-    let r = raw(
-        proxy.addr,
-        b"GET /static/x/../a.css HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(r.body().contains("path=/static/a.css"), "{r:?}");
-}
-
-#[tokio::test]
-async fn an_authenticated_response_is_never_stored_for_everyone() {
-    trace_init();
-    let up = echo_upstream().await;
-    let proxy = TestProxy::start(&config(&up.uri(), RULES)).await;
-    // The "/api/me/x.css" trick: a public route, an authenticated request.
-    let r = raw(
-        proxy.addr,
-        b"GET /static/me/x.css HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer alice\r\nCookie: s=alice\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    assert_ne!(x_cache(&r), "HIT");
-    let v = victim(proxy.addr, "/static/me/x.css").await;
-    assert_eq!(x_cache(&v), "MISS", "alice's answer was not stored: {v:?}");
-}
-
-#[tokio::test]
-async fn a_get_with_a_body_is_not_cached_and_purge_methods_are_only_forwarded() {
-    trace_init();
-    let up = echo_upstream().await;
-    let proxy = TestProxy::start(&config(&up.uri(), RULES)).await;
-    let r = raw(
-        proxy.addr,
-        b"GET /api/docs/b HTTP/1.1\r\nHost: api.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
-    )
-    .await;
-    assert_eq!((r.status(), x_cache(&r)), (200, "BYPASS"), "{r:?}");
-    assert_eq!(x_cache(&victim(proxy.addr, "/api/docs/b").await), "MISS");
-    assert_eq!(x_cache(&victim(proxy.addr, "/api/docs/b").await), "HIT");
-    for method in ["PURGE", "BAN"] {
-        let r = raw(
-            proxy.addr,
-            format!("{method} /api/docs/b HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await;
-        assert_eq!(
-            r.status(),
-            405,
-            "forwarded to the app, which refused: {r:?}"
-        );
-        assert!(r.body().contains(&format!("method={method}")), "{r:?}");
-    }
-    assert_eq!(
-        x_cache(&victim(proxy.addr, "/api/docs/b").await),
-        "HIT",
-        "the app refused them, so nothing was purged"
-    );
-}
-
-/// An upstream that promises 100 bytes, sends 10 and closes.
-async fn truncating_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        for _ in 0..20 {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nCache-Control: max-age=60\r\n\r\n0123456789")
-                .await;
-            drop(s);
-        }
-    });
-    (addr, task)
-}
-
-#[tokio::test]
-async fn a_truncated_upstream_response_is_502_and_never_stored() {
-    trace_init();
-    let (addr, task) = truncating_upstream().await;
-    let proxy = TestProxy::start(&config(&format!("http://{addr}"), RULES)).await;
-    for _ in 0..2 {
-        let r = victim(proxy.addr, "/api/docs/t").await;
-        assert_eq!(r.status(), 502, "{r:?}");
-        assert_ne!(x_cache(&r), "HIT");
-    }
-    task.abort();
-}
-
-/// A flood of unique URLs: the memory store stays within its byte bound.
-#[tokio::test]
-async fn a_flood_of_unique_urls_stays_within_the_memory_bound() {
-    trace_init();
-    let up = MockServer::start().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(2048)))
-        .mount(&up)
-        .await;
-    let bound = 256 * 1024;
-    let proxy = TestProxy::start(&config(
-        &up.uri(),
-        &format!("cache: {{ memory: {{ max_bytes: {bound} }} }}\n{RULES}"),
-    ))
-    .await;
-    let addr = proxy.addr;
-    let mut peak = 0.0f64;
-    for batch in 0..30 {
-        let tasks: Vec<_> = (0..20)
-            .map(|i| {
-                let url = format!("http://{addr}/api/docs/{batch}-{i}?q={i}");
-                tokio::spawn(async move { crate::support::get(&url, &[]).await.status })
-            })
-            .collect();
-        for t in tasks {
-            assert_eq!(t.await.unwrap(), 200);
-        }
-        peak = peak.max(proxy.metric("cachecar_memory_store_bytes", &[]).await);
-    }
-    assert!(peak > 0.0, "entries were stored");
-    assert!(
-        peak <= f64::from(bound),
-        "600 entries of 2 KiB held in a {bound}-byte store: peak {peak}"
-    );
-}
-
-#[tokio::test]
-async fn unkeyed_query_parameters_never_reach_the_app() {
-    trace_init();
-    let up = echo_upstream().await;
-    let proxy = TestProxy::start(&config(&up.uri(), RULES)).await;
-    // Parameter cloaking: a framework splitting on `;` or reading names
-    // case-insensitively would see page=evil; the key sees page=1.
-    let attack = raw(
-        proxy.addr,
-        b"GET /api/items/1?page=1&utm=x;page=evil&PAGE=evil HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(attack.body().ends_with("query=page=1"), "{attack:?}");
-    let v = victim(proxy.addr, "/api/items/1?page=1").await;
-    assert_eq!(x_cache(&v), "HIT");
-    assert!(!v.body().contains("evil"), "{v:?}");
-}
-
-#[tokio::test]
-async fn more_unkeyed_host_and_scheme_headers_never_reach_the_app() {
-    trace_init();
-    let up = echo_upstream().await;
-    let proxy = TestProxy::start(&config(&up.uri(), RULES)).await;
-    let r = raw(
-        proxy.addr,
-        b"GET /api/docs/h HTTP/1.1\r\nHost: api.test\r\nX-Host: evil.test\r\nX-Forwarded-Scheme: nothttps\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(r.body().contains("xhost=- scheme=-"), "{r:?}");
-}
+mod upstream_and_memory;

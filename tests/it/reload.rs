@@ -1,5 +1,5 @@
 //! Hot reload, kill switch, warmup and the access log's siblings: what an
-//! operator does while traffic flows (issue 5).
+//! operator does while traffic flows (docs/operations.md).
 //!
 //! Config files live in per-test directories under `CARGO_TARGET_TMPDIR`;
 //! the ConfigMap test lays one out as the kubelet does (`..data` symlink).
@@ -139,6 +139,28 @@ async fn a_configmap_symlink_swap_adds_a_route_that_caches() {
     assert_eq!(proxy.metric("cachecar_config_generation", &[]).await, 2.0);
 }
 
+/// `/status` still shows the first config (`hash`), and every error of the
+/// refused reload with its line and column.
+async fn refusal_is_shown(proxy: &TestProxy, hash: &Value) {
+    let s = status(proxy).await;
+    assert_eq!(s["config"]["generation"], 1);
+    assert_eq!(&s["config"]["hash"], hash);
+    let last = &s["config"]["last_reload"];
+    assert_eq!(last["result"], "error");
+    let errors: Vec<String> = last["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(errors.len(), 2, "every error: {errors:?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("9:10: routes[0].ttl")),
+        "line:column: {errors:?}"
+    );
+    assert!(errors.iter().any(|e| e.contains("colour")), "{errors:?}");
+}
+
 #[tokio::test]
 async fn a_broken_file_is_refused_counted_and_shown_and_the_old_rules_keep_working() {
     trace_init();
@@ -156,33 +178,13 @@ async fn a_broken_file_is_refused_counted_and_shown_and_the_old_rules_keep_worki
         "routes:\n  - name: docs\n    match: GET /api/docs/{*path}\n    ttl: forever\n    colour: blue\n",
     );
     write(&file, &broken);
-    assert!(
-        eventually(Duration::from_secs(3), || async {
-            proxy
-                .metric("cachecar_config_reloads_total", &[("result", "error")])
-                .await
-                == 1.0
-        })
-        .await,
-        "the broken file is counted once"
-    );
-    let s = status(&proxy).await;
-    assert_eq!(s["config"]["generation"], 1);
-    assert_eq!(s["config"]["hash"], hash);
-    let last = &s["config"]["last_reload"];
-    assert_eq!(last["result"], "error");
-    let errors: Vec<String> = last["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(errors.len(), 2, "every error: {errors:?}");
-    assert!(
-        errors.iter().any(|e| e.starts_with("9:10: routes[0].ttl")),
-        "line:column: {errors:?}"
-    );
-    assert!(errors.iter().any(|e| e.contains("colour")), "{errors:?}");
+    let refused = || async {
+        let error = [("result", "error")];
+        proxy.counter("cachecar_config_reloads_total", &error).await == 1.0
+    };
+    let counted = eventually(Duration::from_secs(3), refused).await;
+    assert!(counted, "the broken file is counted once");
+    refusal_is_shown(&proxy, &hash).await;
     assert_eq!(
         x_cache(&proxy, "/api/docs/a").await,
         "HIT",
@@ -200,16 +202,10 @@ async fn a_broken_file_is_refused_counted_and_shown_and_the_old_rules_keep_worki
         &file,
         &config(&up.uri(), &format!("{NO_POLL}{DOCS_AND_ITEMS}")),
     );
-    assert!(
-        eventually(Duration::from_secs(3), || async {
-            generation(&proxy).await == 2
-        })
-        .await
-    );
-    assert_eq!(
-        status(&proxy).await["config"]["last_reload"]["result"],
-        "ok"
-    );
+    let applied = || async { generation(&proxy).await == 2 };
+    assert!(eventually(Duration::from_secs(3), applied).await);
+    let last = status(&proxy).await["config"]["last_reload"].clone();
+    assert_eq!(last["result"], "ok");
 }
 
 #[tokio::test]
@@ -295,6 +291,24 @@ async fn a_changed_route_does_not_serve_old_entries_and_unchanged_routes_keep_th
     assert_eq!(hits(&up, "/api/items/1").await, 1);
 }
 
+/// With `cache.enabled: false`, every request bypasses the cache and
+/// reaches the app.
+async fn bypassed_while_off(proxy: &TestProxy, up: &MockServer) {
+    for _ in 0..2 {
+        let reply = get(&proxy.url("/api/docs/a"), &[("host", "api.test")]).await;
+        assert_eq!(reply.x_cache(), "BYPASS");
+        assert!(
+            reply.header("cache-status").contains("detail=disabled"),
+            "{reply:?}"
+        );
+    }
+    assert_eq!(
+        hits(up, "/api/docs/a").await,
+        3,
+        "every request reached the app"
+    );
+}
+
 #[tokio::test]
 async fn the_kill_switch_turns_caching_off_and_on_and_purges_still_apply_meanwhile() {
     trace_init();
@@ -318,19 +332,7 @@ async fn the_kill_switch_turns_caching_off_and_on_and_purges_still_apply_meanwhi
 
     write(&file, &rules(false));
     assert_eq!(admin_reload(&proxy).await.1["result"], "applied");
-    for _ in 0..2 {
-        let reply = get(&proxy.url("/api/docs/a"), &[("host", "api.test")]).await;
-        assert_eq!(reply.x_cache(), "BYPASS");
-        assert!(
-            reply.header("cache-status").contains("detail=disabled"),
-            "{reply:?}"
-        );
-    }
-    assert_eq!(
-        hits(&up, "/api/docs/a").await,
-        3,
-        "every request reached the app"
-    );
+    bypassed_while_off(&proxy, &up).await;
     // A mutation while caching is off still purges.
     let put = send(
         Method::PUT,
@@ -355,120 +357,4 @@ async fn the_kill_switch_turns_caching_off_and_on_and_purges_still_apply_meanwhi
     );
 }
 
-#[tokio::test]
-async fn warmup_fills_before_ready_once_per_target_and_again_only_for_new_targets() {
-    trace_init();
-    let up = upstream().await;
-    let d = dir("warmup");
-    let file = d.join("cachecar.yaml");
-    let authority = up.address().to_string();
-    let rules = |warmup: &str| {
-        config(
-            &up.uri(),
-            &format!("reload: {{ watch: false, poll_interval: 0s }}\n{DOCS}warmup:\n{warmup}"),
-        )
-    };
-    write(
-        &file,
-        &rules("  - GET /api/docs/index\n  - GET http://api.test/api/docs/intro?lang=en\n"),
-    );
-    let proxy = TestProxy::start_file(&file).await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            get(&proxy.admin_url("/readyz"), &[]).await.status == 200
-        })
-        .await
-    );
-    // Ready means warm: both fetched once, before any client asked.
-    assert_eq!(hits(&up, "/api/docs/index").await, 1);
-    assert_eq!(hits(&up, "/api/docs/intro").await, 1);
-    assert_eq!(
-        proxy
-            .metric("cachecar_warmup_total", &[("result", "stored")])
-            .await,
-        2.0
-    );
-    let relative = get(&proxy.url("/api/docs/index"), &[("host", &authority)]).await;
-    assert_eq!(
-        relative.x_cache(),
-        "HIT",
-        "relative targets use the upstream's host"
-    );
-    let absolute = get(
-        &proxy.url("/api/docs/intro?lang=en"),
-        &[("host", "api.test")],
-    )
-    .await;
-    assert_eq!(absolute.x_cache(), "HIT");
-
-    // A reload adding a target fetches it; the others are still fresh.
-    write(
-        &file,
-        &rules(
-            "  - GET /api/docs/index\n  - GET http://api.test/api/docs/intro?lang=en\n  - GET /api/docs/new\n",
-        ),
-    );
-    assert_eq!(admin_reload(&proxy).await.1["result"], "applied");
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            hits(&up, "/api/docs/new").await == 1
-        })
-        .await
-    );
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            proxy
-                .metric("cachecar_warmup_total", &[("result", "fresh")])
-                .await
-                == 2.0
-        })
-        .await
-    );
-    assert_eq!(hits(&up, "/api/docs/index").await, 1);
-}
-
-#[tokio::test]
-async fn warmup_targets_must_be_gets_of_cached_routes() {
-    let up = "http://127.0.0.1:9";
-    let bad = config(
-        up,
-        &format!(
-            "{DOCS}warmup:\n  - POST /api/docs/a\n  - GET /elsewhere\n  - GET /api/docs/a\n  - GET /api/docs/a\n  - /api/docs/b\n"
-        ),
-    );
-    let err = cachecar::config::load_str(&bad, &|_| None)
-        .expect_err("invalid warmup")
-        .to_string();
-    for needle in [
-        "only GET requests can warm",
-        "matches no route",
-        "listed twice",
-        "expected `GET /path`",
-    ] {
-        assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
-    }
-}
-
-#[tokio::test]
-async fn slow_requests_are_counted_per_route() {
-    trace_init();
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(150)))
-        .mount(&server)
-        .await;
-    let proxy = TestProxy::start(&config(
-        &server.uri(),
-        &format!("log: {{ slow_request: 100ms, access_sample: 0.0 }}\n{DOCS}"),
-    ))
-    .await;
-    assert_eq!(x_cache(&proxy, "/api/docs/slow").await, "MISS");
-    assert_eq!(x_cache(&proxy, "/api/docs/slow").await, "HIT");
-    assert_eq!(
-        proxy
-            .metric("cachecar_slow_requests_total", &[("route", "docs")])
-            .await,
-        1.0,
-        "the miss was slow, the hit was not"
-    );
-}
+mod warmup;

@@ -17,7 +17,7 @@ async fn plain(responses: Vec<wiremock::ResponseTemplate>) -> (Scripted, TestPro
 }
 
 /// One RFC rule: the origin's response headers, then whether the second
-/// request (after `pause`) is served from the cache.
+/// request (`pause` later, by the proxy's clock) is served from the cache.
 struct Rule {
     name: &'static str,
     response: &'static [(&'static str, &'static str)],
@@ -166,7 +166,7 @@ async fn rfc_9111_storage_and_freshness_rules() {
         let (upstream, proxy) = plain(vec![respond(rule.status, rule.response, "body")]).await;
         let first = get(&proxy.url("/x"), &[]).await;
         assert_eq!(first.status.as_u16(), rule.status, "{}", rule.name);
-        tokio::time::sleep(rule.pause).await;
+        proxy.clock.advance(rule.pause);
         let second = get(&proxy.url("/x"), &[]).await;
         let expected_upstream = if rule.second_from_cache { 1 } else { 2 };
         assert_eq!(
@@ -202,7 +202,7 @@ async fn age_and_date_follow_rfc_9111() {
     .await;
     let miss = get(&proxy.url("/x"), &[]).await;
     assert_eq!(miss.header("age"), "30");
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    proxy.clock.advance(Duration::from_millis(1_100));
     let hit = get(&proxy.url("/x"), &[]).await;
     assert_eq!(hit.header("date"), date);
     let age: u64 = hit.header("age").parse().unwrap();
@@ -238,7 +238,7 @@ async fn stale_entries_are_revalidated_and_updated_by_304() {
     ])
     .await;
     assert_eq!(get(&proxy.url("/x"), &[]).await.x_cache(), "MISS");
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    proxy.clock.advance(Duration::from_millis(1_100));
     let revalidated = get(&proxy.url("/x"), &[]).await;
     assert_eq!(revalidated.status, 200);
     assert_eq!(revalidated.text(), "body one");
@@ -277,7 +277,7 @@ async fn a_200_to_a_revalidation_replaces_the_entry() {
     ])
     .await;
     get(&proxy.url("/x"), &[]).await;
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    proxy.clock.advance(Duration::from_millis(1_100));
     let second = get(&proxy.url("/x"), &[]).await;
     assert_eq!(second.text(), "new");
     assert_eq!(
@@ -316,7 +316,7 @@ async fn no_cache_and_must_revalidate_are_honoured() {
     let rules = "defaults: { stale_while_revalidate: 60s }\nroutes:\n  - { name: all, match: \"GET /{*p}\" }\n";
     let proxy = TestProxy::start(&config(&upstream.server.uri(), rules)).await;
     get(&proxy.url("/y"), &[]).await;
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    proxy.clock.advance(Duration::from_millis(1_100));
     assert_eq!(
         get(&proxy.url("/y"), &[]).await.x_cache(),
         "MISS",
@@ -366,290 +366,6 @@ async fn fields_named_by_qualified_no_cache_and_private_are_not_stored() {
     assert_eq!(upstream.count().await, 2);
 }
 
-/// Client conditionals are answered 304 from a fresh entry.
-#[tokio::test]
-async fn client_conditionals_get_304_from_a_fresh_entry() {
-    trace_init();
-    let lm = "Sun, 06 Nov 1994 08:49:37 GMT";
-    let (upstream, proxy) = plain(vec![respond(
-        200,
-        &[
-            ("cache-control", "max-age=60"),
-            ("etag", "W/\"e\""),
-            ("last-modified", lm),
-        ],
-        "x",
-    )])
-    .await;
-    // The fill does not forward the client's conditions: it needs a full response.
-    let first = get(&proxy.url("/x"), &[("if-none-match", "\"e\"")]).await;
-    assert_eq!(first.status, 304);
-    assert!(
-        !upstream.requests().await[0]
-            .headers
-            .contains_key("if-none-match")
-    );
-    let hit = get(&proxy.url("/x"), &[("if-none-match", "\"other\", W/\"e\"")]).await;
-    assert_eq!((hit.status.as_u16(), hit.x_cache().as_str()), (304, "HIT"));
-    assert_eq!(hit.header("etag"), "W/\"e\"");
-    assert!(hit.body.is_empty());
-    assert_eq!(
-        get(&proxy.url("/x"), &[("if-modified-since", lm)])
-            .await
-            .status,
-        304
-    );
-    assert_eq!(
-        get(&proxy.url("/x"), &[("if-none-match", "\"nope\"")])
-            .await
-            .status,
-        200
-    );
-    assert_eq!(upstream.count().await, 1);
-}
+mod stale;
 
-/// Request directives: no-cache revalidates, max-age limits age,
-/// only-if-cached never goes upstream.
-#[tokio::test]
-async fn request_directives_are_honoured() {
-    trace_init();
-    let (upstream, proxy) = plain(vec![
-        respond(
-            200,
-            &[("cache-control", "max-age=60"), ("etag", "\"a\"")],
-            "x",
-        ),
-        respond(304, &[("etag", "\"a\"")], ""),
-    ])
-    .await;
-    let missing = get(&proxy.url("/x"), &[("cache-control", "only-if-cached")]).await;
-    assert_eq!(missing.status, 504);
-    assert_eq!(upstream.count().await, 0);
-    get(&proxy.url("/x"), &[]).await;
-    let forced = get(&proxy.url("/x"), &[("cache-control", "no-cache")]).await;
-    assert_eq!(
-        forced.header("cache-status"),
-        "cachecar; fwd=request; fwd-status=304; stored"
-    );
-    assert_eq!(upstream.count().await, 2);
-    assert_eq!(
-        get(&proxy.url("/x"), &[("cache-control", "only-if-cached")])
-            .await
-            .x_cache(),
-        "HIT"
-    );
-}
-
-/// stale-while-revalidate answers stale at once and refreshes once.
-#[tokio::test]
-async fn stale_while_revalidate_refreshes_once_in_the_background() {
-    trace_init();
-    let (upstream, proxy) = plain(vec![
-        respond(
-            200,
-            &[("cache-control", "max-age=1, stale-while-revalidate=60")],
-            "old",
-        ),
-        respond(200, &[("cache-control", "max-age=60")], "new")
-            .set_delay(Duration::from_millis(300)),
-    ])
-    .await;
-    get(&proxy.url("/x"), &[]).await;
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let started = std::time::Instant::now();
-    let stale: Vec<_> = futures_join((0..20).map(|_| get_owned(proxy.url("/x")))).await;
-    assert!(
-        started.elapsed() < Duration::from_millis(300),
-        "stale answers do not wait"
-    );
-    for r in &stale {
-        assert_eq!((r.x_cache().as_str(), r.text().as_str()), ("STALE", "old"));
-    }
-    assert!(
-        crate::support::eventually(Duration::from_secs(3), || async {
-            get(&proxy.url("/x"), &[]).await.text() == "new"
-        })
-        .await
-    );
-    assert_eq!(upstream.count().await, 2, "exactly one background refresh");
-}
-
-/// stale-if-error answers stale when the upstream answers 5xx or is down,
-/// and not once the window has passed.
-#[tokio::test]
-async fn stale_if_error_serves_stale_when_the_upstream_fails() {
-    trace_init();
-    let (_upstream, proxy) = plain(vec![
-        respond(
-            200,
-            &[("cache-control", "max-age=1, stale-if-error=60")],
-            "saved",
-        ),
-        respond(503, &[], "down"),
-    ])
-    .await;
-    get(&proxy.url("/x"), &[]).await;
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let r = get(&proxy.url("/x"), &[]).await;
-    assert_eq!(
-        (r.status.as_u16(), r.text().as_str(), r.x_cache().as_str()),
-        (200, "saved", "STALE")
-    );
-    assert!(r.header("cache-status").contains("fwd-status=503"), "{r:?}");
-
-    let upstream = TinyUpstream::start(
-        200,
-        &[("cache-control", "max-age=1, stale-if-error=2")],
-        "saved",
-    )
-    .await;
-    let proxy = TestProxy::start(&config(&upstream.uri(), PLAIN)).await;
-    get(&proxy.url("/y"), &[]).await;
-    upstream.stop();
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let r = get(&proxy.url("/y"), &[]).await;
-    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "saved"));
-    assert!(
-        r.header("cache-status").contains("detail=stale-if-error"),
-        "{r:?}"
-    );
-    tokio::time::sleep(Duration::from_millis(2_000)).await;
-    assert_eq!(
-        get(&proxy.url("/y"), &[]).await.status,
-        502,
-        "window passed"
-    );
-}
-
-/// Vary: one entry per variant, bounded per URL; Accept-Encoding reduced.
-#[tokio::test]
-async fn vary_stores_bounded_variants() {
-    trace_init();
-    let upstream = Scripted::start(vec![respond(
-        200,
-        &[("cache-control", "max-age=60"), ("vary", "X-Lang")],
-        "x",
-    )])
-    .await;
-    let rules = "defaults: {}\ncache: { max_variants: 2 }\nroutes:\n  - { name: all, match: \"GET /{*p}\" }\n";
-    let proxy = TestProxy::start(&config(&upstream.server.uri(), rules)).await;
-    for lang in ["en", "fr"] {
-        assert_eq!(
-            get(&proxy.url("/x"), &[("x-lang", lang)]).await.x_cache(),
-            "MISS"
-        );
-    }
-    for lang in ["en", "fr"] {
-        assert_eq!(
-            get(&proxy.url("/x"), &[("x-lang", lang)]).await.x_cache(),
-            "HIT",
-            "{lang}"
-        );
-    }
-    let third = get(&proxy.url("/x"), &[("x-lang", "de")]).await;
-    assert_eq!(
-        third.header("cache-status"),
-        "cachecar; fwd=vary-miss; detail=variants"
-    );
-    assert_eq!(
-        get(&proxy.url("/x"), &[("x-lang", "en")]).await.x_cache(),
-        "HIT"
-    );
-    assert_eq!(upstream.count().await, 3);
-
-    let upstream = Scripted::start(vec![respond(
-        200,
-        &[("cache-control", "max-age=60"), ("vary", "Accept-Encoding")],
-        "x",
-    )])
-    .await;
-    let proxy = TestProxy::start(&config(&upstream.server.uri(), PLAIN)).await;
-    get(
-        &proxy.url("/z"),
-        &[("accept-encoding", "gzip, deflate, br")],
-    )
-    .await;
-    assert_eq!(
-        get(&proxy.url("/z"), &[("accept-encoding", "br;q=0.9, gzip")])
-            .await
-            .x_cache(),
-        "HIT"
-    );
-    assert_eq!(
-        upstream.requests().await[0].headers["accept-encoding"],
-        "gzip"
-    );
-}
-
-/// A HEAD miss fills the cache with a GET; a Range hit is a 206 slice.
-#[tokio::test]
-async fn head_fills_with_get_and_ranges_come_from_the_entry() {
-    trace_init();
-    let (upstream, proxy) = plain(vec![respond(
-        200,
-        &[("cache-control", "max-age=60")],
-        "0123456789",
-    )])
-    .await;
-    let head = send(Method::HEAD, &proxy.url("/x"), &[], "").await;
-    assert!(head.body.is_empty());
-    assert_eq!(head.header("content-length"), "10");
-    assert_eq!(
-        upstream.requests().await[0].method,
-        wiremock::http::Method::GET
-    );
-    let range = get(&proxy.url("/x"), &[("range", "bytes=2-4")]).await;
-    assert_eq!((range.status.as_u16(), range.text().as_str()), (206, "234"));
-    assert_eq!(range.header("content-range"), "bytes 2-4/10");
-    assert_eq!(
-        get(&proxy.url("/x"), &[("range", "bytes=20-")])
-            .await
-            .status,
-        416
-    );
-    assert_eq!(upstream.count().await, 1);
-}
-
-/// A successful unsafe request invalidates same-origin Location and
-/// Content-Location, never another host's.
-#[tokio::test]
-async fn location_headers_of_mutations_are_invalidated_on_the_same_host() {
-    trace_init();
-    let upstream =
-        Scripted::start(vec![respond(200, &[("cache-control", "max-age=60")], "x")]).await;
-    for (path, location) in [
-        ("/make-a", "/items/a"),
-        ("/make-b", "http://elsewhere.test/items/b"),
-    ] {
-        wiremock::Mock::given(wiremock::matchers::method("POST"))
-            .and(wiremock::matchers::path(path))
-            .respond_with(wiremock::ResponseTemplate::new(201).insert_header("location", location))
-            .mount(&upstream.server)
-            .await;
-    }
-    let proxy = TestProxy::start(&config(&upstream.server.uri(), PLAIN)).await;
-    get(&proxy.url("/items/a"), &[]).await;
-    get(&proxy.url("/items/b"), &[]).await;
-    send(Method::POST, &proxy.url("/make-a"), &[], "x").await;
-    send(Method::POST, &proxy.url("/make-b"), &[], "x").await;
-    assert_eq!(get(&proxy.url("/items/a"), &[]).await.x_cache(), "MISS");
-    assert_eq!(get(&proxy.url("/items/b"), &[]).await.x_cache(), "HIT");
-}
-
-async fn get_owned(url: String) -> crate::support::Reply {
-    get(&url, &[]).await
-}
-
-async fn futures_join<F: std::future::Future + Send + 'static>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F::Output: Send,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.expect("task"));
-    }
-    out
-}
+mod requests;

@@ -82,7 +82,15 @@ async fn tiered_store(nodes: RedisNodes, stop: &CancellationToken) -> TieredStor
 
 /// Everything every store must do. `keys` are distinct per run.
 async fn contract(store: &dyn Store) {
-    // An unknown key: no record, one generation per token, stable.
+    let g = reads_back_what_it_stored(store).await;
+    replaces_and_bumps(store, &g).await;
+    keeps_variant_indexes(store).await;
+    keeps_records_until_keep_until(store).await;
+}
+
+/// An unknown key has no record and one stable generation per token; an
+/// insert reads back exactly. Returns the generations of `key(1)`.
+async fn reads_back_what_it_stored(store: &dyn Store) -> Vec<u64> {
     let a = key(1);
     let first = store.lookup(&a).await.unwrap();
     assert!(first.record.is_none(), "{}: empty store", store.backend());
@@ -110,13 +118,18 @@ async fn contract(store: &dyn Store) {
     );
     assert_eq!(e.key, a.hash);
     assert_eq!(e.headers["content-type"], "text/plain");
+    g
+}
 
-    // Other keys are untouched; replacing a record replaces it.
+/// Other keys are untouched; replacing a record replaces it; a bump
+/// changes exactly the named tokens.
+async fn replaces_and_bumps(store: &dyn Store, g: &[u64]) {
+    let a = key(1);
     let b = key(2);
     let gb = store.lookup(&b).await.unwrap();
     assert!(gb.record.is_none());
     store
-        .insert(&a, entry(&a, g.clone(), "beta", Duration::from_secs(60)))
+        .insert(&a, entry(&a, g.to_vec(), "beta", Duration::from_secs(60)))
         .await
         .unwrap();
     let hit = store.lookup(&a).await.unwrap();
@@ -143,8 +156,10 @@ async fn contract(store: &dyn Store) {
         .unwrap();
     let b_bumped = store.lookup(&b).await.unwrap();
     assert_ne!(gb.generations[1], b_bumped.generations[1]);
+}
 
-    // Variant indexes round-trip.
+/// Variant indexes round-trip.
+async fn keeps_variant_indexes(store: &dyn Store) {
     let c = key(3);
     assert!(store.lookup(&c).await.unwrap().record.is_none());
     let index = Variants {
@@ -174,8 +189,10 @@ async fn contract(store: &dyn Store) {
         }
         other => panic!("variants expected, got {other:?}"),
     }
+}
 
-    // Records are kept until `keep_until` and no longer.
+/// Records are kept until `keep_until` and no longer.
+async fn keeps_records_until_keep_until(store: &dyn Store) {
     let d = key(4);
     let gd = store.lookup(&d).await.unwrap().generations;
     store
@@ -202,7 +219,7 @@ async fn redis_store_keeps_the_contract() {
     let stop = CancellationToken::new();
     let store = redis_store(RedisNodes::Single(redis.url()), &stop);
     contract(&store).await;
-    // The layout of DESIGN.md §7, under the prefix.
+    // The layout of docs/architecture.md ("Redis layout"), under the prefix.
     let keys = redis.keys("t:*").await;
     assert!(keys.iter().any(|k| k.starts_with("t:e:docs:")), "{keys:?}");
     assert!(keys.iter().any(|k| k == "t:g:r:docs"), "{keys:?}");
@@ -226,6 +243,23 @@ async fn tiered_store_keeps_the_contract() {
     stop.cancel();
 }
 
+/// One instance's fill lock holds the other off, on keys in many slots.
+async fn locks_are_exclusive_across_slots(store: &RedisStore, other: &RedisStore) {
+    for n in 10..16 {
+        let k = key(n);
+        let ttl = Duration::from_secs(5);
+        let FillLock::Acquired(token) = store.try_lock(&k, ttl).await.unwrap() else {
+            panic!("lock {n}");
+        };
+        assert_eq!(other.try_lock(&k, ttl).await.unwrap(), FillLock::Held);
+        store.unlock(&k, token, None).await.unwrap();
+        assert!(matches!(
+            other.try_lock(&k, ttl).await.unwrap(),
+            FillLock::Acquired(_)
+        ));
+    }
+}
+
 #[tokio::test]
 async fn cluster_stores_keep_the_contract() {
     let cluster = RedisCluster::start().await;
@@ -242,19 +276,7 @@ async fn cluster_stores_keep_the_contract() {
     assert!(holding >= 2, "keys spread over the cluster");
     // Fill locks (scripts, loaded per node on first use) work across slots.
     let other = redis_store(RedisNodes::Cluster(cluster.urls()), &stop);
-    for n in 10..16 {
-        let k = key(n);
-        let ttl = Duration::from_secs(5);
-        let FillLock::Acquired(token) = store.try_lock(&k, ttl).await.unwrap() else {
-            panic!("lock {n}");
-        };
-        assert_eq!(other.try_lock(&k, ttl).await.unwrap(), FillLock::Held);
-        store.unlock(&k, token, None).await.unwrap();
-        assert!(matches!(
-            other.try_lock(&k, ttl).await.unwrap(),
-            FillLock::Acquired(_)
-        ));
-    }
+    locks_are_exclusive_across_slots(&store, &other).await;
 
     // The tiered store over the cluster, with a different prefix's keys
     // isolated by distinct hashes.
@@ -281,215 +303,4 @@ async fn cluster_stores_keep_the_contract() {
     stop.cancel();
 }
 
-#[tokio::test]
-async fn corrupt_and_foreign_values_are_misses_and_are_deleted() {
-    let redis = RedisServer::start().await;
-    let stop = CancellationToken::new();
-    let store = redis_store(RedisNodes::Single(redis.url()), &stop);
-    let a = key(1);
-    let entry_key = format!("t:e:docs:{}", a.hash.to_hex());
-
-    // Bytes that are not the codec's.
-    let _: () = redis.cmd(&["SET", &entry_key, "garbage"]).await;
-    assert!(store.lookup(&a).await.unwrap().record.is_none());
-    assert!(
-        eventually(Duration::from_secs(2), || async {
-            redis.cmd::<i64>(&["EXISTS", &entry_key]).await == 0
-        })
-        .await,
-        "corrupt value deleted"
-    );
-
-    // A valid record of another key (a hash collision or a tampered key).
-    let b = key(2);
-    let foreign = codec::encode(&entry(&b, vec![1, 2, 3], "other", Duration::from_secs(60)));
-    let mut conn = redis.conn().await;
-    let _: () = redis::cmd("SET")
-        .arg(&entry_key)
-        .arg(foreign)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(store.lookup(&a).await.unwrap().record.is_none());
-    assert!(
-        eventually(Duration::from_secs(2), || async {
-            redis.cmd::<i64>(&["EXISTS", &entry_key]).await == 0
-        })
-        .await,
-        "foreign value deleted"
-    );
-
-    // A counter that is not a number is treated as lost.
-    let _: () = redis.cmd(&["SET", "t:g:r:docs", "not-a-number"]).await;
-    let l = store.lookup(&a).await.unwrap();
-    assert_eq!(l.generations.len(), 3);
-    stop.cancel();
-}
-
-#[tokio::test]
-async fn lost_counters_come_back_newer_so_old_entries_never_match() {
-    let redis = RedisServer::start().await;
-    let stop = CancellationToken::new();
-    let store = redis_store(RedisNodes::Single(redis.url()), &stop);
-    let a = key(1);
-    let g = store.lookup(&a).await.unwrap().generations;
-    store
-        .insert(&a, entry(&a, g.clone(), "old", Duration::from_secs(60)))
-        .await
-        .unwrap();
-    // Evicted (allkeys-lru) or lost in a restart without persistence.
-    let _: i64 = redis
-        .cmd(&["DEL", "t:g:r:docs", "t:g:b:docs|id=7", "t:g:u:/docs/1"])
-        .await;
-    let after = store.lookup(&a).await.unwrap();
-    for (old, new) in g.iter().zip(&after.generations) {
-        assert!(new > old, "re-created counter {new} must exceed {old}");
-    }
-    let Some(Record::Response(e)) = after.record else {
-        panic!("the old entry is still there")
-    };
-    assert_ne!(e.generations, after.generations, "and never matches again");
-
-    // A bump of an evicted counter does not restart it at 1.
-    let _: i64 = redis.cmd(&["DEL", "t:g:u:/docs/1"]).await;
-    store.bump(&[Token::url("/docs/1")]).await.unwrap();
-    let bumped: u64 = redis.cmd(&["GET", "t:g:u:/docs/1"]).await;
-    assert!(bumped > after.generations[2], "{bumped}");
-    stop.cancel();
-}
-
-#[tokio::test]
-async fn fill_locks_are_exclusive_expire_and_mark_uncacheable() {
-    let redis = RedisServer::start().await;
-    let stop = CancellationToken::new();
-    let one = redis_store(RedisNodes::Single(redis.url()), &stop);
-    let two = redis_store(RedisNodes::Single(redis.url()), &stop);
-    let a = key(1);
-    let ttl = Duration::from_millis(300);
-    let FillLock::Acquired(token) = one.try_lock(&a, ttl).await.unwrap() else {
-        panic!("first taker acquires");
-    };
-    assert_eq!(two.try_lock(&a, ttl).await.unwrap(), FillLock::Held);
-    // Only the holder's token releases it.
-    two.unlock(&a, token ^ 1, None).await.unwrap();
-    assert_eq!(two.try_lock(&a, ttl).await.unwrap(), FillLock::Held);
-    one.unlock(&a, token, None).await.unwrap();
-    let FillLock::Acquired(_) = two.try_lock(&a, ttl).await.unwrap() else {
-        panic!("released lock is free");
-    };
-    // A holder that dies: the lock expires and another instance takes it.
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    let FillLock::Acquired(_) = one.try_lock(&a, ttl).await.unwrap() else {
-        panic!("expired lock is free");
-    };
-    // An uncacheable fill leaves a mark that others see.
-    let b = key(2);
-    let FillLock::Acquired(t3) = one.try_lock(&b, ttl).await.unwrap() else {
-        panic!();
-    };
-    one.unlock(&b, t3, Some(Duration::from_secs(5)))
-        .await
-        .unwrap();
-    assert_eq!(two.try_lock(&b, ttl).await.unwrap(), FillLock::Uncacheable);
-    stop.cancel();
-}
-
-/// Calls per command since `CONFIG RESETSTAT`, from `INFO commandstats`.
-async fn command_calls(redis: &RedisServer) -> Vec<(String, u64)> {
-    let info: String = redis.cmd(&["INFO", "commandstats"]).await;
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_string(), calls))
-        })
-        .filter(|(name, _)| {
-            let command = name.split('|').next().unwrap_or_default();
-            !matches!(command, "info" | "config" | "ping" | "hello" | "client")
-        })
-        .collect()
-}
-
-#[tokio::test]
-async fn round_trips_are_what_the_docs_say_and_nothing_scans() {
-    let redis = RedisServer::start().await;
-    let stop = CancellationToken::new();
-    let store = redis_store(RedisNodes::Single(redis.url()), &stop);
-    let a = key(1);
-    let g = store.lookup(&a).await.unwrap().generations;
-    store
-        .insert(&a, entry(&a, g, "x", Duration::from_secs(60)))
-        .await
-        .unwrap();
-
-    // A hit: one MGET.
-    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]).await;
-    for _ in 0..10 {
-        assert!(store.lookup(&a).await.unwrap().record.is_some());
-    }
-    assert_eq!(command_calls(&redis).await, vec![("mget".to_string(), 10)]);
-
-    // A miss of a new URL: the MGET, then one script call that creates the
-    // new counter; storing it: one SET. (Scripts load on first use; a bump
-    // now loads the purge script before the counting starts.)
-    store.bump(&[Token::url("/elsewhere")]).await.unwrap();
-    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]).await;
-    let b = key(2);
-    let gb = store.lookup(&b).await.unwrap().generations;
-    store
-        .insert(&b, entry(&b, gb, "y", Duration::from_secs(60)))
-        .await
-        .unwrap();
-    let mut calls = command_calls(&redis).await;
-    calls.sort();
-    assert_eq!(
-        calls,
-        vec![
-            ("evalsha".to_string(), 1),
-            ("get".to_string(), 1), // inside the script
-            ("mget".to_string(), 1),
-            ("set".to_string(), 2) // one inside the script
-        ]
-    );
-
-    // A purge of two tokens: one script call (GET, SET if lost, INCR) each,
-    // one PUBLISH.
-    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]).await;
-    store
-        .bump(&[Token::url("/docs/1"), Token::url("/docs/2")])
-        .await
-        .unwrap();
-    let mut calls = command_calls(&redis).await;
-    calls.sort();
-    assert_eq!(
-        calls,
-        vec![
-            ("evalsha".to_string(), 2),
-            ("get".to_string(), 2),  // inside the scripts
-            ("incr".to_string(), 2), // inside the scripts
-            ("publish".to_string(), 1)
-        ]
-    );
-
-    // And the tiered store answers a hot key from L1: no round trip.
-    let tiered = tiered_store(RedisNodes::Single(redis.url()), &stop).await;
-    assert!(tiered.lookup(&key(9)).await.unwrap().record.is_none());
-    let g9 = tiered.lookup(&key(9)).await.unwrap().generations;
-    tiered
-        .insert(&key(9), entry(&key(9), g9, "z", Duration::from_secs(60)))
-        .await
-        .unwrap();
-    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]).await;
-    for _ in 0..10 {
-        assert!(tiered.lookup(&key(9)).await.unwrap().record.is_some());
-    }
-    assert_eq!(command_calls(&redis).await, vec![], "L1 hits cost nothing");
-    let info: String = redis.cmd(&["INFO", "commandstats"]).await;
-    assert!(!info.contains("cmdstat_keys") && !info.contains("cmdstat_scan"));
-    stop.cancel();
-}
+mod remote;

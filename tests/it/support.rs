@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cachecar::App;
+use cachecar::clock::Clock;
 use cachecar::config::load_str;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -23,6 +24,9 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub struct TestProxy {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The clock it judges freshness by: `clock.advance(d)` ages every
+    /// entry by `d` without waiting.
+    pub clock: Clock,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -81,13 +85,17 @@ impl TestProxy {
     }
 
     async fn serve(config: cachecar::config::RuntimeConfig) -> Self {
-        let app = App::bind(config).await.expect("bind loopback ports");
+        let clock = Clock::manual();
+        let app = App::bind_with_clock(config, clock.clone())
+            .await
+            .expect("bind loopback ports");
         let (addr, admin) = (app.proxy_addr(), app.admin_addr());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
         Self {
             addr,
             admin,
+            clock,
             shutdown,
             task,
         }
@@ -118,9 +126,50 @@ impl TestProxy {
 
     /// The value of one sample of a metric, e.g.
     /// `metric("cachecar_cache_hits_total", &[("route", "docs")])`.
+    ///
+    /// # Panics
+    ///
+    /// When there is no such sample: a zero that is asserted must be one
+    /// cachecar exports, not a name that has gone.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = get(&self.admin_url("/metrics"), &[]).await.text();
+        metric_value(&text, name, labels)
+            .unwrap_or_else(|| panic!("no sample of {name} with {labels:?}"))
+    }
+
+    /// One scrape of `/metrics`, to read many samples from.
+    pub async fn scrape(&self) -> Scrape {
+        Scrape(get(&self.admin_url("/metrics"), &[]).await.text())
+    }
+
+    /// A counter's value: its series appear with their first event, so
+    /// one without a sample yet counts 0.
+    ///
+    /// # Panics
+    ///
+    /// When no counter of that name is exported at all.
+    pub async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = get(&self.admin_url("/metrics"), &[]).await.text();
+        assert!(
+            text.contains(&format!("# TYPE {name} counter")),
+            "cachecar exports no counter named {name}"
+        );
         metric_value(&text, name, labels).unwrap_or(0.0)
+    }
+}
+
+/// The text of one `/metrics` scrape.
+pub struct Scrape(pub String);
+
+impl Scrape {
+    /// The value of one sample, as [`TestProxy::metric`] reads it.
+    ///
+    /// # Panics
+    ///
+    /// When there is no such sample.
+    pub fn sample(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&self.0, name, labels)
+            .unwrap_or_else(|| panic!("no sample of {name} with {labels:?}"))
     }
 }
 

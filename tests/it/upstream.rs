@@ -129,13 +129,15 @@ async fn h2c_clients_are_served() {
     }
 }
 
-/// `limits.h2_max_concurrent_streams` is advertised and held: 12 requests
-/// on one HTTP/2 connection reach the app at most 3 at a time.
-#[tokio::test]
-async fn h2_streams_per_connection_are_bounded() {
+/// An app that takes 150 ms per request and records the most requests it
+/// had in flight at once.
+async fn concurrency_recording_app() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    trace_init();
     let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -165,6 +167,15 @@ async fn h2_streams_per_connection_are_bounded() {
             });
         }
     });
+    (addr, peak, app)
+}
+
+/// `limits.h2_max_concurrent_streams` is advertised and held: 12 requests
+/// on one HTTP/2 connection reach the app at most 3 at a time.
+#[tokio::test]
+async fn h2_streams_per_connection_are_bounded() {
+    trace_init();
+    let (addr, peak, app) = concurrency_recording_app().await;
     let proxy = TestProxy::start(&config(
         &format!("http://{addr}"),
         "limits: { h2_max_concurrent_streams: 3 }\n",
@@ -187,7 +198,7 @@ async fn h2_streams_per_connection_are_bounded() {
     for r in requests {
         assert_eq!(r.await.unwrap().expect("h2 request").as_u16(), 200);
     }
-    let peak = peak.load(Ordering::SeqCst);
+    let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
         (1..=3).contains(&peak),
         "peak concurrency at the app: {peak}"
