@@ -68,7 +68,7 @@ pub enum Record {
 }
 
 /// The index of a URL's variants (RFC 9111 §4.1; docs/architecture.md,
-/// "Storage").
+/// "Storage and invalidation").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Variants {
     /// The primary key this index is stored under.

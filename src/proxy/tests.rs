@@ -24,8 +24,7 @@ fn get(path: &str) -> Request<http_body_util::Empty<Bytes>> {
 
 /// Every request's future is copied whole when it is boxed, and each
 /// path has its own, so that a pass-through does not carry the cache
-/// path's state (the service future was 8.6 KiB before the paths were
-/// boxed apart). Bounds, not timings: they fail only when a change makes
+/// path's state. Bounds, not timings: they fail only when a change makes
 /// a path's future large again.
 #[test]
 fn request_futures_stay_small() {

@@ -192,8 +192,8 @@ const SMALL_MAP: usize = 4;
 /// A clone keeps the map's hash table, so no name is hashed again, but its
 /// entry list has no room (a `Vec` clone is exact, and `reserve` only
 /// grows the table, which a map parsed by hyper already has): the headers
-/// added then grow the list once or twice, 500 instructions. A small map is
-/// cheaper to rebuild at the right size, hashing its few names again.
+/// added then grow the list once or twice. A small map is cheaper to
+/// rebuild at the right size, hashing its few names again.
 fn forwardable_copy(client: &HeaderMap) -> HeaderMap {
     if client.len() > SMALL_MAP {
         let mut headers = client.clone();

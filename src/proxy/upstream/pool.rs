@@ -106,10 +106,10 @@ impl Pool {
     /// On a pooled connection ready for it (the usual case) the request is
     /// handed to the connection before the future is made, and the future
     /// is a combinator around hyper's: it holds what the answer needs and
-    /// no more. As an `async fn` it held the request three times (832
-    /// bytes, all copied when the exchange is boxed): an `async fn` keeps
-    /// its arguments for its whole life, and an `async` block holds a
-    /// future it awaits twice, as its capture and as what it polls.
+    /// no more. As an `async fn` it would hold the request three times, all
+    /// copied when the exchange is boxed: an `async fn` keeps its arguments
+    /// for its whole life, and an `async` block holds a future it awaits
+    /// twice, as its capture and as what it polls.
     pub(super) fn send<'a>(
         self: &'a Arc<Self>,
         authority: &'a Authority,
