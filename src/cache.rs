@@ -12,7 +12,7 @@
 //! after it.
 //!
 //! Below the proxy and the rules, above the metrics: the backends are
-//! [`memory`], [`redis`] and [`tiered`]; [`Cache`] wraps whichever is
+//! [`memory`], [`redis`] and [`tiered`]; `Cache` wraps whichever is
 //! configured with timing, error counting and background writes.
 
 use std::time::Duration;
@@ -34,7 +34,7 @@ pub mod tiered;
 pub use entry::{Entry, Freshness, Record, Variants};
 pub(crate) use headers::{SERVED_EXTRA, detached_headers, detached_value, normalized_field};
 pub(crate) use instrumented::AfterWrite;
-pub use instrumented::Cache;
+pub(crate) use instrumented::Cache;
 pub use key::{CacheKey, KeyHash, Token};
 
 /// The hasher of the in-process tables keyed by digests (entries, learned

@@ -12,7 +12,7 @@ use prometheus::{
 
 mod route;
 
-pub use route::RouteMetrics;
+pub(crate) use route::RouteMetrics;
 pub(crate) use route::UpstreamClass;
 
 /// Request latency buckets: from a memory hit (tens of µs) to a slow origin.

@@ -49,7 +49,7 @@ use crate::outcome::{BypassReason, CacheOutcome};
 use crate::rules::Route;
 use crate::rules::normalize::Normalized;
 
-pub mod body;
+pub(crate) mod body;
 mod cache_control;
 mod conditional;
 mod error;
@@ -65,7 +65,7 @@ pub(crate) mod policy;
 mod respond;
 mod serve;
 mod target;
-pub mod upstream;
+pub(crate) mod upstream;
 
 use body::Body;
 pub(crate) use error::ProxyError;
@@ -79,7 +79,7 @@ use upstream::{BoxError, Peer, Upstream};
 
 /// The caching proxy. Cheap to clone; one per process.
 #[derive(Clone)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     core: Arc<Core>,
 }
 
@@ -98,13 +98,13 @@ struct Core {
 
 /// [`Proxy`] as a hyper service for one client connection.
 #[derive(Clone)]
-pub struct ProxyService {
+pub(crate) struct ProxyService {
     proxy: Proxy,
     client: Peer,
 }
 
 /// One request's future (the service's), boxed once.
-pub type Handling = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+pub(crate) type Handling = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 /// Where a request goes, decided by phases 1 to 4 before anything waits.
 enum Path<B> {

@@ -5,7 +5,7 @@
 //!   matching, keying and forwarding alike.
 //! - `template`: `METHOD /path/{capture}/{*rest}` patterns, parsed, and
 //!   the exact overlap analysis `cachecar check` reports with.
-//! - [`table`]: normalized path -> the first matching rule and its
+//! - `table`: normalized path -> the first matching rule and its
 //!   captures ([`RouteTable`]).
 //! - `route`: a compiled cache rule ([`Route`]).
 //! - `purge`: purge targets compiled into per-route plans, which turn a
@@ -17,7 +17,7 @@
 pub mod normalize;
 pub(crate) mod purge;
 pub(crate) mod route;
-pub mod table;
+pub(crate) mod table;
 pub(crate) mod template;
 
 pub use route::Route;

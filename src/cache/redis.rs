@@ -45,7 +45,7 @@ mod pubsub;
 mod replay;
 mod scripts;
 
-pub use pubsub::{InvalidationListener, subscribe};
+pub(crate) use pubsub::{InvalidationListener, subscribe};
 
 /// At most this many clean-up deletes (of undecodable values) at once.
 const MAX_PENDING_DELETES: usize = 16;
