@@ -3,6 +3,7 @@
 # by callgrind: the repeatable measure to compare two builds with.
 #   benches/instructions.sh
 #   CACHECAR_BIN=/path/to/other/cachecar PATHS="hit miss" benches/instructions.sh
+#   REFERENCES=1 benches/instructions.sh   # also hyper alone (examples/bare_hyper.rs)
 # Installs valgrind, wrk and nginx (the origin) with apt-get if missing;
 # builds the release binary unless CACHECAR_BIN names one.
 set -euo pipefail
@@ -17,4 +18,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 [ -n "${CACHECAR_BIN:-}" ] || cargo build --release --locked --quiet --bin cachecar
+[ "${REFERENCES:-0}" != 1 ] || cargo build --release --locked --quiet --example bare_hyper
 exec python3 benches/load/instructions.py

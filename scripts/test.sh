@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, docs, unit, integration and
-# benchmark-smoke tests. Installs redis-server with apt-get if it is missing
-# (the Redis store's tests start their own server on a free loopback port).
+# The whole test suite: formatting, lints, the layering and size check, the
+# dependency policy, docs, unit, integration and benchmark-smoke tests, and
+# the deployment files. Installs what is missing: redis-server with apt-get
+# (the Redis store's tests start their own server on a free loopback port),
+# cargo-deny with cargo install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +15,17 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
 fi
 
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "test.sh: cargo-deny not found; installing it with cargo install" >&2
+  cargo install cargo-deny --locked --quiet
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --check
+echo "== layers, file and function sizes, citations (scripts/check-structure.py)"
+python3 scripts/check-structure.py
+echo "== cargo deny check licenses bans sources"
+cargo deny --locked check --hide-inclusion-graph licenses bans sources
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo doc"

@@ -20,7 +20,7 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc: under the miss path's churn (entries of similar sizes
 /// allocated and evicted from several threads) glibc's per-thread arenas
-/// held about twice the live bytes; see docs/benchmarks.md.
+/// held about twice the live bytes (docs/benchmarks.md, "Memory").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -9,7 +9,9 @@ the path for DURATION at 16 connections from core 1, and the total
 instruction count is divided by wrk's request count. The count is the same
 however busy the other core is; it moves by a few hundred between runs
 (where moka's table growth falls, on the miss path). KEEP=DIR keeps the
-callgrind profiles there, for `callgrind_annotate`.
+callgrind profiles there, for `callgrind_annotate`. REFERENCES=1 also
+counts hyper alone (examples/bare_hyper.rs) the same way: `serve` on the
+hit path, `proxy` on the pass-through path.
 """
 
 import os
@@ -28,6 +30,8 @@ BIN = os.environ.get("CACHECAR_BIN", os.path.join(ROOT, "target", "release", "ca
 PATHS = os.environ.get("PATHS", "hit miss pass").split()
 DURATION = os.environ.get("DURATION", "4s")
 TARGET_CPU, LOAD_CPU = os.environ.get("TARGET_CPU", "0"), os.environ.get("LOAD_CPU", "1")
+REFERENCES = os.environ.get("REFERENCES", "0") == "1"
+HYPER_BIN = os.environ.get("HYPER_BIN", os.path.join(ROOT, "target", "release", "examples", "bare_hyper"))
 ORIGIN, CACHECAR, ADMIN = 18100, 18180, 19190
 sys.path.insert(0, HERE)
 from common import BODY, cachecar_yaml  # noqa: E402
@@ -78,12 +82,27 @@ def config():
     return path
 
 
-def measure(path):
+def cachecar():
+    return [BIN, "--log-filter", "warn", "run", "--config", config()], f"http://127.0.0.1:{ADMIN}/readyz"
+
+
+def hyper_alone(mode):
+    """examples/bare_hyper.rs on cachecar's port: `serve` or `proxy`."""
+    if mode == "serve":
+        body = os.path.join(tmp, "body.json")
+        open(body, "w").write(BODY)
+        args = [HYPER_BIN, "serve", f"127.0.0.1:{CACHECAR}", body]
+    else:
+        args = [HYPER_BIN, "proxy", f"127.0.0.1:{CACHECAR}", f"127.0.0.1:{ORIGIN}"]
+    return args, f"http://127.0.0.1:{CACHECAR}/hit/0"
+
+
+def measure(path, target):
+    args, ready = target
     out = os.path.join(tmp, f"callgrind.{path}")
-    p = spawn(TARGET_CPU, "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-              BIN, "--log-filter", "warn", "run", "--config", config())
+    p = spawn(TARGET_CPU, "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *args)
     try:
-        get(f"http://127.0.0.1:{ADMIN}/readyz")
+        get(ready)
         for _ in range(2):
             for i in range(100):
                 get(f"http://127.0.0.1:{CACHECAR}/hit/{i}")
@@ -119,8 +138,13 @@ def main():
         get(f"http://127.0.0.1:{ORIGIN}/")
         print(f"instructions per request ({BIN}, wrk -c16 -d{DURATION}):")
         for path in PATHS:
-            ir, n = measure(path)
+            ir, n = measure(path, cachecar())
             print(f"  {path:5} {ir:>8,} ({n} requests)", flush=True)
+        if REFERENCES:
+            print("hyper alone (examples/bare_hyper.rs):")
+            for path, mode in (("hit", "serve"), ("pass", "proxy")):
+                ir, n = measure(path, hyper_alone(mode))
+                print(f"  {path:5} {ir:>8,} ({n} requests, {mode})", flush=True)
     finally:
         o.send_signal(signal.SIGTERM)
         o.wait(timeout=10)
