@@ -77,6 +77,33 @@ fn url_line(redis: &RedisServer) -> String {
     format!("url: \"{}\"", redis.url())
 }
 
+/// What most tests here start from: a Redis of their own, the versioned
+/// app, and the config of a `store` on them (plus `extra` cache lines).
+struct Stack {
+    redis: RedisServer,
+    app: Versions,
+    _upstream: MockServer,
+    yaml: String,
+}
+
+impl Stack {
+    async fn start(store: &str) -> Self {
+        Self::with(store, Versions::default(), "").await
+    }
+
+    async fn with(store: &str, app: Versions, extra: &str) -> Self {
+        let redis = RedisServer::start().await;
+        let upstream = app.serve().await;
+        let yaml = redis_config(&upstream.uri(), store, &url_line(&redis), extra);
+        Self {
+            redis,
+            app,
+            _upstream: upstream,
+            yaml,
+        }
+    }
+}
+
 async fn status(proxy: &TestProxy) -> serde_json::Value {
     let reply = get(&proxy.admin_url("/status"), &[]).await;
     serde_json::from_slice(&reply.body).expect("status is JSON")
@@ -107,11 +134,11 @@ async fn caching_resumes(proxy: &TestProxy, path: &str) -> bool {
 #[tokio::test]
 async fn two_replicas_share_one_redis_and_stay_coherent() {
     trace_init();
-    let redis = RedisServer::start().await;
-    let app = Versions::default();
-    let upstream = app.serve().await;
-    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), "");
-    let (a, b) = (TestProxy::start(&yaml).await, TestProxy::start(&yaml).await);
+    let stack = Stack::start("redis").await;
+    let (a, b) = (
+        TestProxy::start(&stack.yaml).await,
+        TestProxy::start(&stack.yaml).await,
+    );
 
     let first = fetch(&a.url("/docs/1")).await;
     assert_eq!(
@@ -127,7 +154,7 @@ async fn two_replicas_share_one_redis_and_stay_coherent() {
         "filled through A, hit through B"
     );
     assert_eq!(fetch(&b.url("/docs/1")).await.text(), "/docs/1 v1");
-    assert_eq!(app.count("/docs/1"), 1);
+    assert_eq!(stack.app.count("/docs/1"), 1);
 
     // A mutation through B is seen through A at once: no L1 to wait for.
     assert_eq!(put(&b, "/docs/1").await.status, 204);
@@ -137,7 +164,7 @@ async fn two_replicas_share_one_redis_and_stay_coherent() {
         ("MISS", "/docs/1 v2")
     );
 
-    healthy_and_counted(&a, &redis).await;
+    healthy_and_counted(&a, &stack.redis).await;
 }
 
 /// `/status` and the metrics of a replica using a healthy `redis`, and
@@ -171,11 +198,11 @@ async fn healthy_and_counted(a: &TestProxy, redis: &RedisServer) {
 #[tokio::test]
 async fn a_purge_through_one_replica_empties_the_other_replicas_l1() {
     trace_init();
-    let redis = RedisServer::start().await;
-    let app = Versions::default();
-    let upstream = app.serve().await;
-    let yaml = redis_config(&upstream.uri(), "tiered", &url_line(&redis), "");
-    let (a, b) = (TestProxy::start(&yaml).await, TestProxy::start(&yaml).await);
+    let stack = Stack::start("tiered").await;
+    let (a, b) = (
+        TestProxy::start(&stack.yaml).await,
+        TestProxy::start(&stack.yaml).await,
+    );
     for p in [&a, &b] {
         assert!(
             eventually(Duration::from_secs(5), || async {
@@ -192,9 +219,9 @@ async fn a_purge_through_one_replica_empties_the_other_replicas_l1() {
         .await
     );
     // B now answers from its L1: no Redis command at all.
-    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]).await;
+    let _: () = stack.redis.cmd(&["CONFIG", "RESETSTAT"]).await;
     assert_eq!(fetch(&b.url("/docs/1")).await.x_cache(), "HIT");
-    let stats: String = redis.cmd(&["INFO", "commandstats"]).await;
+    let stats: String = stack.redis.cmd(&["INFO", "commandstats"]).await;
     assert!(
         !stats.contains("cmdstat_mget"),
         "L1 hit went to redis: {stats}"
@@ -222,17 +249,14 @@ async fn a_purge_through_one_replica_empties_the_other_replicas_l1() {
 #[tokio::test]
 async fn l1_is_bypassed_while_invalidations_cannot_arrive() {
     trace_init();
-    let mut redis = RedisServer::start().await;
-    let app = Versions::default();
-    let upstream = app.serve().await;
-    let yaml = redis_config(&upstream.uri(), "tiered", &url_line(&redis), "");
-    let proxy = TestProxy::start(&yaml).await;
+    let mut stack = Stack::start("tiered").await;
+    let proxy = TestProxy::start(&stack.yaml).await;
     assert!(caching_resumes(&proxy, "/docs/1").await, "warm");
-    let before = app.count("/docs/1");
+    let before = stack.app.count("/docs/1");
 
     // Redis gone: the subscription drops, L1 is no longer trusted (another
     // replica's purge could not reach us), every request goes upstream.
-    redis.kill();
+    stack.redis.kill();
     assert!(
         eventually(Duration::from_secs(5), || async {
             status(&proxy).await["cache"]["store"]["l1_in_use"] == false
@@ -244,10 +268,10 @@ async fn l1_is_bypassed_while_invalidations_cannot_arrive() {
         assert_eq!(r.status, 200);
         assert_ne!(r.x_cache(), "HIT");
     }
-    assert_eq!(app.count("/docs/1"), before + 5);
+    assert_eq!(stack.app.count("/docs/1"), before + 5);
     assert_eq!(get(&proxy.admin_url("/readyz"), &[]).await.status, 200);
 
-    redis.launch().await;
+    stack.redis.launch().await;
     assert!(caching_resumes(&proxy, "/docs/1").await, "caching resumes");
     assert_eq!(status(&proxy).await["cache"]["store"]["l1_in_use"], true);
 }
@@ -255,18 +279,16 @@ async fn l1_is_bypassed_while_invalidations_cannot_arrive() {
 #[tokio::test]
 async fn cold_key_through_many_replicas_makes_one_upstream_request() {
     trace_init();
-    let redis = RedisServer::start().await;
     let app = Versions {
         delay: Duration::from_millis(400),
         ..Default::default()
     };
-    let upstream = app.serve().await;
     let coalesce = "  coalesce: { wait_timeout: 5s, across_instances: true }\n";
-    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), coalesce);
+    let stack = Stack::with("redis", app, coalesce).await;
     let replicas = [
-        TestProxy::start(&yaml).await,
-        TestProxy::start(&yaml).await,
-        TestProxy::start(&yaml).await,
+        TestProxy::start(&stack.yaml).await,
+        TestProxy::start(&stack.yaml).await,
+        TestProxy::start(&stack.yaml).await,
     ];
     let tasks: Vec<_> = (0..30)
         .map(|n| {
@@ -282,7 +304,7 @@ async fn cold_key_through_many_replicas_makes_one_upstream_request() {
         );
     }
     assert_eq!(
-        app.count("/docs/cold"),
+        stack.app.count("/docs/cold"),
         1,
         "one upstream request for 3 replicas"
     );
@@ -304,15 +326,13 @@ async fn cold_key_through_many_replicas_makes_one_upstream_request() {
 #[tokio::test]
 async fn waiters_on_another_replicas_fill_give_up_after_wait_timeout() {
     trace_init();
-    let redis = RedisServer::start().await;
     let app = Versions {
         delay: Duration::from_millis(1500),
         ..Default::default()
     };
-    let upstream = app.serve().await;
     let coalesce = "  coalesce: { wait_timeout: 300ms, across_instances: true }\n";
-    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), coalesce)
-        .replace("timeout: 2s", "timeout: 5s");
+    let stack = Stack::with("redis", app, coalesce).await;
+    let yaml = stack.yaml.replace("timeout: 2s", "timeout: 5s");
     let (a, b) = (TestProxy::start(&yaml).await, TestProxy::start(&yaml).await);
     let leader = tokio::spawn({
         let url = a.url("/docs/slow");
@@ -325,7 +345,7 @@ async fn waiters_on_another_replicas_fill_give_up_after_wait_timeout() {
     assert_eq!(waiter.status, 200);
     assert_eq!(leader.await.unwrap().status, 200);
     // B gave up on A's lock after 300 ms and fetched itself (1.5 s).
-    assert_eq!(app.count("/docs/slow"), 2);
+    assert_eq!(stack.app.count("/docs/slow"), 2);
     assert!(waited < Duration::from_millis(2500), "{waited:?}");
 }
 

@@ -27,16 +27,26 @@ fn build_with(headers: &[(&str, &str)], trust: bool) -> Request<UpstreamBody> {
         query: Some("a=1".into()),
         host: Some("api.example".into()),
     };
+    forward(&parts, &target, &config(trust))
+}
+
+/// The upstream request for a client's request (without a body) whose
+/// target normalized to `target`, from 10.0.0.9.
+fn forward(
+    parts: &http::request::Parts,
+    target: &Normalized,
+    config: &RuntimeConfig,
+) -> Request<UpstreamBody> {
     let body = UnsyncBoxBody::new(http_body_util::Empty::new().map_err(|e| match e {}));
     request(
         &UpstreamRequest {
             method: &parts.method,
             uri: &parts.uri,
             headers: &parts.headers,
-            target: &target,
+            target,
             client: &Peer::new("10.0.0.9:5555".parse().unwrap()),
         },
-        &config(trust),
+        config,
         body,
     )
 }
@@ -56,7 +66,6 @@ fn target_is_the_normalized_path_under_the_base_in_origin_form() {
 fn target_is_the_clients_own_only_when_it_is_the_normalized_one() {
     let config =
         crate::config::load_str("upstream: { url: \"http://app:8000\" }\n", &|_| None).unwrap();
-    let peer = Peer::new("10.0.0.9:5555".parse().unwrap());
     let sent = |uri: &str, path: &str, query: Option<&str>| {
         let (parts, ()) = Request::get(uri).body(()).unwrap().into_parts();
         let target = Normalized {
@@ -64,18 +73,7 @@ fn target_is_the_clients_own_only_when_it_is_the_normalized_one() {
             query: query.map(Into::into),
             host: Some("api.example".into()),
         };
-        let body = UnsyncBoxBody::new(http_body_util::Empty::new().map_err(|e| match e {}));
-        let req = request(
-            &UpstreamRequest {
-                method: &parts.method,
-                uri: &parts.uri,
-                headers: &parts.headers,
-                target: &target,
-                client: &peer,
-            },
-            &config,
-            body,
-        );
+        let req = forward(&parts, &target, &config);
         // The client's own bytes, shared, or a target built anew.
         let own = req.uri().path_and_query().unwrap().as_str().as_ptr()
             == parts.uri.path_and_query().unwrap().as_str().as_ptr();
@@ -111,19 +109,7 @@ fn host_is_the_normalized_one_or_the_upstreams() {
         query: None,
         host: None,
     };
-    let body = UnsyncBoxBody::new(http_body_util::Empty::new().map_err(|e| match e {}));
-    let peer = Peer::new("10.0.0.9:5555".parse().unwrap());
-    let req = request(
-        &UpstreamRequest {
-            method: &parts.method,
-            uri: &parts.uri,
-            headers: &parts.headers,
-            target: &target,
-            client: &peer,
-        },
-        &config(false),
-        body,
-    );
+    let req = forward(&parts, &target, &config(false));
     assert_eq!(req.uri(), "/base/x");
     assert_eq!(req.headers()["host"], "app:8000");
     assert!(!req.headers().contains_key("x-forwarded-host"));

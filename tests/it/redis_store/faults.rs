@@ -5,14 +5,11 @@ use super::*;
 /// SIGSTOP: connections open, nothing answers, the worst case for a client.
 async fn frozen_redis(store: &str) {
     trace_init();
-    let redis = RedisServer::start().await;
-    let app = Versions::default();
-    let upstream = app.serve().await;
-    let yaml = redis_config(&upstream.uri(), store, &url_line(&redis), "");
-    let proxy = TestProxy::start(&yaml).await;
+    let stack = Stack::start(store).await;
+    let proxy = TestProxy::start(&stack.yaml).await;
     assert!(caching_resumes(&proxy, "/docs/1").await, "warm");
 
-    redis.freeze();
+    stack.redis.freeze();
     let mut slowest = Duration::ZERO;
     for n in 0..20 {
         let started = Instant::now();
@@ -38,7 +35,7 @@ async fn frozen_redis(store: &str) {
             >= 3.0
     );
 
-    redis.thaw();
+    stack.redis.thaw();
     assert!(caching_resumes(&proxy, "/docs/7").await, "caching resumes");
     assert_eq!(status(&proxy).await["cache"]["store"]["circuit"], "closed");
     assert_eq!(get(&proxy.admin_url("/readyz"), &[]).await.status, 200);
@@ -57,14 +54,11 @@ async fn frozen_redis_under_the_tiered_store_too() {
 #[tokio::test]
 async fn killed_redis_fails_open_and_caching_resumes_when_it_returns() {
     trace_init();
-    let mut redis = RedisServer::start().await;
-    let app = Versions::default();
-    let upstream = app.serve().await;
-    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), "");
-    let proxy = TestProxy::start(&yaml).await;
+    let mut stack = Stack::start("redis").await;
+    let proxy = TestProxy::start(&stack.yaml).await;
     assert!(caching_resumes(&proxy, "/docs/1").await, "warm");
 
-    redis.kill();
+    stack.redis.kill();
     let mut slowest = Duration::ZERO;
     for _ in 0..20 {
         let started = Instant::now();
@@ -81,7 +75,7 @@ async fn killed_redis_fails_open_and_caching_resumes_when_it_returns() {
     assert_eq!(get(&proxy.admin_url("/readyz"), &[]).await.status, 200);
 
     // Back, empty (no persistence): the breaker's probe re-admits it.
-    redis.launch().await;
+    stack.redis.launch().await;
     assert!(caching_resumes(&proxy, "/docs/1").await, "caching resumes");
     assert_eq!(
         proxy
@@ -160,16 +154,13 @@ async fn redis_out_of_memory_is_a_miss_not_an_error() {
 #[tokio::test]
 async fn corrupt_entries_in_redis_are_refetched_and_replaced() {
     trace_init();
-    let redis = RedisServer::start().await;
-    let app = Versions::default();
-    let upstream = app.serve().await;
-    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), "");
-    let proxy = TestProxy::start(&yaml).await;
+    let stack = Stack::start("redis").await;
+    let proxy = TestProxy::start(&stack.yaml).await;
     assert!(caching_resumes(&proxy, "/docs/1").await);
-    let keys = redis.keys("cc:e:*").await;
+    let keys = stack.redis.keys("cc:e:*").await;
     assert_eq!(keys.len(), 1, "{keys:?}");
     // Truncated, then garbage: never served, never an error.
-    let mut conn = redis.conn().await;
+    let mut conn = stack.redis.conn().await;
     let value: Vec<u8> = redis::cmd("GET")
         .arg(&keys[0])
         .query_async(&mut conn)
@@ -183,11 +174,11 @@ async fn corrupt_entries_in_redis_are_refetched_and_replaced() {
             .query_async(&mut conn)
             .await
             .unwrap();
-        let before = app.count("/docs/1");
+        let before = stack.app.count("/docs/1");
         let r = fetch(&proxy.url("/docs/1")).await;
         assert_eq!((r.status.as_u16(), r.x_cache().as_str()), (200, "MISS"));
         assert!(r.text().starts_with("/docs/1 v"));
-        assert_eq!(app.count("/docs/1"), before + 1);
+        assert_eq!(stack.app.count("/docs/1"), before + 1);
         assert!(caching_resumes(&proxy, "/docs/1").await, "replaced");
     }
 }
@@ -195,16 +186,16 @@ async fn corrupt_entries_in_redis_are_refetched_and_replaced() {
 #[tokio::test]
 async fn a_purge_made_while_redis_is_frozen_is_applied_when_it_returns() {
     trace_init();
-    let redis = RedisServer::start().await;
-    let app = Versions::default();
-    let upstream = app.serve().await;
-    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), "");
-    let (a, b) = (TestProxy::start(&yaml).await, TestProxy::start(&yaml).await);
+    let stack = Stack::start("redis").await;
+    let (a, b) = (
+        TestProxy::start(&stack.yaml).await,
+        TestProxy::start(&stack.yaml).await,
+    );
     assert!(caching_resumes(&a, "/docs/1").await);
     let cached = fetch(&a.url("/docs/1")).await.text();
     assert_eq!(fetch(&b.url("/docs/1")).await.text(), cached);
 
-    redis.freeze();
+    stack.redis.freeze();
     // The app applies the mutation; the purge cannot reach Redis and waits.
     assert_eq!(put(&a, "/docs/1").await.status, 204);
     let pending = status(&a).await["cache"]["store"]["pending_purges"].as_u64();
@@ -219,7 +210,7 @@ async fn a_purge_made_while_redis_is_frozen_is_applied_when_it_returns() {
     assert_eq!(admin.status, 503);
     assert!(admin.text().contains("queued"), "{}", admin.text());
 
-    redis.thaw();
+    stack.redis.thaw();
     // A never serves what it purged, even before the replay.
     for _ in 0..5 {
         assert_ne!(fetch(&a.url("/docs/1")).await.text(), cached);
