@@ -277,15 +277,21 @@ async fn streamed_bodies_are_held_to_the_size_and_pace_limits() {
     assert_eq!(ok.status(), 200, "{ok:?}");
 }
 
-#[tokio::test]
-async fn slowloris_connections_are_closed_after_the_header_timeout() {
-    trace_init();
+/// An echoing upstream behind a proxy whose `header_read_timeout` is 300 ms.
+async fn with_header_timeout() -> (MockServer, TestProxy) {
     let up = echo_upstream().await;
     let proxy = TestProxy::start(&config(
         &up.uri(),
         &format!("limits: {{ header_read_timeout: 300ms }}\n{RULES}"),
     ))
     .await;
+    (up, proxy)
+}
+
+#[tokio::test]
+async fn slowloris_connections_are_closed_after_the_header_timeout() {
+    trace_init();
+    let (_up, proxy) = with_header_timeout().await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     let started = Instant::now();
     stream
@@ -317,12 +323,7 @@ async fn slowloris_connections_are_closed_after_the_header_timeout() {
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
     trace_init();
-    let up = echo_upstream().await;
-    let proxy = TestProxy::start(&config(
-        &up.uri(),
-        &format!("limits: {{ header_read_timeout: 300ms }}\n{RULES}"),
-    ))
-    .await;
+    let (_up, proxy) = with_header_timeout().await;
     let mut idle = TcpStream::connect(proxy.addr).await.unwrap();
     idle.write_all(b"GET /api/docs/a HTTP/1.1\r\nHost: api.test\r\n\r\n")
         .await
