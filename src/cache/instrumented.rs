@@ -4,6 +4,7 @@
 //! background, bounded, so the response never waits for one.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{CacheKey, FillLock, Lookup, Record, Store, StoreError, StoreHealth, Token};
@@ -18,6 +19,8 @@ pub struct Cache {
     /// `store_operation_duration_seconds` by [`Op`], looked up once.
     timers: Arc<[std::sync::OnceLock<prometheus::Histogram>; Op::ALL.len()]>,
     writes: Arc<tokio::sync::Semaphore>,
+    /// Purges this process has begun, for coalescing (`purges`).
+    purges: Arc<AtomicU64>,
 }
 
 /// A timed store operation: the `op` label.
@@ -62,6 +65,7 @@ impl Cache {
             metrics,
             timers: Arc::default(),
             writes: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
+            purges: Arc::default(),
         }
     }
 
@@ -182,10 +186,19 @@ impl Cache {
         if tokens.is_empty() {
             return Ok(());
         }
+        // Counted before the store sees it: a request that starts once the
+        // purge is answered reads a count no earlier flight carries.
+        self.purges.fetch_add(1, Ordering::AcqRel);
         let start = Instant::now();
         let result = self.store.bump(tokens).await;
         self.observe(Op::Bump, start, result.as_ref().err());
         result
+    }
+
+    /// How many purges this process has begun. A fill that joined before
+    /// the latest one may have fetched what it ended.
+    pub fn purges(&self) -> u64 {
+        self.purges.load(Ordering::Acquire)
     }
 
     /// Refreshes the memory gauges; called before `/metrics` is rendered.

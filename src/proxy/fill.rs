@@ -41,7 +41,7 @@ mod fetch;
 mod store;
 
 pub(super) use coalesce::Coalescer;
-use coalesce::{Flight, Join, Shared, Waited};
+use coalesce::{Flight, Join, Shared, Stamp, Waited};
 
 /// One fill: everything it needs, owned, so it can run in its own task.
 /// Boxed from the lookup on: it is over 500 bytes, and an `async fn` that
@@ -172,7 +172,7 @@ impl Fill {
             if !coalesce.enabled || self.credentials || coalescer.is_uncacheable(&self.key.hash) {
                 Box::pin(self.fetch()).await
             } else {
-                match coalescer.join(self.key.hash) {
+                match coalescer.join(self.key.hash, self.stamp()) {
                     Join::Leader(flight) => self.lead(flight).await,
                     Join::Follower(follower) => {
                         let waited = follower.wait(coalesce.wait_timeout).await;
@@ -213,6 +213,14 @@ impl Fill {
         }
     }
 
+    /// What this fill's data will be current against, for coalescing.
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            generations: self.generations.clone(),
+            purges: self.core.cache.purges(),
+        }
+    }
+
     /// What a follower does with the leader's outcome; `None`: go upstream.
     fn follow(&self, waited: &Waited) -> Option<Fetched> {
         let collapsed = CacheOutcome::miss(self.why.fwd).collapsed();
@@ -234,7 +242,7 @@ impl Fill {
 
     /// Refreshes a stale entry in the background, once per key.
     pub(super) fn refresh(self: Box<Self>) {
-        let Join::Leader(flight) = self.core.coalescer.join(self.key.hash) else {
+        let Join::Leader(flight) = self.core.coalescer.join(self.key.hash, self.stamp()) else {
             return; // a fill or refresh of this key is already under way
         };
         let span = tracing::debug_span!("refresh", route = %self.route.name);

@@ -7,6 +7,7 @@ mod admin;
 mod cache_flow;
 mod cli;
 mod coalescing;
+mod consistency;
 mod hostile;
 mod invalidation;
 mod metrics;

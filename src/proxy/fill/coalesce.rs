@@ -13,6 +13,12 @@
 //! skip waiting (Varnish's hit-for-miss). Remembering never stops a later
 //! fill from storing a cacheable answer; a store clears the mark.
 //!
+//! A request joins only a flight with its own [`Stamp`]: the generations
+//! its lookup read and this process's purge count. A flight that started
+//! before a purge of any of the request's tokens fetched what the purge may
+//! have ended, so a request that began after the purge leads a new flight
+//! instead (docs/architecture.md, "Generations instead of scans").
+//!
 //! Every outcome is a loggable enum. Local to one process; across instances
 //! (`coalesce.across_instances`) the leader also takes a Redis fill lock,
 //! see `proxy/fill/across.rs`.
@@ -39,8 +45,24 @@ pub(crate) struct Coalescer {
 }
 
 struct Inner {
-    flights: Mutex<HashMap<KeyHash, watch::Receiver<Option<Shared>>, Hasher>>,
+    flights: Mutex<HashMap<KeyHash, Slot, Hasher>>,
     uncacheable: moka::sync::Cache<KeyHash, (), Hasher>,
+}
+
+/// The flight a key's requests may join now.
+struct Slot {
+    stamp: Stamp,
+    rx: watch::Receiver<Option<Shared>>,
+}
+
+/// What a fill's data is current against: the generations of the key's
+/// tokens its lookup read (`None` when the store could not say), and how
+/// many purges this process had made when it joined. Equal stamps mean no
+/// purge of the key's tokens came between the two.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub generations: Option<Vec<u64>>,
+    pub purges: u64,
 }
 
 /// What a flight's followers get.
@@ -103,14 +125,20 @@ impl Default for Coalescer {
 }
 
 impl Coalescer {
-    /// Leads a new flight for `key`, or follows the one in progress.
-    pub fn join(&self, key: KeyHash) -> Join {
+    /// Follows the flight in progress for `key` if it has the same
+    /// `stamp`, or leads a new one. A new flight replaces an older one in
+    /// the registry; the older one runs on for the followers it has.
+    pub fn join(&self, key: KeyHash, stamp: Stamp) -> Join {
         let mut flights = self.lock();
-        if let Some(rx) = flights.get(&key) {
-            return Join::Follower(Follower { rx: rx.clone() });
+        if let Some(slot) = flights.get(&key)
+            && slot.stamp == stamp
+        {
+            return Join::Follower(Follower {
+                rx: slot.rx.clone(),
+            });
         }
         let (tx, rx) = watch::channel(None);
-        flights.insert(key, rx);
+        flights.insert(key, Slot { stamp, rx });
         Join::Leader(Flight {
             key,
             tx,
@@ -135,9 +163,7 @@ impl Coalescer {
         self.inner.uncacheable.invalidate(key);
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<KeyHash, watch::Receiver<Option<Shared>>, Hasher>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyHash, Slot, Hasher>> {
         // The lock is held for a map operation only and nothing panics under
         // it, so poisoning cannot leave the map inconsistent.
         self.inner.flights.lock().unwrap_or_else(|e| e.into_inner())
@@ -163,7 +189,7 @@ impl Flight {
         let mut flights = self.coalescer.lock();
         if flights
             .get(&self.key)
-            .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+            .is_some_and(|slot| slot.rx.same_channel(&self.tx.subscribe()))
         {
             flights.remove(&self.key);
         }
@@ -193,78 +219,4 @@ impl Follower {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(n: u8) -> KeyHash {
-        KeyHash([n; 32])
-    }
-
-    #[tokio::test]
-    async fn followers_get_the_leaders_outcome() {
-        let c = Coalescer::default();
-        let Join::Leader(flight) = c.join(key(1)) else {
-            panic!("first joiner leads");
-        };
-        let followers: Vec<_> = (0..10)
-            .map(|_| match c.join(key(1)) {
-                Join::Follower(f) => tokio::spawn(f.wait(Duration::from_secs(5))),
-                Join::Leader(_) => panic!("second joiner follows"),
-            })
-            .collect();
-        assert!(c.in_flight(&key(1)));
-        flight.complete(Shared::Failed(StatusCode::BAD_GATEWAY));
-        assert!(!c.in_flight(&key(1)));
-        for f in followers {
-            assert!(matches!(f.await.unwrap(), Waited::Done(Shared::Failed(s)) if s == 502));
-        }
-    }
-
-    #[tokio::test]
-    async fn uncacheable_outcomes_are_remembered_until_a_store() {
-        let c = Coalescer::default();
-        let Join::Leader(flight) = c.join(key(2)) else {
-            panic!()
-        };
-        flight.complete(Shared::Uncacheable);
-        assert!(c.is_uncacheable(&key(2)));
-        assert!(!c.is_uncacheable(&key(3)));
-        c.clear_uncacheable(&key(2));
-        assert!(!c.is_uncacheable(&key(2)));
-    }
-
-    #[tokio::test]
-    async fn an_abandoned_flight_releases_its_followers() {
-        let c = Coalescer::default();
-        let Join::Leader(flight) = c.join(key(4)) else {
-            panic!()
-        };
-        let Join::Follower(f) = c.join(key(4)) else {
-            panic!()
-        };
-        drop(flight);
-        assert!(matches!(
-            f.wait(Duration::from_secs(5)).await,
-            Waited::Abandoned
-        ));
-        assert!(
-            matches!(c.join(key(4)), Join::Leader(_)),
-            "a new flight can start"
-        );
-    }
-
-    #[tokio::test]
-    async fn followers_give_up_after_the_wait_timeout() {
-        let c = Coalescer::default();
-        let _flight = c.join(key(5));
-        let Join::Follower(f) = c.join(key(5)) else {
-            panic!()
-        };
-        let started = std::time::Instant::now();
-        assert!(matches!(
-            f.wait(Duration::from_millis(50)).await,
-            Waited::TimedOut
-        ));
-        assert!(started.elapsed() < Duration::from_secs(2));
-    }
-}
+mod tests;
