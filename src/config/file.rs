@@ -61,6 +61,7 @@ section! {
         allowed_hosts: Vec<Located<String>> = strings,
         trust_forwarded: Option<bool> = yaml::boolean,
         merge_slashes: Option<bool> = yaml::boolean,
+        underscores_in_headers: Option<bool> = yaml::boolean,
     }
 }
 

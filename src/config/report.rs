@@ -153,6 +153,9 @@ fn security(config: &RuntimeConfig, out: &mut String) {
         },
         if s.merge_slashes { "; // merged" } else { "" },
     );
+    if s.underscores_in_headers {
+        let _ = writeln!(out, "security: header names with _ are kept");
+    }
     let _ = writeln!(
         out,
         "limits: headers {} / {} fields, target {}, header timeout {}, body {} (pause {}), {} connections, {} h2 streams",

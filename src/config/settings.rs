@@ -186,6 +186,11 @@ pub struct SecurityConfig {
     pub trust_forwarded: bool,
     /// Merge runs of `/` in paths before matching, keying and forwarding.
     pub merge_slashes: bool,
+    /// Keep client header names that contain `_`. Off, they are dropped at
+    /// the door, as nginx does: CGI and many frameworks read `_` as `-`,
+    /// so `X_Forwarded_Host` would reach the app as a header cachecar
+    /// neither checked nor keyed.
+    pub underscores_in_headers: bool,
 }
 
 /// `reload`: automatic reloads of the config file.

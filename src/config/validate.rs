@@ -69,6 +69,7 @@ pub(crate) fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig
             allowed_hosts: settings::allowed_hosts(&raw.security.allowed_hosts, p),
             trust_forwarded: raw.security.trust_forwarded.unwrap_or(false),
             merge_slashes: raw.security.merge_slashes.unwrap_or(false),
+            underscores_in_headers: raw.security.underscores_in_headers.unwrap_or(false),
         },
         reload: ReloadConfig {
             watch: raw.reload.watch.unwrap_or(true),

@@ -24,7 +24,16 @@ const CACHE_STATUSES: [CacheStatus; 5] = [
 ];
 
 /// Values of the upstream `status_class` label, by [`UpstreamClass`].
-const CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "timeout", "error"];
+const CLASSES: [&str; 8] = [
+    "1xx",
+    "2xx",
+    "3xx",
+    "4xx",
+    "5xx",
+    "timeout",
+    "error",
+    "client_aborted",
+];
 
 fn method_index(method: &Method) -> usize {
     match *method {
@@ -48,6 +57,9 @@ pub(crate) enum UpstreamClass {
     Timeout,
     /// The exchange failed.
     Error,
+    /// The client's request body failed the exchange (too large, too slow,
+    /// malformed or cut off): not the app's doing.
+    ClientAborted,
 }
 
 impl UpstreamClass {
@@ -60,6 +72,7 @@ impl UpstreamClass {
             UpstreamClass::Status(_) => 4,
             UpstreamClass::Timeout => 5,
             UpstreamClass::Error => 6,
+            UpstreamClass::ClientAborted => 7,
         }
     }
 

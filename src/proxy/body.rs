@@ -175,6 +175,10 @@ pub enum BodyLimit {
     /// No data for this long.
     #[error("no request body data for {0:?}")]
     Timeout(std::time::Duration),
+    /// The body could not be read: bad chunked framing, or the client
+    /// closed the connection before its end.
+    #[error("request body malformed or cut off")]
+    Malformed,
 }
 
 impl BodyLimit {
@@ -229,9 +233,15 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(other) => {
+            Poll::Ready(Some(Err(e))) => {
+                // The client's side of the exchange: its framing or its
+                // connection, never the app's.
+                tracing::debug!(cause = %e, "request body unreadable");
+                Poll::Ready(Some(Err(BodyLimit::Malformed.into())))
+            }
+            Poll::Ready(None) => {
                 *this.armed = false;
-                Poll::Ready(other)
+                Poll::Ready(None)
             }
             Poll::Pending => {
                 if !*this.armed {

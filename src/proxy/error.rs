@@ -89,6 +89,9 @@ impl ProxyError {
             ProxyError::ClientBody(BodyLimit::Timeout(_)) => {
                 (StatusCode::REQUEST_TIMEOUT, "request body too slow", true)
             }
+            ProxyError::ClientBody(BodyLimit::Malformed) => {
+                (StatusCode::BAD_REQUEST, "malformed request body\n", true)
+            }
             ProxyError::NotCached => (StatusCode::GATEWAY_TIMEOUT, "not cached\n", false),
             ProxyError::Upstream(UpstreamError::Timeout(_)) => {
                 (StatusCode::GATEWAY_TIMEOUT, UPSTREAM_TIMED_OUT, false)

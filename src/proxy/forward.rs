@@ -14,7 +14,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 
-use super::body::Guarded;
+use super::body::{BodyLimit, Guarded};
 use super::upstream::{
     self, BoxError, ResponseBody, Upstream, UpstreamBody, UpstreamError, UpstreamRequest,
 };
@@ -84,6 +84,7 @@ impl Forwarder {
             let class = match &result {
                 Ok(r) => UpstreamClass::Status(r.status().as_u16()),
                 Err(UpstreamError::Timeout(_)) => UpstreamClass::Timeout,
+                Err(e) if BodyLimit::find(e).is_some() => UpstreamClass::ClientAborted,
                 Err(_) => UpstreamClass::Error,
             };
             route.upstream(&self.metrics, class, took.as_secs_f64());

@@ -27,7 +27,7 @@ pub(super) fn normalized<B>(
     config: &RuntimeConfig,
 ) -> Result<Normalized, ProxyError> {
     let security = &config.security;
-    upstream::drop_untrusted(request.headers_mut(), security.trust_forwarded);
+    upstream::drop_untrusted(request.headers_mut(), security);
     let mut target = normalize::request(request.uri(), request.headers())?;
     if security.merge_slashes {
         normalize::merge_slashes(&mut target.path);

@@ -343,6 +343,6 @@ async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
     assert!(got.starts_with(b"HTTP/1.1 200"));
 }
 
+mod framing;
 mod poisoning;
-
 mod upstream_and_memory;

@@ -7,6 +7,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::Peer;
+use crate::config::SecurityConfig;
 use crate::proxy::policy::listed_names;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), plus the proxy-auth pair meant for
@@ -47,6 +48,9 @@ fn hop_by_hop_bit(name: &HeaderName) -> u16 {
         .position(|h| *h == name)
         .map_or(0, |i| 1 << i)
 }
+
+/// `Transfer-Encoding`'s bit in [`hop_by_hop_bit`].
+const TRANSFER_ENCODING_BIT: u16 = 1 << 7;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -89,18 +93,25 @@ const CLIENT_CLAIMS: [&str; 14] = [
 
 /// Removes the client headers cachecar does not pass on: `REWRITING`
 /// always; `CLIENT_CLAIMS` and `X-Forwarded-Proto`/`-Host` unless
-/// `trust_forwarded` (then the key covers the latter two, see `key`).
+/// `trust_forwarded` (then the key covers the latter two, see `key`); and
+/// names with `_` unless `underscores_in_headers`, and even then those that
+/// read as a removed, forwarded or hop-by-hop header with `_` as `-`.
 /// Done before routing and keying, so nothing downstream sees them.
-pub(crate) fn drop_untrusted(headers: &mut HeaderMap, trust_forwarded: bool) {
+pub(crate) fn drop_untrusted(headers: &mut HeaderMap, security: &SecurityConfig) {
+    let trust = security.trust_forwarded;
     // One pass over the (few) names present instead of a lookup per listed
     // name: this runs for every request.
     let untrusted = |name: &HeaderName| {
         let name = name.as_str();
-        REWRITING.contains(&name)
-            || (!trust_forwarded
-                && (CLIENT_CLAIMS.contains(&name)
-                    || name == X_FORWARDED_PROTO.as_str()
-                    || name == X_FORWARDED_HOST.as_str()))
+        if name.as_bytes().contains(&b'_') {
+            return !security.underscores_in_headers || {
+                let dashed = name.replace('_', "-");
+                is_untrusted(&dashed, trust)
+                    || HOP_BY_HOP.contains(&dashed.as_str())
+                    || FRAMING_AND_FORWARDED.contains(&dashed.as_str())
+            };
+        }
+        is_untrusted(name, trust)
     };
     if !headers.keys().any(untrusted) {
         return;
@@ -109,6 +120,25 @@ pub(crate) fn drop_untrusted(headers: &mut HeaderMap, trust_forwarded: bool) {
     for name in drop {
         headers.remove(name);
     }
+}
+
+/// Headers that decide how a message is framed or who sent it; with `_` in
+/// place of `-` they are never passed on.
+const FRAMING_AND_FORWARDED: [&str; 5] = [
+    "content-length",
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+/// Whether a client header `name` is never passed on as sent.
+fn is_untrusted(name: &str, trust_forwarded: bool) -> bool {
+    REWRITING.contains(&name)
+        || (!trust_forwarded
+            && (CLIENT_CLAIMS.contains(&name)
+                || name == X_FORWARDED_PROTO.as_str()
+                || name == X_FORWARDED_HOST.as_str()))
 }
 
 /// `host` is the request's normalized `Host`, as a header value.
@@ -162,6 +192,12 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if present == 0 {
         return;
     }
+    if present & TRANSFER_ENCODING_BIT != 0 {
+        // Transfer-Encoding overrides Content-Length, which a proxy must
+        // then remove (RFC 9112 §6.3): hyper has decoded the chunks, and
+        // the message is framed again when it is sent on.
+        headers.remove(header::CONTENT_LENGTH);
+    }
     if present & 1 != 0 && connection_names_fields(headers) {
         let listed: Vec<String> = listed_names(headers, header::CONNECTION).collect();
         let drop: Vec<HeaderName> = headers
@@ -194,53 +230,4 @@ fn connection_names_fields(headers: &HeaderMap) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_hop_by_hop_header_is_stripped_alone_and_with_the_others() {
-        for name in HOP_BY_HOP {
-            let mut h = HeaderMap::new();
-            h.append(name, HeaderValue::from_static("close"));
-            h.append("x-keep", HeaderValue::from_static("1"));
-            strip_hop_by_hop(&mut h);
-            let left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
-            assert_eq!(left, ["x-keep"], "{name} was not stripped");
-        }
-        let mut h = HeaderMap::new();
-        for name in HOP_BY_HOP {
-            h.append(name, HeaderValue::from_static("close"));
-        }
-        strip_hop_by_hop(&mut h);
-        assert!(h.is_empty(), "left: {:?}", h.keys().collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn connection_options_alone_are_stripped_with_the_rest_kept() {
-        let mut h = HeaderMap::new();
-        for (k, v) in [
-            ("connection", "Keep-Alive"),
-            ("connection", "close"),
-            ("keep-alive", "timeout=5"),
-            ("transfer-encoding", "chunked"),
-            ("te", "trailers"),
-            ("proxy-connection", "keep-alive"),
-            ("content-type", "text/plain"),
-            ("x-keep", "1"),
-        ] {
-            h.append(k, HeaderValue::from_static(v));
-        }
-        strip_hop_by_hop(&mut h);
-        let mut left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
-        left.sort_unstable();
-        assert_eq!(left, ["content-type", "x-keep"]);
-        // Named fields go too, matched without regard to case.
-        let mut h = HeaderMap::new();
-        h.append("connection", HeaderValue::from_static("close, X-Trace"));
-        h.append("x-trace", HeaderValue::from_static("1"));
-        h.append("x-keep", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
-        let left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
-        assert_eq!(left, ["x-keep"]);
-    }
-}
+mod tests;

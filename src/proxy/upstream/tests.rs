@@ -21,7 +21,7 @@ fn build_with(headers: &[(&str, &str)], trust: bool) -> Request<UpstreamBody> {
     }
     let (mut parts, ()) = req.body(()).unwrap().into_parts();
     // As the proxy does at the door.
-    drop_untrusted(&mut parts.headers, trust);
+    drop_untrusted(&mut parts.headers, &config(trust).security);
     let target = Normalized {
         path: "/x".into(),
         query: Some("a=1".into()),
