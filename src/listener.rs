@@ -3,8 +3,9 @@
 //! shutdown.
 //!
 //! Limits (`limits` in the config) are enforced here where hyper can: the
-//! header read timeout (with a timer; hyper silently has none without one,
-//! which leaves slowloris connections open forever), header bytes and
+//! idle timeout (with a timer; hyper silently has none without one, which
+//! leaves slowloris connections open forever), the header read timeout
+//! from a head's first byte (`paced`), header bytes and
 //! count (431), HTTP/2 stream concurrency and reset floods, and a bound on
 //! open connections: past `max_connections` the loop stops accepting, so
 //! new connections wait in the kernel's backlog instead of costing memory.
@@ -28,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 mod drain;
+mod paced;
 
 use crate::config::Limits;
 use crate::proxy::upstream::BoxError;
@@ -45,7 +47,10 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // hyper counts this from when the connection goes idle: the
+        // keep-alive idle timeout. The head's own, from its first byte, is
+        // `paced`'s.
+        .header_read_timeout(limits.idle_timeout)
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
     builder
@@ -89,7 +94,12 @@ where
     let slots = Arc::new(Semaphore::new(max_connections as usize));
     while let Some((slot, stream, peer)) = accept(name, &listener, &slots, &stop).await {
         let _ = stream.set_nodelay(true);
-        let service = make_service(peer);
+        let phase = Arc::new(paced::Phase::default());
+        let service = paced::Phased {
+            inner: make_service(peer),
+            phase: phase.clone(),
+        };
+        let stream = paced::Paced::new(stream, phase, limits.header_read_timeout);
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();

@@ -48,8 +48,11 @@ section! {
         max_headers: Option<Located<u64>> = at(count(10_000)),
         max_uri_bytes: Option<Located<u64>> = at(yaml::byte_size),
         header_read_timeout: Option<Located<Duration>> = at(yaml::duration),
+        idle_timeout: Option<Located<Duration>> = at(yaml::duration),
         max_request_body_bytes: Option<Located<u64>> = at(yaml::byte_size),
         request_body_timeout: Option<Located<Duration>> = at(yaml::duration),
+        request_body_min_rate: Option<Located<u64>> = at(yaml::byte_size),
+        request_body_rate_window: Option<Located<Duration>> = at(yaml::duration),
         max_connections: Option<Located<u64>> = at(count(1_000_000)),
         h2_max_concurrent_streams: Option<Located<u64>> = at(count(100_000)),
     }

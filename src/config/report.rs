@@ -158,13 +158,16 @@ fn security(config: &RuntimeConfig, out: &mut String) {
     }
     let _ = writeln!(
         out,
-        "limits: headers {} / {} fields, target {}, header timeout {}, body {} (pause {}), {} connections, {} h2 streams",
+        "limits: headers {} / {} fields, target {}, header timeout {}, idle {}, body {} (pause {}, at least {}/s over {}), {} connections, {} h2 streams",
         size(l.max_header_bytes as u64),
         l.max_headers,
         size(l.max_uri_bytes as u64),
         human(l.header_read_timeout),
+        human(l.idle_timeout),
         size(l.max_request_body_bytes),
         human(l.request_body_timeout),
+        size(l.request_body_min_rate),
+        human(l.request_body_rate_window),
         l.max_connections,
         l.h2_max_concurrent_streams,
     );

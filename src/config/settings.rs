@@ -144,13 +144,21 @@ pub struct Limits {
     pub max_headers: usize,
     /// Bytes of the request target; beyond: 414.
     pub max_uri_bytes: usize,
-    /// Time for a request's headers to arrive, counted from when the
-    /// connection is idle: also the keep-alive idle timeout.
+    /// Time for a request's head to arrive, from its first byte; beyond:
+    /// the connection is closed.
     pub header_read_timeout: Duration,
+    /// How long a connection may wait, idle, for its next request's head
+    /// (the keep-alive idle timeout, also before the first request).
+    pub idle_timeout: Duration,
     /// Request body bytes; beyond: 413.
     pub max_request_body_bytes: u64,
     /// Longest wait for the next piece of a request body; beyond: 408.
     pub request_body_timeout: Duration,
+    /// Least request body bytes per second, averaged over each
+    /// `request_body_rate_window`; below: 408. 0: no minimum.
+    pub request_body_min_rate: u64,
+    /// The window `request_body_min_rate` is averaged over.
+    pub request_body_rate_window: Duration,
     /// Client connections open at once; more wait in the accept queue.
     pub max_connections: usize,
     /// Concurrent streams per HTTP/2 connection.
@@ -165,9 +173,12 @@ impl Default for Limits {
             max_header_bytes: 32 << 10,
             max_headers: 100,
             max_uri_bytes: 8 << 10,
-            header_read_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
             max_request_body_bytes: 16 << 20,
             request_body_timeout: Duration::from_secs(60),
+            request_body_min_rate: 500,
+            request_body_rate_window: Duration::from_secs(10),
             max_connections: 10_000,
             h2_max_concurrent_streams: 128,
         }

@@ -163,6 +163,48 @@ pin_project_lite::pin_project! {
         remaining: u64,
         limit: u64,
         idle: std::time::Duration,
+        pace: Pace,
+    }
+}
+
+/// `limits.request_body_min_rate` over `limits.request_body_rate_window`:
+/// the bytes of the current window and when it began (the first frame).
+#[derive(Debug)]
+pub struct Pace {
+    min_rate: u64,
+    window: std::time::Duration,
+    began: Option<tokio::time::Instant>,
+    bytes: u64,
+}
+
+impl Pace {
+    /// At least `min_rate` bytes per second over each `window`; 0: any.
+    pub fn new(min_rate: u64, window: std::time::Duration) -> Self {
+        Self {
+            min_rate,
+            window,
+            began: None,
+            bytes: 0,
+        }
+    }
+
+    /// Counts `len` more bytes; whether the body still keeps the pace.
+    /// Judged when a window has passed, so a body is never cut off before
+    /// it has had one whole window.
+    fn keeps_up(&mut self, len: u64) -> bool {
+        if self.min_rate == 0 {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        let began = *self.began.get_or_insert(now);
+        self.bytes += len;
+        let spent = now - began;
+        if spent < self.window {
+            return true;
+        }
+        let needed = self.min_rate as f64 * spent.as_secs_f64();
+        self.began = Some(now);
+        std::mem::take(&mut self.bytes) as f64 >= needed
     }
 }
 
@@ -175,6 +217,9 @@ pub enum BodyLimit {
     /// No data for this long.
     #[error("no request body data for {0:?}")]
     Timeout(std::time::Duration),
+    /// Fewer bytes per second than this, over a window.
+    #[error("request body slower than {0} bytes per second")]
+    TooSlow(u64),
     /// The body could not be read: bad chunked framing, or the client
     /// closed the connection before its end.
     #[error("request body malformed or cut off")]
@@ -197,7 +242,7 @@ impl BodyLimit {
 
 impl<B> Guarded<B> {
     /// Guards `inner`.
-    pub fn new(inner: B, limit: u64, idle: std::time::Duration) -> Self {
+    pub fn new(inner: B, limit: u64, idle: std::time::Duration, pace: Pace) -> Self {
         Self {
             inner,
             timer: tokio::time::sleep(idle),
@@ -205,6 +250,7 @@ impl<B> Guarded<B> {
             remaining: limit,
             limit,
             idle,
+            pace,
         }
     }
 }
@@ -230,6 +276,10 @@ where
                         return Poll::Ready(Some(Err(BodyLimit::TooLarge(*this.limit).into())));
                     }
                     *this.remaining -= len;
+                    if !this.pace.keeps_up(len) {
+                        let rate = this.pace.min_rate;
+                        return Poll::Ready(Some(Err(BodyLimit::TooSlow(rate).into())));
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -277,3 +327,6 @@ pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .parse()
         .ok()
 }
+
+#[cfg(test)]
+mod tests;

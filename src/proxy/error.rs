@@ -86,7 +86,7 @@ impl ProxyError {
                 "request body too large",
                 true,
             ),
-            ProxyError::ClientBody(BodyLimit::Timeout(_)) => {
+            ProxyError::ClientBody(BodyLimit::Timeout(_) | BodyLimit::TooSlow(_)) => {
                 (StatusCode::REQUEST_TIMEOUT, "request body too slow", true)
             }
             ProxyError::ClientBody(BodyLimit::Malformed) => {

@@ -14,7 +14,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 
-use super::body::{BodyLimit, Guarded};
+use super::body::{BodyLimit, Guarded, Pace};
 use super::upstream::{
     self, BoxError, ResponseBody, Upstream, UpstreamBody, UpstreamError, UpstreamRequest,
 };
@@ -107,6 +107,10 @@ where
         body.map_err(Into::into),
         limits.max_request_body_bytes,
         limits.request_body_timeout,
+        Pace::new(
+            limits.request_body_min_rate,
+            limits.request_body_rate_window,
+        ),
     )))
 }
 

@@ -277,72 +277,7 @@ async fn streamed_bodies_are_held_to_the_size_and_pace_limits() {
     assert_eq!(ok.status(), 200, "{ok:?}");
 }
 
-/// An echoing upstream behind a proxy whose `header_read_timeout` is 300 ms.
-async fn with_header_timeout() -> (MockServer, TestProxy) {
-    let up = echo_upstream().await;
-    let proxy = TestProxy::start(&config(
-        &up.uri(),
-        &format!("limits: {{ header_read_timeout: 300ms }}\n{RULES}"),
-    ))
-    .await;
-    (up, proxy)
-}
-
-#[tokio::test]
-async fn slowloris_connections_are_closed_after_the_header_timeout() {
-    trace_init();
-    let (_up, proxy) = with_header_timeout().await;
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let started = Instant::now();
-    stream
-        .write_all(b"GET /api/docs/a HTTP/1.1\r\nHost: api.test\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let mut closed = false;
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        // Keep trickling bytes; the timeout is for the whole header.
-        if stream.write_all(b"a").await.is_err() {
-            closed = true;
-            break;
-        }
-        let mut b = [0u8; 1024];
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), stream.read(&mut b)).await
-        {
-            if n == 0 || b.starts_with(b"HTTP/1.1 408") {
-                closed = true;
-                break;
-            }
-        }
-    }
-    assert!(closed, "still open after {:?}", started.elapsed());
-    assert!(started.elapsed() < Duration::from_millis(1500));
-}
-
-/// An idle keep-alive connection is closed by the header timeout too.
-#[tokio::test]
-async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
-    trace_init();
-    let (_up, proxy) = with_header_timeout().await;
-    let mut idle = TcpStream::connect(proxy.addr).await.unwrap();
-    idle.write_all(b"GET /api/docs/a HTTP/1.1\r\nHost: api.test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = vec![0u8; 4096];
-    let mut got = Vec::new();
-    let end = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            match idle.read(&mut buf).await {
-                Ok(0) | Err(_) => return true,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert_eq!(end, Ok(true), "idle keep-alive closed within 2 s");
-    assert!(got.starts_with(b"HTTP/1.1 200"));
-}
-
 mod framing;
 mod poisoning;
+mod slow;
 mod upstream_and_memory;

@@ -196,6 +196,15 @@ pub(super) fn limits(raw: &RawLimits, p: &mut Problems) -> Limits {
     ) {
         l.h2_max_concurrent_streams = n as u32;
     }
+    if let Some(rate) = &raw.request_body_min_rate {
+        l.request_body_min_rate = rate.value;
+    }
+    timeouts(&mut l, raw, p);
+    l
+}
+
+/// The `limits` durations, none of which may be zero.
+fn timeouts(l: &mut Limits, raw: &RawLimits, p: &mut Problems) {
     let mut time = |v: &Option<Located<Duration>>, default: Duration, key: &str| {
         super::nonzero(v.as_ref(), default, &format!("limits.{key}"), p)
     };
@@ -204,12 +213,17 @@ pub(super) fn limits(raw: &RawLimits, p: &mut Problems) -> Limits {
         l.header_read_timeout,
         "header_read_timeout",
     );
+    l.idle_timeout = time(&raw.idle_timeout, l.idle_timeout, "idle_timeout");
     l.request_body_timeout = time(
         &raw.request_body_timeout,
         l.request_body_timeout,
         "request_body_timeout",
     );
-    l
+    l.request_body_rate_window = time(
+        &raw.request_body_rate_window,
+        l.request_body_rate_window,
+        "request_body_rate_window",
+    );
 }
 
 /// `security.allowed_hosts`: host names, optionally with a port.
