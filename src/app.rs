@@ -28,6 +28,7 @@ use crate::cache::tiered::TieredStore;
 use crate::cache::{Cache, Store};
 use crate::clock::Clock;
 use crate::config::{ConfigHandle, Limits, RuntimeConfig, StoreKind};
+use crate::listener::Winding;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::upstream::{BoxError, Upstream};
@@ -202,6 +203,7 @@ impl App {
         shutdown.cancelled().await;
         watch_stop.cancel();
         self.readiness.set_draining();
+        serving.winding.close_connections();
         tracing::info!(?drain_delay, "draining: readiness is 503, still serving");
         tokio::time::sleep(drain_delay).await;
         let clean = serving.stop().await;
@@ -216,7 +218,7 @@ impl App {
 
 /// A listener being served in its own task, until stopped.
 struct Serving {
-    stop: CancellationToken,
+    winding: Winding,
     task: tokio::task::JoinHandle<bool>,
 }
 
@@ -238,17 +240,17 @@ impl Serving {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let stop = CancellationToken::new();
+        let winding = Winding::default();
         let serve =
-            crate::listener::serve(name, listener, make_service, limits, stop.clone(), grace);
+            crate::listener::serve(name, listener, make_service, limits, winding.clone(), grace);
         let task = tokio::spawn(serve.instrument(span));
-        Self { stop, task }
+        Self { winding, task }
     }
 
     /// Stops accepting and drains; whether every connection finished
     /// within the grace period.
     async fn stop(self) -> bool {
-        self.stop.cancel();
+        self.winding.stop();
         self.task.await.unwrap_or(false)
     }
 }

@@ -10,13 +10,18 @@
 //! open connections: past `max_connections` the loop stops accepting, so
 //! new connections wait in the kernel's backlog instead of costing memory.
 //!
-//! When `stop` fires the loop stops accepting and drops the listener (new
-//! connections are refused), asks every open connection to finish its
-//! in-flight requests and close, and waits for them up to `grace`.
+//! Winding down ([`Winding`]) has two steps. Closing connections: every
+//! HTTP/1 answer says `Connection: close` while the listener still
+//! accepts, so keep-alive clients move to new connections. Stopping: the
+//! loop stops accepting, serves what is left in the accept queue, closes
+//! the listener (new connections are refused), asks every open connection
+//! to finish its in-flight requests and close (one that has not brought a
+//! request yet gets a moment to), and waits for them up to `grace`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -67,14 +72,46 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// does not spin while the condition lasts.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves connections from `listener` until `stop` fires, then drains.
-/// Returns `false` if connections were still open when `grace` ran out.
+/// How a listener is wound down: first [`Winding::close_connections`],
+/// while it still accepts (every HTTP/1 answer from then on closes its
+/// connection, so keep-alive clients move to new connections instead of
+/// finding theirs closed under a request), then [`Winding::stop`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Winding {
+    closing: Arc<AtomicBool>,
+    stop: CancellationToken,
+}
+
+impl Winding {
+    /// Stopped when `stop` is cancelled, without the closing step.
+    pub(crate) fn stopped_by(stop: CancellationToken) -> Self {
+        Self {
+            closing: Arc::default(),
+            stop,
+        }
+    }
+
+    /// Answers from now on close their HTTP/1 connections.
+    pub(crate) fn close_connections(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    /// Stops accepting and asks every connection to finish.
+    pub(crate) fn stop(&self) {
+        self.close_connections();
+        self.stop.cancel();
+    }
+}
+
+/// Serves connections from `listener` until `winding` stops it, then
+/// drains. Returns `false` if connections were still open when `grace`
+/// ran out.
 pub async fn serve<M, S, B>(
     name: &'static str,
     listener: TcpListener,
     make_service: M,
     limits: Limits,
-    stop: CancellationToken,
+    winding: Winding,
     grace: Duration,
 ) -> bool
 where
@@ -86,24 +123,70 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let builder = builder(&limits);
-    let drain = drain::Drain::default();
+    let connections = Connections {
+        name,
+        builder: builder(&limits),
+        drain: drain::Drain::default(),
+        closing: winding.closing.clone(),
+        header_read_timeout: limits.header_read_timeout,
+    };
     // A permit per open connection, so that shutdown can wait for all of
     // them to come back. (No system has 2^32 descriptors.)
     let max_connections = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(max_connections as usize));
-    while let Some((slot, stream, peer)) = accept(name, &listener, &slots, &stop).await {
+    while let Some((slot, stream, peer)) = accept(name, &listener, &slots, &winding.stop).await {
+        connections.spawn(stream, peer, make_service(peer), slot);
+    }
+    // Connections the kernel completed before the close are served (each
+    // is asked to finish with its first request) rather than reset.
+    for (stream, peer) in backlog(name, listener) {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            break;
+        };
+        connections.spawn(stream, peer, make_service(peer), slot);
+    }
+    finish(name, &connections.drain, &slots, max_connections, grace).await
+}
+
+/// What every connection of one listener is served with.
+struct Connections {
+    name: &'static str,
+    builder: auto::Builder<TokioExecutor>,
+    drain: drain::Drain,
+    closing: Arc<AtomicBool>,
+    header_read_timeout: Duration,
+}
+
+impl Connections {
+    /// Serves `stream` from `peer` with `service` in a task of its own,
+    /// holding `slot` until it ends.
+    fn spawn<S, B>(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        service: S,
+        slot: OwnedSemaphorePermit,
+    ) where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let _ = stream.set_nodelay(true);
-        let phase = Arc::new(paced::Phase::default());
+        let phase = Arc::new(paced::Phase::new(self.closing.clone()));
         let service = paced::Phased {
-            inner: make_service(peer),
+            inner: service,
             phase: phase.clone(),
         };
-        let stream = paced::Paced::new(stream, phase, limits.header_read_timeout);
-        let connection = builder
+        let stream = paced::Paced::new(stream, phase.clone(), self.header_read_timeout);
+        let connection = self
+            .builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        let watched = drain.watch(connection);
+        let watched = self.drain.watch(connection, phase);
+        let name = self.name;
         // No span around the connection: it would be entered and left on
         // every poll of every request; the one log line names the peer.
         tokio::spawn(async move {
@@ -113,8 +196,28 @@ where
             }
         });
     }
-    drop(listener);
-    finish(name, &drain, &slots, max_connections, grace).await
+}
+
+/// The connections waiting in `listener`'s accept queue, taken without
+/// waiting; the listener is closed afterwards.
+fn backlog(name: &'static str, listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
+    let Ok(listener) = listener.into_std() else {
+        return Vec::new();
+    };
+    let mut waiting = Vec::new();
+    // Non-blocking (tokio set it so): the loop ends at the queue's end.
+    while let Ok((stream, peer)) = listener.accept() {
+        // An accepted socket does not inherit the listener's non-blocking
+        // mode, and tokio refuses a blocking one.
+        match stream
+            .set_nonblocking(true)
+            .and_then(|()| TcpStream::from_std(stream))
+        {
+            Ok(stream) => waiting.push((stream, peer)),
+            Err(e) => tracing::debug!(listener = name, %peer, cause = %e, "queued connection lost"),
+        }
+    }
+    waiting
 }
 
 /// The next connection and its slot; `None` once `stop` fires.

@@ -98,7 +98,7 @@ impl DemoApi {
             listener,
             move |_| service.clone(),
             crate::config::Limits::default(),
-            stop,
+            crate::listener::Winding::stopped_by(stop),
             Duration::from_secs(1),
         )
         .await;

@@ -14,9 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
+use std::time::Duration;
+
 use futures_util::task::AtomicWaker;
 use hyper_util::server::graceful::GracefulConnection;
 use pin_project_lite::pin_project;
+
+use super::paced::Phase;
 
 /// The connections of one listener, to be asked to finish.
 #[derive(Debug, Default)]
@@ -31,6 +35,13 @@ struct Signal {
     waker: AtomicWaker,
 }
 
+/// How long a connection that has not yet brought a request is given to
+/// bring one once the drain starts. Closing it at once would reset a
+/// request whose bytes are already on their way (the client connected
+/// while the listener was still open); a connection opened and left idle
+/// holds the drain no longer than this.
+const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(1);
+
 pin_project! {
     /// A connection that finishes its in-flight requests and closes once
     /// its [`Drain`] is started.
@@ -38,13 +49,16 @@ pin_project! {
         #[pin]
         conn: C,
         signal: Arc<Signal>,
+        phase: Arc<Phase>,
+        // Waiting for a first request since the drain started.
+        waiting: Option<Pin<Box<tokio::time::Sleep>>>,
         stopping: bool,
     }
 }
 
 impl Drain {
-    /// Watches `conn` until it ends.
-    pub(super) fn watch<C: GracefulConnection>(&self, conn: C) -> Watched<C> {
+    /// Watches `conn`, whose service reports to `phase`, until it ends.
+    pub(super) fn watch<C: GracefulConnection>(&self, conn: C, phase: Arc<Phase>) -> Watched<C> {
         let signal = Arc::new(Signal::default());
         let mut signals = self.signals.lock().unwrap_or_else(|e| e.into_inner());
         // Amortized: the list is pruned only when it would grow, so it
@@ -56,6 +70,8 @@ impl Drain {
         Watched {
             conn,
             signal,
+            phase,
+            waiting: None,
             stopping: false,
         }
     }
@@ -81,10 +97,25 @@ impl<C: GracefulConnection> Future for Watched<C> {
             // wakes this task again.
             this.signal.waker.register(cx.waker());
             if this.signal.stop.load(Ordering::Acquire) {
-                *this.stopping = true;
-                this.conn.as_mut().graceful_shutdown();
+                let first_due = this.phase.has_started() || {
+                    let wait = this
+                        .waiting
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(FIRST_REQUEST_WAIT)));
+                    wait.as_mut().poll(cx).is_ready()
+                };
+                if first_due {
+                    *this.stopping = true;
+                    this.conn.as_mut().graceful_shutdown();
+                }
             }
         }
-        this.conn.poll(cx)
+        let polled = this.conn.as_mut().poll(cx);
+        if !*this.stopping && this.waiting.is_some() && this.phase.has_started() {
+            // Its first request arrived: finish it and close.
+            *this.stopping = true;
+            this.conn.as_mut().graceful_shutdown();
+            return this.conn.poll(cx);
+        }
+        polled
     }
 }

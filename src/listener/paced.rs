@@ -18,27 +18,45 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Version};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-/// What the connection's service has done, for its [`Paced`] stream.
+/// What the connection's service has done, for its [`Paced`] stream and
+/// its drain.
 #[derive(Debug, Default)]
 pub(super) struct Phase {
     /// Requests whose head was read and handed to the service.
     started: AtomicU64,
     /// Requests the service has answered (response head ready).
     answered: AtomicU64,
+    /// The listener's: once set, every HTTP/1 answer closes its connection.
+    closing: Arc<AtomicBool>,
 }
 
 impl Phase {
+    /// A connection's phase on a listener whose `closing` flag this is.
+    pub(super) fn new(closing: Arc<AtomicBool>) -> Self {
+        Self {
+            closing,
+            ..Self::default()
+        }
+    }
+
     /// Whether a request is with the service: bytes read now are its body.
     fn busy(&self) -> bool {
         self.started.load(Ordering::Acquire) != self.answered.load(Ordering::Acquire)
+    }
+
+    /// Whether a request has reached the service on this connection yet.
+    pub(super) fn has_started(&self) -> bool {
+        self.started.load(Ordering::Acquire) > 0
     }
 }
 
@@ -162,30 +180,34 @@ pub(super) struct Phased<S> {
     pub(super) phase: Arc<Phase>,
 }
 
-impl<S, R> hyper::service::Service<R> for Phased<S>
+impl<S, Q, B> hyper::service::Service<Request<Q>> for Phased<S>
 where
-    S: hyper::service::Service<R>,
+    S: hyper::service::Service<Request<Q>, Response = Response<B>>,
 {
-    type Response = S::Response;
+    type Response = Response<B>;
     type Error = S::Error;
     type Future = Answering<S::Future>;
 
-    fn call(&self, request: R) -> Self::Future {
+    fn call(&self, request: Request<Q>) -> Self::Future {
         self.phase.started.fetch_add(1, Ordering::AcqRel);
+        let h1 = request.version() < Version::HTTP_2;
         Answering {
             inner: self.inner.call(request),
             phase: Some(self.phase.clone()),
+            h1,
         }
     }
 }
 
 pin_project! {
     /// A service future that marks its request answered when it is ready
-    /// (or dropped unanswered).
+    /// (or dropped unanswered), and asks to close an HTTP/1 connection
+    /// once its listener is closing.
     pub(super) struct Answering<F> {
         #[pin]
         inner: F,
         phase: Option<Arc<Phase>>,
+        h1: bool,
     }
 
     impl<F> PinnedDrop for Answering<F> {
@@ -197,14 +219,28 @@ pin_project! {
     }
 }
 
-impl<F: Future> Future for Answering<F> {
+impl<F, B, E> Future for Answering<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let ready = std::task::ready!(this.inner.poll(cx));
+        let mut ready = std::task::ready!(this.inner.poll(cx));
         if let Some(phase) = this.phase.take() {
             phase.answered.fetch_add(1, Ordering::AcqRel);
+            if *this.h1
+                && phase.closing.load(Ordering::Acquire)
+                && let Ok(response) = &mut ready
+            {
+                // Keep-alive clients move to a new connection now, while
+                // the listener still accepts, rather than find this one
+                // closed under their next request.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
         }
         Poll::Ready(ready)
     }

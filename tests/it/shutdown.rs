@@ -148,3 +148,5 @@ async fn idle_keep_alive_connections_are_closed_at_shutdown() {
         started.elapsed()
     );
 }
+
+mod under_load;

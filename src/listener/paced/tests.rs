@@ -86,27 +86,49 @@ async fn a_head_starting_like_the_preface_is_still_timed() {
     assert_eq!(err.kind(), io::ErrorKind::TimedOut);
 }
 
-#[tokio::test]
-async fn a_service_future_marks_its_request_answered_when_ready_or_dropped() {
-    use hyper::service::Service;
-    struct Echo;
-    impl Service<u32> for Echo {
-        type Response = u32;
-        type Error = ();
-        type Future = std::future::Ready<Result<u32, ()>>;
-        fn call(&self, n: u32) -> Self::Future {
-            std::future::ready(Ok(n))
-        }
+struct Echo;
+
+impl hyper::service::Service<Request<u32>> for Echo {
+    type Response = Response<u32>;
+    type Error = ();
+    type Future = std::future::Ready<Result<Response<u32>, ()>>;
+    fn call(&self, request: Request<u32>) -> Self::Future {
+        std::future::ready(Ok(Response::new(request.into_body())))
     }
-    let phase = Arc::new(Phase::default());
+}
+
+fn phased(closing: bool) -> (Phased<Echo>, Arc<Phase>) {
+    let phase = Arc::new(Phase::new(Arc::new(AtomicBool::new(closing))));
     let service = Phased {
         inner: Echo,
         phase: phase.clone(),
     };
-    let answer = service.call(1);
-    assert!(phase.busy());
-    assert_eq!(answer.await, Ok(1));
+    (service, phase)
+}
+
+#[tokio::test]
+async fn a_service_future_marks_its_request_answered_when_ready_or_dropped() {
+    use hyper::service::Service;
+    let (service, phase) = phased(false);
+    assert!(!phase.has_started());
+    let answer = service.call(Request::new(1));
+    assert!(phase.busy() && phase.has_started());
+    let response = answer.await.unwrap();
+    assert_eq!(*response.body(), 1);
+    assert!(!response.headers().contains_key("connection"));
     assert!(!phase.busy());
-    drop(service.call(2));
+    drop(service.call(Request::new(2)));
     assert!(!phase.busy());
+}
+
+#[tokio::test]
+async fn once_closing_http1_answers_close_their_connection() {
+    use hyper::service::Service;
+    let (service, _) = phased(true);
+    let response = service.call(Request::new(1)).await.unwrap();
+    assert_eq!(response.headers()["connection"], "close");
+    let mut h2 = Request::new(2);
+    *h2.version_mut() = Version::HTTP_2;
+    let response = service.call(h2).await.unwrap();
+    assert!(!response.headers().contains_key("connection"));
 }
