@@ -63,6 +63,14 @@ impl Body {
 
 /// Reads `body` whole if it fits in `limit` bytes.
 ///
+/// Each piece is copied as it arrives into one buffer (sized from the
+/// declared length when there is one) and let go at once: a piece is a
+/// slice of the upstream connection's read buffer, and while any slice
+/// lives hyper cannot reuse that buffer and allocates another. Holding the
+/// pieces until the end would cost a second body's worth per fill in
+/// flight. The stored body is exactly sized: a body of unknown length is
+/// copied once more when its buffer grew past it.
+///
 /// # Errors
 ///
 /// When the upstream body fails or ends early; the response is then a 502.
@@ -70,33 +78,30 @@ pub async fn collect_limited(
     mut body: ResponseBody,
     limit: u64,
 ) -> Result<Collected, hyper::Error> {
-    let mut chunks: VecDeque<Bytes> = VecDeque::new();
-    let mut total: u64 = 0;
+    let declared = http_body::Body::size_hint(&body)
+        .exact()
+        .filter(|n| *n <= limit);
+    let mut out = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue; // trailers are not stored
         };
-        total += data.len() as u64;
-        chunks.push_back(data);
-        if total > limit {
+        if (out.len() + data.len()) as u64 > limit {
+            let mut buffered = VecDeque::with_capacity(2);
+            buffered.push_back(out.freeze());
+            buffered.push_back(data);
             return Ok(Collected::TooLarge(Body::Chain(Box::new(Chained {
-                buffered: chunks,
+                buffered,
                 rest: body,
             }))));
         }
+        out.extend_from_slice(&data);
     }
-    Ok(Collected::Complete(concat(chunks, total)))
-}
-
-/// Joins chunks into one exactly-sized allocation. Always a copy: chunks
-/// are slices of hyper's read buffers, and a stored slice would pin a whole
-/// buffer for as long as the entry lives.
-fn concat(chunks: VecDeque<Bytes>, total: u64) -> Bytes {
-    let mut out = BytesMut::with_capacity(total as usize);
-    for c in chunks {
-        out.extend_from_slice(&c);
-    }
-    out.freeze()
+    Ok(Collected::Complete(if out.capacity() == out.len() {
+        out.freeze()
+    } else {
+        Bytes::copy_from_slice(&out)
+    }))
 }
 
 impl http_body::Body for Body {

@@ -388,3 +388,5 @@ async fn demo_runs_without_any_other_service() {
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
+
+mod memory;

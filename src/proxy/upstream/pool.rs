@@ -20,22 +20,23 @@
 //! requests start naming another.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::future::{Either, FutureExt, ready};
 use http::uri::Authority;
 use http::{Request, Response};
-use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::UpstreamBody;
+
+mod body;
+
+use body::Checkin;
+pub use body::ResponseBody;
 
 /// Idle connections kept at most; more are closed when they come back.
 const MAX_IDLE: usize = 1024;
@@ -263,6 +264,7 @@ impl Pool {
             .map_err(Failure::Connect)?;
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::Builder::new()
+            .max_buf_size(UPSTREAM_READ_BUFFER)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(Failure::Exchange)?;
@@ -274,6 +276,12 @@ impl Pool {
         Ok(sender)
     }
 }
+
+/// The most an upstream connection's read buffer grows to. hyper's
+/// default (about 400 KiB) grows with each large body and is kept for the
+/// connection's life: with hundreds of pooled connections that is more
+/// memory than the cache. A body larger than this is read in more pieces.
+const UPSTREAM_READ_BUFFER: usize = 32 << 10;
 
 /// Whether two authorities are spelled the same. `Authority`'s own `==`
 /// ignores case byte by byte, which costs more than the rest of a checkout;
@@ -314,87 +322,5 @@ async fn reap(pool: Weak<Pool>, idle_timeout: Duration) {
             Some(pool) => pool.reap(),
             None => return,
         }
-    }
-}
-
-/// Hands the connection back when the response has been read.
-struct Checkin {
-    pool: Weak<Pool>,
-    /// The pool's epoch when the connection was taken.
-    epoch: u64,
-    sender: SendRequest<UpstreamBody>,
-}
-
-impl Checkin {
-    fn done(self) {
-        if let Some(pool) = self.pool.upgrade() {
-            pool.checkin(self.epoch, self.sender);
-        }
-    }
-}
-
-/// An upstream response body. Once read to its end, its connection goes
-/// back to the pool; dropped before that, the connection is closed.
-pub struct ResponseBody {
-    inner: Incoming,
-    checkin: Option<Checkin>,
-}
-
-impl std::fmt::Debug for ResponseBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ResponseBody {
-    fn new(inner: Incoming, checkin: Checkin) -> Self {
-        let mut body = Self {
-            inner,
-            checkin: Some(checkin),
-        };
-        body.check_end();
-        body
-    }
-
-    fn check_end(&mut self) {
-        if http_body::Body::is_end_stream(&self.inner)
-            && let Some(checkin) = self.checkin.take()
-        {
-            checkin.done();
-        }
-    }
-}
-
-impl http_body::Body for ResponseBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        match &frame {
-            None => {
-                if let Some(checkin) = this.checkin.take() {
-                    checkin.done();
-                }
-            }
-            // A failed body leaves the connection unusable.
-            Some(Err(_)) => this.checkin = None,
-            Some(Ok(_)) => this.check_end(),
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
