@@ -114,6 +114,14 @@ impl RedisServer {
         }
     }
 
+    /// Restarts the process with `extra` arguments instead of the ones it
+    /// was started with (its data directory stays): `launch` after `kill`.
+    pub async fn relaunch_with(&mut self, extra: &[&str]) {
+        self.kill();
+        self.extra = extra.iter().map(ToString::to_string).collect();
+        self.launch().await;
+    }
+
     /// Whether the server answers PING within 200 ms.
     pub async fn answers(&self) -> bool {
         let ping = async {

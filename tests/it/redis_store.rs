@@ -397,3 +397,4 @@ async fn replicas_share_a_redis_cluster() {
 }
 
 mod faults;
+mod recovery;

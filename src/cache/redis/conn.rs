@@ -130,7 +130,11 @@ impl RedisStore {
                 self.inner.breaker.success();
                 Ok(value)
             }
-            Ok(Err(e)) if is_server_reply(&e) => Err(StoreError::Unavailable(e.to_string())),
+            // A probe must find Redis usable; an answer such as OOM or
+            // WRONGTYPE says nothing against the connection otherwise.
+            Ok(Err(e)) if is_server_reply(&e) && !probe && !is_unusable(&e) => {
+                Err(StoreError::Unavailable(e.to_string()))
+            }
             Ok(Err(e)) => {
                 self.fail(used_lane);
                 Err(StoreError::Unavailable(e.to_string()))
@@ -189,6 +193,17 @@ pub(super) async fn run_scripts<T: FromRedisValue + Send>(
 fn is_server_reply(e: &RedisError) -> bool {
     !(e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout())
         && e.kind() != redis::ErrorKind::Client
+}
+
+/// Whether Redis answered that it cannot serve now: loading its data, a
+/// busy script, a master or cluster down, a replica that will not write.
+/// Counted against the breaker like a timeout, so requests stop asking and
+/// the prober waits until Redis is usable, not merely answering.
+fn is_unusable(e: &RedisError) -> bool {
+    matches!(
+        e.code(),
+        Some("LOADING" | "BUSY" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN" | "READONLY")
+    )
 }
 
 fn pool_error(e: deadpool_redis::PoolError) -> RedisError {
