@@ -39,6 +39,7 @@ use super::{
     CacheKey, FillLock, KeyHash, Lookup, Record, Store, StoreError, StoreHealth, Token, codec,
 };
 use crate::metrics::Metrics;
+use scripts::Scripts;
 
 mod conn;
 mod pubsub;
@@ -183,8 +184,7 @@ impl RedisStore {
         let mut created = if missing.is_empty() {
             Vec::new()
         } else {
-            let calls = self.per_token(&self.inner.scripts.ensure, &missing);
-            let values: Vec<String> = self.scripts(calls).await?;
+            let values: Vec<String> = self.counters(Scripts::ensure, &missing).await?;
             values
                 .iter()
                 .map(|v| v.parse().unwrap_or_else(|_| fresh_generation()))
@@ -222,6 +222,22 @@ impl RedisStore {
             let _ = store.query::<i64>(cmd).await;
             drop(permit);
         });
+    }
+
+    /// `script(g:{token}, fresh generation)` for each of `tokens`, all sent
+    /// at once; once more with the plain scripts if Redis refused the flags.
+    async fn counters<T: redis::FromRedisValue + Send>(
+        &self,
+        script: fn(&Scripts) -> &Script,
+        tokens: &[&Token],
+    ) -> Result<Vec<T>, StoreError> {
+        let scripts = &self.inner.scripts;
+        match self.scripts(self.per_token(script(scripts), tokens)).await {
+            Err(StoreError::Unavailable(e)) if scripts.refused_flags(&e) => {
+                self.scripts(self.per_token(script(scripts), tokens)).await
+            }
+            other => other,
+        }
     }
 
     /// One script call per token (one key, so one slot each), all sent at
@@ -291,8 +307,7 @@ impl Store for RedisStore {
         // the message for other instances' L1s. Either failing defers the
         // whole purge for replay (an extra INCR is harmless).
         let all: Vec<&Token> = tokens.iter().collect();
-        let calls = self.per_token(&self.inner.scripts.bump, &all);
-        let result = match self.scripts::<i64>(calls).await {
+        let result = match self.counters::<i64>(Scripts::bump, &all).await {
             Ok(_) => self.publish(tokens).await,
             Err(e) => Err(e),
         };

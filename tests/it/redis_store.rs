@@ -122,6 +122,26 @@ async fn fetch(url: &str) -> Reply {
     get(url, &[HOST]).await
 }
 
+/// Puts `redis` over its memory limit with other data, to stay: 2 MiB of
+/// it under a limit of 1 MiB with `noeviction`, so every write is refused.
+pub(crate) async fn over_maxmemory(redis: &RedisServer) {
+    let chunk = "x".repeat(64 << 10);
+    for n in 0..32 {
+        let _: () = redis.cmd(&["SET", &format!("junk:{n}"), &chunk]).await;
+    }
+    let _: () = redis
+        .cmd(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+        .await;
+    let _: () = redis.cmd(&["CONFIG", "SET", "maxmemory", "1mb"]).await;
+    let mut conn = redis.conn().await;
+    let refused: redis::RedisResult<()> = redis::cmd("SET")
+        .arg("probe")
+        .arg("1")
+        .query_async(&mut conn)
+        .await;
+    assert!(refused.is_err(), "redis refuses writes");
+}
+
 /// Waits until `proxy` serves `path` from the cache again (after a fault).
 async fn caching_resumes(proxy: &TestProxy, path: &str) -> bool {
     eventually(Duration::from_secs(15), || async {
@@ -277,79 +297,6 @@ async fn l1_is_bypassed_while_invalidations_cannot_arrive() {
 }
 
 #[tokio::test]
-async fn cold_key_through_many_replicas_makes_one_upstream_request() {
-    trace_init();
-    let app = Versions {
-        delay: Duration::from_millis(400),
-        ..Default::default()
-    };
-    let coalesce = "  coalesce: { wait_timeout: 5s, across_instances: true }\n";
-    let stack = Stack::with("redis", app, coalesce).await;
-    let replicas = [
-        TestProxy::start(&stack.yaml).await,
-        TestProxy::start(&stack.yaml).await,
-        TestProxy::start(&stack.yaml).await,
-    ];
-    let tasks: Vec<_> = (0..30)
-        .map(|n| {
-            let url = replicas[n % 3].url("/docs/cold");
-            tokio::spawn(async move { fetch(&url).await })
-        })
-        .collect();
-    for t in tasks {
-        let r = t.await.unwrap();
-        assert_eq!(
-            (r.status.as_u16(), r.text().as_str()),
-            (200, "/docs/cold v1")
-        );
-    }
-    assert_eq!(
-        stack.app.count("/docs/cold"),
-        1,
-        "one upstream request for 3 replicas"
-    );
-    let collapsed: f64 = {
-        let mut sum = 0.0;
-        for p in &replicas {
-            sum += p
-                .counter("cachecar_coalesced_requests_total", &[("route", "docs")])
-                .await;
-        }
-        sum
-    };
-    assert!(
-        collapsed >= 2.0,
-        "other replicas waited for the lock holder"
-    );
-}
-
-#[tokio::test]
-async fn waiters_on_another_replicas_fill_give_up_after_wait_timeout() {
-    trace_init();
-    let app = Versions {
-        delay: Duration::from_millis(1500),
-        ..Default::default()
-    };
-    let coalesce = "  coalesce: { wait_timeout: 300ms, across_instances: true }\n";
-    let stack = Stack::with("redis", app, coalesce).await;
-    let yaml = stack.yaml.replace("timeout: 2s", "timeout: 5s");
-    let (a, b) = (TestProxy::start(&yaml).await, TestProxy::start(&yaml).await);
-    let leader = tokio::spawn({
-        let url = a.url("/docs/slow");
-        async move { fetch(&url).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = Instant::now();
-    let waiter = fetch(&b.url("/docs/slow")).await;
-    let waited = started.elapsed();
-    assert_eq!(waiter.status, 200);
-    assert_eq!(leader.await.unwrap().status, 200);
-    // B gave up on A's lock after 300 ms and fetched itself (1.5 s).
-    assert_eq!(stack.app.count("/docs/slow"), 2);
-    assert!(waited < Duration::from_millis(2500), "{waited:?}");
-}
-
-#[tokio::test]
 async fn replicas_share_a_redis_cluster() {
     trace_init();
     let cluster = RedisCluster::start().await;
@@ -396,5 +343,6 @@ async fn replicas_share_a_redis_cluster() {
     );
 }
 
+mod across;
 mod faults;
 mod recovery;

@@ -115,7 +115,7 @@ impl RedisStore {
     async fn probe(&self, probing: bool) -> Result<(), StoreError> {
         let replay = self.inner.pending.batch();
         let scripts = &self.inner.scripts;
-        let calls = self.per_token(&scripts.bump, &replay.iter().collect::<Vec<_>>());
+        let calls = self.per_token(scripts.bump(), &replay.iter().collect::<Vec<_>>());
         let channel = self.channel();
         let payload = publish_payload(&replay);
         let result = self
@@ -135,6 +135,9 @@ impl RedisStore {
             .await;
         if result.is_ok() && !replay.is_empty() {
             self.inner.pending.replayed(&replay);
+        }
+        if let Err(StoreError::Unavailable(e)) = &result {
+            scripts.refused_flags(e); // the next probe sends the plain ones
         }
         result
     }

@@ -105,31 +105,9 @@ async fn cachecar_starts_without_redis_and_uses_it_when_it_appears() {
 #[tokio::test]
 async fn redis_out_of_memory_is_a_miss_not_an_error() {
     trace_init();
-    let redis =
-        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]).await;
-    let app = Versions::default();
-    let upstream = app.serve().await;
-    let yaml = redis_config(&upstream.uri(), "redis", &url_line(&redis), "");
-    let proxy = TestProxy::start(&yaml).await;
-    // Fill Redis with someone else's data until it refuses writes: big
-    // values first, then small ones, so not even a small entry fits.
-    let mut conn = redis.conn().await;
-    for size in [256 * 1024, 1024] {
-        let chunk = vec![b'x'; size];
-        let mut full = false;
-        for n in 0..4096 {
-            let set: redis::RedisResult<()> = redis::cmd("SET")
-                .arg(format!("junk:{size}:{n}"))
-                .arg(&chunk)
-                .query_async(&mut conn)
-                .await;
-            if set.is_err() {
-                full = true;
-                break;
-            }
-        }
-        assert!(full, "redis reached maxmemory with {size}-byte values");
-    }
+    let stack = Stack::start("redis").await;
+    let proxy = TestProxy::start(&stack.yaml).await;
+    over_maxmemory(&stack.redis).await;
 
     for n in 0..10 {
         let started = Instant::now();
@@ -147,7 +125,7 @@ async fn redis_out_of_memory_is_a_miss_not_an_error() {
     // An answering Redis is up: OOM replies do not open the circuit.
     assert_eq!(status(&proxy).await["cache"]["store"]["circuit"], "closed");
 
-    let _: () = redis.cmd(&["FLUSHALL"]).await;
+    let _: () = stack.redis.cmd(&["CONFIG", "SET", "maxmemory", "0"]).await;
     assert!(caching_resumes(&proxy, "/docs/1").await, "caching resumes");
 }
 
