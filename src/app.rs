@@ -103,7 +103,6 @@ impl App {
         let registry = Registry::new();
         let metrics = Arc::new(Metrics::new(&registry)?);
         let background = CancellationToken::new();
-        let store = build_store(&config, &metrics, &background)?;
         let upstream = Upstream::new(&config.upstream);
         let proxy_addr = config.listen;
         let admin_addr = config.admin.listen;
@@ -111,6 +110,7 @@ impl App {
             tracing::warn!("{warning}");
         }
         let config = Arc::new(ConfigHandle::new(config));
+        let store = build_store(&config, &metrics, &background)?;
         metrics.config_generation.set(1);
         metrics
             .config_reloads_total
@@ -207,12 +207,26 @@ impl App {
         tracing::info!(?drain_delay, "draining: readiness is 503, still serving");
         tokio::time::sleep(drain_delay).await;
         let clean = serving.stop().await;
-        let unwritten = self.cache.drain(WRITE_GRACE).await;
-        if unwritten > 0 {
-            tracing::warn!(unwritten, "stopping with cache writes still pending");
-        }
+        finish_writes(&self.cache).await;
         admin.stop().await;
         tracing::info!(clean, "cachecar stopped");
+    }
+}
+
+/// Gives pending cache writes and purges a moment to reach the store, and
+/// says what is left.
+async fn finish_writes(cache: &Cache) {
+    let unwritten = cache.drain(WRITE_GRACE).await;
+    if unwritten > 0 {
+        tracing::warn!(unwritten, "stopping with cache writes still pending");
+    }
+    let unpurged = cache.drain_purges(WRITE_GRACE).await;
+    if unpurged > 0 {
+        tracing::error!(
+            tokens = unpurged,
+            "stopping with purges that never reached redis: another replica serves what \
+             they ended until it fences after the outage, or the entries expire"
+        );
     }
 }
 
@@ -300,10 +314,11 @@ async fn warm_up(
 /// subscription) live until `background` is cancelled. Never waits for
 /// Redis: it is connected to lazily and may come up later.
 fn build_store(
-    config: &RuntimeConfig,
+    handle: &Arc<ConfigHandle>,
     metrics: &Metrics,
     background: &CancellationToken,
 ) -> Result<Arc<dyn Store>, AppError> {
+    let config = handle.load();
     let cache = &config.cache;
     let memory = || {
         MemoryStore::new(
@@ -316,13 +331,25 @@ fn build_store(
         let settings = cache.redis.clone().ok_or(AppError::Store(
             "cache.redis is required by this store".into(),
         ))?;
-        RedisStore::new(
+        let store = RedisStore::new(
             settings,
             metrics,
             cache.store.as_str(),
             background.child_token(),
         )
-        .map_err(|e| AppError::Store(e.to_string()))
+        .map_err(|e| AppError::Store(e.to_string()))?;
+        // The fence ends every route's entries, as the routes are then.
+        let routes = handle.clone();
+        store.fence_with(Box::new(move || {
+            let config = routes.load();
+            config
+                .routes
+                .values()
+                .iter()
+                .map(|r| r.token.clone())
+                .collect()
+        }));
+        Ok::<_, AppError>(store)
     };
     Ok(match cache.store {
         StoreKind::Memory => Arc::new(memory()),

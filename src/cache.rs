@@ -145,6 +145,19 @@ pub trait Store: Send + Sync + 'static {
     fn health(&self) -> StoreHealth {
         StoreHealth::default()
     }
+
+    /// Whether a purge would be recorded now, as far as the store knows: a
+    /// remote store whose circuit is open says no.
+    fn records_purges(&self) -> bool {
+        true
+    }
+
+    /// Waits until none of `tokens` awaits replay after a failed `bump`, at
+    /// most `within`; whether they were all recorded. A store that never
+    /// defers a purge has nothing to wait for.
+    async fn recorded(&self, _tokens: &[Token], _within: Duration) -> bool {
+        true
+    }
 }
 
 /// The cross-instance fill lock of a key.

@@ -104,6 +104,12 @@ metrics! {
     /// Invalidation rules applied, by rule label (`self` for RFC 9111 §4.4,
     /// `admin` for admin purges).
     invalidations_total: IntCounterVec = counter("Invalidations applied, by rule", &["rule"]),
+    /// Writes whose purge did not reach the store at first, by what
+    /// became of them (`cache.redis.on_purge_failure`).
+    purge_failures_total: IntCounterVec = counter(
+        "Writes whose purge did not reach the store at first: waited (recorded within purge_wait), unrecorded (answered before it was), refused",
+        &["outcome"]
+    ),
     /// Store call latency by backend and operation.
     store_operation_duration_seconds: HistogramVec = histogram(
         "Cache store operation latency",

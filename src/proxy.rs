@@ -280,10 +280,10 @@ impl Proxy {
     /// When the store failed (already logged and counted).
     pub(crate) async fn invalidate(
         &self,
-        tokens: Vec<Token>,
+        mut tokens: Vec<Token>,
         rules: &[Arc<str>],
     ) -> Result<(), StoreError> {
-        mutate::invalidate(&self.core, tokens, rules).await
+        mutate::invalidate(&self.core, &mut tokens, rules).await
     }
 }
 

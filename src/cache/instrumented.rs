@@ -195,6 +195,29 @@ impl Cache {
         result
     }
 
+    /// Waits, at most `within`, for purges waiting on the store to be
+    /// replayed; how many are still waiting.
+    pub async fn drain_purges(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let pending = self.store.health().pending_purges;
+            if pending == 0 || Instant::now() >= deadline {
+                return pending;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// [`Store::records_purges`].
+    pub fn records_purges(&self) -> bool {
+        self.store.records_purges()
+    }
+
+    /// [`Store::recorded`].
+    pub async fn recorded(&self, tokens: &[Token], within: Duration) -> bool {
+        self.store.recorded(tokens, within).await
+    }
+
     /// How many purges this process has begun. A fill that joined before
     /// the latest one may have fetched what it ended.
     pub fn purges(&self) -> u64 {

@@ -26,11 +26,10 @@
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::Script;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -42,10 +41,12 @@ use crate::metrics::Metrics;
 use scripts::Scripts;
 
 mod conn;
+mod counters;
 mod pubsub;
 mod replay;
 mod scripts;
 
+pub use counters::fresh_generation;
 pub(crate) use pubsub::{InvalidationListener, subscribe};
 
 /// At most this many clean-up deletes (of undecodable values) at once.
@@ -74,7 +75,51 @@ pub struct RedisSettings {
     pub timeout: Duration,
     /// Prefix of every key and of the channel.
     pub key_prefix: String,
+    /// Once Redis is back after this instance found it unreachable, end
+    /// every entry stored before (the fence): another instance's purges
+    /// may have been lost meanwhile.
+    pub fence_after_outage: bool,
+    /// What a write whose purge cannot reach Redis gets.
+    pub on_purge_failure: OnPurgeFailure,
+    /// How long a write waits for its purge to be recorded (`wait` and
+    /// `refuse`).
+    pub purge_wait: Duration,
 }
+
+/// `cache.redis.on_purge_failure`: what a write that matches an
+/// invalidation rule gets when its purge cannot reach Redis. The app has
+/// already done the write by then; the question is when its client hears
+/// of it, and what other replicas may serve meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnPurgeFailure {
+    /// Answered at once; other replicas may serve what the purge ends until
+    /// it is replayed.
+    Answer,
+    /// Answered once the purge is recorded (replayed), or after
+    /// `purge_wait` as with `answer`.
+    Wait,
+    /// As `wait`, and while Redis is known to be unreachable (circuit open)
+    /// such a write is refused with 503 before it reaches the app.
+    Refuse,
+}
+
+impl OnPurgeFailure {
+    /// The config word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnPurgeFailure::Answer => "answer",
+            OnPurgeFailure::Wait => "wait",
+            OnPurgeFailure::Refuse => "refuse",
+        }
+    }
+}
+
+/// How often a write waiting for its purge checks whether it was replayed.
+const RECORDED_POLL: Duration = Duration::from_millis(20);
+
+/// What the fence bumps: every route's token, as the running config has
+/// them (read when the fence is put up, so a reload is followed).
+pub type Fence = Box<dyn Fn() -> Vec<Token> + Send + Sync>;
 
 /// The Redis store. Cheap to clone.
 #[derive(Clone)]
@@ -92,6 +137,10 @@ struct Inner {
     scripts: scripts::Scripts,
     /// Purges that could not reach Redis, replayed when it answers again.
     pending: replay::Pending,
+    /// The tokens the fence bumps (every route's), if it is set up.
+    fence: std::sync::OnceLock<Fence>,
+    /// `invalidations_total{rule="outage"}`.
+    fenced: prometheus::IntCounter,
 }
 
 impl RedisStore {
@@ -123,6 +172,8 @@ impl RedisStore {
                 deletes: Arc::new(Semaphore::new(MAX_PENDING_DELETES)),
                 scripts: scripts::Scripts::new(),
                 pending: replay::Pending::default(),
+                fence: std::sync::OnceLock::new(),
+                fenced: metrics.invalidations_total.with_label_values(&["outage"]),
             }),
         };
         store.spawn_prober(shutdown);
@@ -155,49 +206,15 @@ impl RedisStore {
         format!("{}invalidate", self.prefix())
     }
 
+    /// Sets what the fence bumps when Redis is back after an outage
+    /// (`fence_after_outage`); once, before traffic.
+    pub fn fence_with(&self, tokens: Fence) {
+        let _ = self.inner.fence.set(tokens);
+    }
+
     /// Purges waiting for Redis.
     pub fn pending_purges(&self) -> usize {
         self.inner.pending.len()
-    }
-
-    /// The current generation of every token: read (`values`, in token
-    /// order), or for counters that are absent or not a number, created
-    /// with a fresh value unless another instance just did.
-    async fn generations(
-        &self,
-        tokens: &[Token],
-        values: &[Option<Vec<u8>>],
-    ) -> Result<Vec<u64>, StoreError> {
-        let read: Vec<Option<u64>> = values
-            .iter()
-            .map(|v| {
-                v.as_deref()
-                    .and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
-            })
-            .collect();
-        let missing: Vec<&Token> = tokens
-            .iter()
-            .zip(&read)
-            .filter(|(_, g)| g.is_none())
-            .map(|(t, _)| t)
-            .collect();
-        let mut created = if missing.is_empty() {
-            Vec::new()
-        } else {
-            let values: Vec<String> = self.counters(Scripts::ensure, &missing).await?;
-            values
-                .iter()
-                .map(|v| v.parse().unwrap_or_else(|_| fresh_generation()))
-                .collect()
-        }
-        .into_iter();
-        Ok(read
-            .into_iter()
-            .map(|g| {
-                g.or_else(|| created.next())
-                    .unwrap_or_else(fresh_generation)
-            })
-            .collect())
     }
 
     /// The record in `raw`, if it is one of `key`'s. Anything else (corrupt,
@@ -222,39 +239,6 @@ impl RedisStore {
             let _ = store.query::<i64>(cmd).await;
             drop(permit);
         });
-    }
-
-    /// `script(g:{token}, fresh generation)` for each of `tokens`, all sent
-    /// at once; once more with the plain scripts if Redis refused the flags.
-    async fn counters<T: redis::FromRedisValue + Send>(
-        &self,
-        script: fn(&Scripts) -> &Script,
-        tokens: &[&Token],
-    ) -> Result<Vec<T>, StoreError> {
-        let scripts = &self.inner.scripts;
-        match self.scripts(self.per_token(script(scripts), tokens)).await {
-            Err(StoreError::Unavailable(e)) if scripts.refused_flags(&e) => {
-                self.scripts(self.per_token(script(scripts), tokens)).await
-            }
-            other => other,
-        }
-    }
-
-    /// One script call per token (one key, so one slot each), all sent at
-    /// once: `script(g:{token}, fresh generation)`.
-    fn per_token<'s>(
-        &self,
-        script: &'s Script,
-        tokens: &[&Token],
-    ) -> Vec<redis::ScriptInvocation<'s>> {
-        tokens
-            .iter()
-            .map(|t| {
-                let mut call = script.key(self.gen_key(t));
-                call.arg(fresh_generation());
-                call
-            })
-            .collect()
     }
 }
 
@@ -364,6 +348,22 @@ impl Store for RedisStore {
         .map(|_| ())
     }
 
+    fn records_purges(&self) -> bool {
+        self.inner.breaker.allow()
+    }
+
+    async fn recorded(&self, tokens: &[Token], within: Duration) -> bool {
+        // The prober replays pending purges every tick while Redis answers.
+        let deadline = tokio::time::Instant::now() + within;
+        while self.inner.pending.any(tokens) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(RECORDED_POLL).await;
+        }
+        true
+    }
+
     fn health(&self) -> StoreHealth {
         let circuit = self.inner.breaker.state();
         StoreHealth {
@@ -373,16 +373,4 @@ impl Store for RedisStore {
             pending_purges: self.pending_purges(),
         }
     }
-}
-
-/// A generation value no counter has had: microseconds since the epoch with
-/// random low bits, so two instances creating one counter at once differ
-/// and a re-created counter never equals an old one (old values are older
-/// times plus a few increments).
-pub fn fresh_generation() -> u64 {
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros() as u64;
-    (micros << 10) | fastrand::u64(..1024)
 }

@@ -232,6 +232,14 @@ impl Store for TieredStore {
         })
     }
 
+    fn records_purges(&self) -> bool {
+        self.redis.records_purges()
+    }
+
+    async fn recorded(&self, tokens: &[Token], within: Duration) -> bool {
+        self.redis.recorded(tokens, within).await
+    }
+
     fn health(&self) -> StoreHealth {
         StoreHealth {
             subscribed: Some(self.subscribed()),

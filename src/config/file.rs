@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::StoreKind;
 use super::yaml::{self, Loc, MapReader, Node, Problems};
+use crate::cache::redis::OnPurgeFailure;
 use crate::rules::{OriginCacheControl, Scope};
 
 #[macro_use]
@@ -131,6 +132,9 @@ section! {
         pool_size: Option<u64> = count(10_000),
         timeout: Option<Duration> = yaml::duration,
         key_prefix: Option<String> = yaml::string,
+        fence_after_outage: Option<bool> = yaml::boolean,
+        on_purge_failure: Option<OnPurgeFailure> = choice(&ON_PURGE_FAILURE),
+        purge_wait: Option<Duration> = yaml::duration,
     }
 }
 
@@ -239,6 +243,11 @@ const ORIGIN_MODES: [(&str, OriginCacheControl); 2] = [
     ("override", OriginCacheControl::Override),
 ];
 const SCOPES: [(&str, Scope); 2] = [("public", Scope::Public), ("user", Scope::User)];
+const ON_PURGE_FAILURE: [(&str, OnPurgeFailure); 3] = [
+    ("wait", OnPurgeFailure::Wait),
+    ("answer", OnPurgeFailure::Answer),
+    ("refuse", OnPurgeFailure::Refuse),
+];
 
 /// Decodes the located tree, recording every problem in `p`.
 pub(crate) fn decode(root: &Node, p: &mut Problems) -> RawConfig {

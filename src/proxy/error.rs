@@ -41,6 +41,10 @@ pub(crate) enum ProxyError {
     /// leader's request logged why.
     #[error("the coalesced fill failed with {0}")]
     Collapsed(StatusCode),
+    /// A write turned away before the app saw it: its purge could not be
+    /// recorded now (`cache.redis.on_purge_failure: refuse`).
+    #[error("write refused: its purge cannot be recorded now")]
+    PurgeUnrecordable,
 }
 
 impl From<UpstreamError> for ProxyError {
@@ -68,6 +72,12 @@ impl ProxyError {
             }
         }
         let mut response = status_response(status, text);
+        if matches!(self, ProxyError::PurgeUnrecordable) {
+            // The probe that could let it through runs within a second.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if close {
             response
                 .headers_mut()
@@ -103,6 +113,11 @@ impl ProxyError {
                 (*status, UPSTREAM_TIMED_OUT, false)
             }
             ProxyError::Collapsed(status) => (*status, UPSTREAM_UNAVAILABLE, false),
+            ProxyError::PurgeUnrecordable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the cache cannot record this write's invalidation now; retry\n",
+                false,
+            ),
         }
     }
 

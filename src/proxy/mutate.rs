@@ -16,6 +16,7 @@ use super::guard;
 use super::respond::{Answer, Outcome};
 use super::upstream::{BoxError, Peer, UpstreamRequest};
 use super::{Core, ProxyError};
+use crate::cache::redis::OnPurgeFailure;
 use crate::cache::{StoreError, Token};
 use crate::config::RuntimeConfig;
 use crate::outcome::{BypassReason, CacheOutcome};
@@ -45,6 +46,9 @@ where
         let cache = CacheOutcome::bypass(BypassReason::Invalid);
         return Answer::new(response, Outcome::new(route, cache));
     }
+    if (route.is_some() || !purge.rules.is_empty()) && refuses_writes(core, config) {
+        return refused(core, route, cache);
+    }
     let series = core.series(route.as_deref());
     let (parts, body) = request.into_parts();
     let request = UpstreamRequest {
@@ -71,21 +75,72 @@ where
             tokens.extend(own);
             rules.push(Arc::from("self"));
         }
-        // A failure is logged and counted by the store wrapper; the
-        // mutation itself succeeded, so the client still gets its answer.
-        let _ = invalidate(core, tokens, &rules).await;
+        if invalidate(core, &mut tokens, &rules).await.is_err() {
+            after_failed_purge(core, config, &tokens).await;
+        }
     }
     Answer::new(response.map(Body::Stream), outcome)
 }
 
-/// Bumps `tokens` and counts the rules that asked for it.
+/// Whether `cache.redis.on_purge_failure: refuse` turns writes away now:
+/// the store is known to be unreachable, so their purges could not be
+/// recorded, and the app has not seen them yet.
+fn refuses_writes(core: &Core, config: &RuntimeConfig) -> bool {
+    config
+        .cache
+        .redis
+        .as_ref()
+        .is_some_and(|r| r.on_purge_failure == OnPurgeFailure::Refuse)
+        && !core.cache.records_purges()
+}
+
+/// The 503 of a write turned away by [`refuses_writes`], counted.
+fn refused(core: &Core, route: Option<Arc<Route>>, cache: CacheOutcome) -> Answer {
+    let name = route.as_ref().map_or("none", |r| &*r.name);
+    core.metrics
+        .purge_failures_total
+        .with_label_values(&["refused"])
+        .inc();
+    let response = ProxyError::PurgeUnrecordable.into_response(name);
+    Answer::new(response, Outcome::new(route, cache))
+}
+
+/// A write succeeded and its purge did not reach the store (the store
+/// keeps it for replay): with `wait` or `refuse`, the answer waits for the
+/// replay, at most `purge_wait`; with `answer`, or past the wait, it goes
+/// now, and other replicas may serve what the write changed until the
+/// purge is replayed (docs/redis.md, "Consistency"). This replica never
+/// does: its lookups of a pending token are misses.
+async fn after_failed_purge(core: &Core, config: &RuntimeConfig, tokens: &[Token]) {
+    let Some(redis) = &config.cache.redis else {
+        return;
+    };
+    let recorded = redis.on_purge_failure != OnPurgeFailure::Answer
+        && core.cache.recorded(tokens, redis.purge_wait).await;
+    let outcome = if recorded { "waited" } else { "unrecorded" };
+    core.metrics
+        .purge_failures_total
+        .with_label_values(&[outcome])
+        .inc();
+    if !recorded {
+        tracing::warn!(
+            tokens = tokens.len(),
+            policy = redis.on_purge_failure.as_str(),
+            "a write answered before its purge reached redis: other replicas may serve \
+             what it changed until the purge is replayed"
+        );
+    }
+}
+
+/// Bumps `tokens` (sorted and deduplicated in place) and counts the rules
+/// that asked for it.
 ///
 /// # Errors
 ///
 /// When the store failed (already logged and counted).
 pub(super) async fn invalidate(
     core: &Core,
-    mut tokens: Vec<Token>,
+    tokens: &mut Vec<Token>,
     rules: &[Arc<str>],
 ) -> Result<(), StoreError> {
     tokens.sort();
@@ -93,7 +148,7 @@ pub(super) async fn invalidate(
     if tokens.is_empty() {
         return Ok(());
     }
-    core.cache.bump(&tokens).await?;
+    core.cache.bump(tokens).await?;
     for rule in rules {
         core.metrics
             .invalidations_total

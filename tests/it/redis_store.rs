@@ -92,7 +92,11 @@ impl Stack {
     }
 
     async fn with(store: &str, app: Versions, extra: &str) -> Self {
-        let redis = RedisServer::start().await;
+        Self::on(RedisServer::start().await, store, app, extra).await
+    }
+
+    /// On `redis`, started as the test needs it.
+    async fn on(redis: RedisServer, store: &str, app: Versions, extra: &str) -> Self {
         let upstream = app.serve().await;
         let yaml = redis_config(&upstream.uri(), store, &url_line(&redis), extra);
         Self {
@@ -345,4 +349,6 @@ async fn replicas_share_a_redis_cluster() {
 
 mod across;
 mod faults;
+mod fence;
+mod purges;
 mod recovery;

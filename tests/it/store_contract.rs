@@ -55,6 +55,9 @@ fn settings(nodes: RedisNodes) -> RedisSettings {
         pool_size: 2,
         timeout: Duration::from_millis(500),
         key_prefix: PREFIX.into(),
+        fence_after_outage: true,
+        on_purge_failure: cachecar::cache::redis::OnPurgeFailure::Wait,
+        purge_wait: Duration::from_secs(2),
     }
 }
 

@@ -108,18 +108,40 @@ impl Pending {
     }
 }
 
+/// Why the prober calls on Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Probe {
+    /// At start, so `store_up` is right from the start.
+    FirstContact,
+    /// The circuit is open and its wait is over: is Redis usable again?
+    Recovery,
+    /// The circuit is closed: replay what is pending, or check health.
+    Routine,
+}
+
 impl RedisStore {
     /// Pings Redis and replays pending purges, as one guarded call: the
     /// breaker closes only when both worked, so lookups resume only once
-    /// every purge made during the outage holds.
-    async fn probe(&self, probing: bool) -> Result<(), StoreError> {
+    /// every purge made during the outage holds. Recovering from an outage
+    /// it also puts up the fence (`fence_after_outage`): every route's
+    /// token is bumped, so nothing stored before the outage is served,
+    /// since another instance's purges may have been lost meanwhile
+    /// (docs/redis.md, "Consistency").
+    pub(super) async fn probe(&self, why: Probe) -> Result<(), StoreError> {
         let replay = self.inner.pending.batch();
+        let fence = match (why, self.inner.fence.get()) {
+            (Probe::Recovery, Some(tokens)) if self.inner.settings.fence_after_outage => tokens(),
+            _ => Vec::new(),
+        };
+        let mut bumped: Vec<&Token> = replay.iter().chain(&fence).collect();
+        bumped.sort_unstable();
+        bumped.dedup();
         let scripts = &self.inner.scripts;
-        let calls = self.per_token(scripts.bump(), &replay.iter().collect::<Vec<_>>());
+        let calls = self.per_token(scripts.bump(), &bumped);
         let channel = self.channel();
-        let payload = publish_payload(&replay);
+        let payload = publish_payload(bumped.iter().copied());
         let result = self
-            .guarded(probing, |mut c| async move {
+            .guarded(why != Probe::Routine, |mut c| async move {
                 redis::cmd("PING").query_async::<String>(&mut c).await?;
                 if calls.is_empty() {
                     return Ok(());
@@ -136,6 +158,13 @@ impl RedisStore {
         if result.is_ok() && !replay.is_empty() {
             self.inner.pending.replayed(&replay);
         }
+        if result.is_ok() && !fence.is_empty() {
+            self.inner.fenced.inc();
+            tracing::warn!(
+                routes = fence.len(),
+                "redis usable again after an outage: entries stored before it are no longer served"
+            );
+        }
         if let Err(StoreError::Unavailable(e)) = &result {
             scripts.refused_flags(e); // the next probe sends the plain ones
         }
@@ -147,8 +176,7 @@ impl RedisStore {
     pub(super) fn spawn_prober(&self, shutdown: CancellationToken) {
         let store = self.clone();
         tokio::spawn(async move {
-            // First contact at start, so `store_up` is right from the start.
-            let _ = store.probe(true).await;
+            let _ = store.probe(Probe::FirstContact).await;
             let mut since_health = Duration::ZERO;
             loop {
                 tokio::select! {
@@ -159,9 +187,12 @@ impl RedisStore {
                 let breaker = &store.inner.breaker;
                 let probing = breaker.probe_due();
                 let replay = breaker.allow() && store.inner.pending.len() > 0;
-                if probing || replay || (breaker.allow() && since_health >= HEALTH_EVERY) {
+                if probing {
                     since_health = Duration::ZERO;
-                    let _ = store.probe(probing).await;
+                    let _ = store.probe(Probe::Recovery).await;
+                } else if replay || (breaker.allow() && since_health >= HEALTH_EVERY) {
+                    since_health = Duration::ZERO;
+                    let _ = store.probe(Probe::Routine).await;
                 }
             }
         });
@@ -177,9 +208,9 @@ impl RedisStore {
 }
 
 /// The invalidation message: the tokens, one per line.
-fn publish_payload(tokens: &[Token]) -> String {
+fn publish_payload<'t>(tokens: impl IntoIterator<Item = &'t Token>) -> String {
     tokens
-        .iter()
+        .into_iter()
         .map(Token::as_str)
         .collect::<Vec<_>>()
         .join("\n")

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::nonzero;
+use crate::cache::redis::OnPurgeFailure;
 use crate::config::file::{Located, RawCache, RawRedis};
 use crate::config::yaml::{Loc, Problems};
 use crate::config::{CacheConfig, CoalesceConfig, L1Config, RedisNodes, RedisSettings, StoreKind};
@@ -24,6 +25,11 @@ const DEFAULT_REDIS_POOL_SIZE: usize = 2;
 /// Redis is on the same network; longer than this and the upstream is the
 /// faster way to answer.
 const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+/// How long a write waits for its purge to reach Redis by default: longer
+/// than a blip (the breaker opens after three failed commands and the
+/// prober replays within its first probe), short enough that a client
+/// does not give up on the write.
+const DEFAULT_PURGE_WAIT: Duration = Duration::from_secs(2);
 /// Prefix of every Redis key.
 const DEFAULT_KEY_PREFIX: &str = "cachecar:";
 /// L1 bound of the tiered store.
@@ -175,6 +181,9 @@ fn redis_settings(section: &Located<RawRedis>, p: &mut Problems) -> Option<Redis
         pool_size,
         timeout,
         key_prefix,
+        fence_after_outage: r.fence_after_outage.unwrap_or(true),
+        on_purge_failure: r.on_purge_failure.unwrap_or(OnPurgeFailure::Wait),
+        purge_wait: r.purge_wait.unwrap_or(DEFAULT_PURGE_WAIT),
     })
 }
 
