@@ -23,45 +23,66 @@ async fn steady_traffic(url: String, n: usize) -> Duration {
 #[tokio::test]
 async fn redis_loading_its_data_fails_open_then_caching_resumes() {
     trace_init();
-    let debug = ["--enable-debug-command", "local"];
-    let mut redis = RedisServer::start_with(&debug).await;
-    let app = Versions::default();
-    let upstream = app.serve().await;
-    let proxy = TestProxy::start(&redis_config(
-        &upstream.uri(),
-        "redis",
-        &url_line(&redis),
-        "",
-    ))
-    .await;
-    assert!(caching_resumes(&proxy, "/docs/1").await, "warm");
-    let _: () = redis
-        .cmd(&["DEBUG", "POPULATE", "20000", "junk", "10"])
-        .await;
-    let _: () = redis.cmd(&["SAVE"]).await;
-
-    redis.kill();
-    let traffic = tokio::spawn(steady_traffic(proxy.url("/docs/2"), 50));
+    let (mut stack, b) = loaded_stack().await;
+    stack.redis.kill();
+    let traffic = tokio::spawn(steady_traffic(b.url("/docs/2"), 50));
     // Down long enough for the circuit to open and the prober to start.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_ne!(status(&proxy).await["cache"]["store"]["circuit"], "closed");
-    // 20,000 keys at 100 µs each: about 2 s of LOADING, with the event
-    // loop answering between keys.
-    redis
-        .relaunch_with(&[
-            "--key-load-delay",
-            "100",
-            "--loading-process-events-interval-bytes",
-            "1024",
-        ])
-        .await;
+    assert_ne!(status(&b).await["cache"]["store"]["circuit"], "closed");
+    relaunch_loading(&mut stack.redis).await;
     let slowest = traffic.await.unwrap();
     assert!(slowest < Duration::from_millis(500), "slowest {slowest:?}");
     assert!(
-        caching_resumes(&proxy, "/docs/1").await,
+        caching_resumes(&b, "/docs/1").await,
         "caching resumes after loading"
     );
-    assert_eq!(status(&proxy).await["cache"]["store"]["circuit"], "closed");
+    assert_eq!(status(&b).await["cache"]["store"]["circuit"], "closed");
+}
+
+/// A write through A while Redis is down and then loading its data (which
+/// holds the entries and counters from before): once B serves from Redis
+/// again, it never serves what the write changed.
+#[tokio::test]
+async fn a_write_while_redis_restarts_and_loads_is_never_read_old_elsewhere() {
+    trace_init();
+    let (mut stack, b) = loaded_stack().await;
+    let a = TestProxy::start(&stack.yaml).await;
+    let cached = fetch(&b.url("/docs/1")).await.text();
+    stack.redis.kill();
+    let traffic = tokio::spawn(steady_traffic(b.url("/docs/2"), 20));
+    assert_eq!(put(&a, "/docs/1").await.status, 204);
+    relaunch_loading(&mut stack.redis).await;
+    traffic.await.unwrap();
+    assert!(
+        caching_resumes(&b, "/docs/3").await,
+        "B serves from Redis again"
+    );
+    assert_ne!(fetch(&b.url("/docs/1")).await.text(), cached);
+}
+
+/// A stack whose Redis holds 20,000 other keys on disk, and replica B on it
+/// with `/docs/1` cached and saved with them.
+async fn loaded_stack() -> (Stack, TestProxy) {
+    let redis = RedisServer::start_with(&["--enable-debug-command", "local"]).await;
+    let stack = Stack::on(redis, "redis", Versions::default(), "").await;
+    let b = TestProxy::start(&stack.yaml).await;
+    assert!(caching_resumes(&b, "/docs/1").await, "warm");
+    let populate = ["DEBUG", "POPULATE", "20000", "junk", "10"];
+    let _: () = stack.redis.cmd(&populate).await;
+    let _: () = stack.redis.cmd(&["SAVE"]).await;
+    (stack, b)
+}
+
+/// Starts `redis` again from its data, slowly: 20,000 keys at 100 µs each
+/// are about 2 s of `LOADING`, with the event loop answering between keys.
+async fn relaunch_loading(redis: &mut RedisServer) {
+    let slow = [
+        "--key-load-delay",
+        "100",
+        "--loading-process-events-interval-bytes",
+        "1024",
+    ];
+    redis.relaunch_with(&slow).await;
 }
 
 /// Redis out of memory refuses every write, but a purge still lands (its
