@@ -21,6 +21,9 @@ const THRESHOLD: u32 = 3;
 const BASE_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest open period: a recovered Redis is back in use within this.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The open period while purges wait for Redis: a write's answer, and
+/// every other replica's view of it, waits on the next probe.
+const URGENT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The breaker. Gauges mirror its state.
 pub struct Breaker {
@@ -31,9 +34,17 @@ pub struct Breaker {
 
 #[derive(Clone, Copy, Debug)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant, backoff: Duration },
-    Probing { backoff: Duration },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+        backoff: Duration,
+        since: Instant,
+    },
+    Probing {
+        backoff: Duration,
+    },
 }
 
 impl Breaker {
@@ -93,11 +104,17 @@ impl Breaker {
 
     /// For the prober: whether the open period is over, in which case the
     /// caller must probe and report [`Breaker::success`] or
-    /// [`Breaker::failure`].
-    pub fn probe_due(&self) -> bool {
+    /// [`Breaker::failure`]. `urgent` (purges are waiting) shortens the
+    /// period to `URGENT_BACKOFF`: a recovered Redis is then back in use,
+    /// and the purges recorded, within a tenth of a second.
+    pub fn probe_due(&self, urgent: bool) -> bool {
         let mut state = self.lock();
         match *state {
-            State::Open { until, backoff } if Instant::now() >= until => {
+            State::Open {
+                until,
+                backoff,
+                since,
+            } if Instant::now() >= until || (urgent && since.elapsed() >= URGENT_BACKOFF) => {
                 *state = State::Probing { backoff };
                 true
             }
@@ -123,9 +140,11 @@ impl Breaker {
 /// Open for `backoff`, jittered by ±20%.
 fn open(backoff: Duration) -> State {
     let jitter = 0.8 + fastrand::f64() * 0.4;
+    let now = Instant::now();
     State::Open {
-        until: Instant::now() + backoff.mul_f64(jitter),
+        until: now + backoff.mul_f64(jitter),
         backoff,
+        since: now,
     }
 }
 
@@ -167,15 +186,26 @@ mod tests {
         for _ in 0..THRESHOLD {
             b.failure();
         }
-        assert!(!b.probe_due(), "not before the backoff");
+        assert!(!b.probe_due(false), "not before the backoff");
         std::thread::sleep(BASE_BACKOFF.mul_f64(1.25));
-        assert!(b.probe_due());
-        assert!(!b.probe_due(), "one probe at a time");
+        assert!(b.probe_due(false));
+        assert!(!b.probe_due(false), "one probe at a time");
         assert!(!b.allow(), "requests still skip the store while probing");
         b.failure();
         let State::Open { backoff, .. } = *b.lock() else {
             panic!("reopened")
         };
         assert_eq!(backoff, BASE_BACKOFF * 2);
+    }
+
+    #[test]
+    fn waiting_purges_make_the_probes_come_every_tenth_of_a_second() {
+        let b = breaker();
+        for _ in 0..THRESHOLD + 4 {
+            b.failure(); // open, and backed off well past a second
+        }
+        std::thread::sleep(URGENT_BACKOFF.mul_f64(1.2));
+        assert!(!b.probe_due(false), "the backoff holds without purges");
+        assert!(b.probe_due(true), "purges are waiting");
     }
 }

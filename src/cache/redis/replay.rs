@@ -185,7 +185,7 @@ impl RedisStore {
                 }
                 since_health += PROBE_TICK;
                 let breaker = &store.inner.breaker;
-                let probing = breaker.probe_due();
+                let probing = breaker.probe_due(store.inner.pending.len() > 0);
                 let replay = breaker.allow() && store.inner.pending.len() > 0;
                 if probing {
                     since_health = Duration::ZERO;
