@@ -8,15 +8,8 @@
 # builds the release binary unless CACHECAR_BIN names one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-missing=()
-command -v valgrind >/dev/null || missing+=(valgrind)
-command -v wrk >/dev/null || missing+=(wrk)
-command -v nginx >/dev/null || missing+=(nginx-light)
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. benches/need.sh
+need valgrind:valgrind wrk:wrk nginx:nginx-light
 [ -n "${CACHECAR_BIN:-}" ] || cargo build --release --locked --quiet --bin cachecar
 [ "${REFERENCES:-0}" != 1 ] || cargo build --release --locked --quiet --example bare_hyper
 exec python3 benches/load/instructions.py

@@ -10,14 +10,7 @@
 # See docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v nginx >/dev/null || missing+=(nginx-light)
-command -v redis-server >/dev/null || missing+=(redis-server)
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. benches/need.sh
+need wrk:wrk nginx:nginx-light redis-server:redis-server
 cargo build --release --locked --quiet --bin cachecar --example bare_hyper
 exec python3 benches/load/run.py

@@ -6,13 +6,7 @@
 # release binary unless CACHECAR_BIN names one. See docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v nginx >/dev/null || missing+=(nginx-light)
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. benches/need.sh
+need wrk:wrk nginx:nginx-light
 [ -n "${CACHECAR_BIN:-}" ] || cargo build --release --locked --quiet --bin cachecar
 exec python3 benches/load/memory.py

@@ -2,6 +2,8 @@
 counts) share: the origin's body and cachecar's config."""
 
 import json
+import signal
+import subprocess
 
 # The origin's answer: 2 KiB of JSON.
 BODY = json.dumps({"id": 1, "items": [{"n": i, "text": "x" * 20} for i in range(60)]})[:2048]
@@ -25,3 +27,13 @@ routes:
   - {{ name: hit, match: "GET /hit/{{*p}}", ttl: 1h }}
   - {{ name: miss, match: "GET /miss/{{*p}}", ttl: 1h }}
 """
+
+
+def stop(p, timeout=30):
+    """SIGTERM, then SIGKILL if `p` is still there after `timeout` s."""
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()

@@ -34,7 +34,7 @@ REFERENCES = os.environ.get("REFERENCES", "0") == "1"
 HYPER_BIN = os.environ.get("HYPER_BIN", os.path.join(ROOT, "target", "release", "examples", "bare_hyper"))
 ORIGIN, CACHECAR, ADMIN = 18100, 18180, 19190
 sys.path.insert(0, HERE)
-from common import BODY, cachecar_yaml  # noqa: E402
+from common import BODY, cachecar_yaml, stop  # noqa: E402
 
 tmp = tempfile.mkdtemp(prefix="cachecar-instr-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 os.chmod(tmp, 0o755)
@@ -122,11 +122,7 @@ def measure(path, target):
                     break
         return total // requests, requests
     finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        stop(p)
 
 
 def main():

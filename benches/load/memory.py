@@ -26,6 +26,8 @@ CONNS = [int(c) for c in os.environ.get("CONNS", "16 64 256").split()]
 DURATION = os.environ.get("DURATION", "20s")
 MAX_MIB = int(os.environ.get("MAX_MIB", "32"))
 ORIGIN, CACHECAR, ADMIN = 18500, 18580, 19590
+sys.path.insert(0, HERE)
+from common import stop  # noqa: E402
 
 tmp = tempfile.mkdtemp(prefix="cachecar-memory-")
 os.chmod(tmp, 0o755)  # nginx's workers read the files as another user
@@ -115,11 +117,7 @@ def measure(conns):
         print(f"| {conns} | {rate:,.0f} | {idle / 1024:.1f} | {peak / 1024:.1f} | {stored / 2**20:.1f} "
               f"| {peak / 1024 / goal:.2f} |", flush=True)
     finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        stop(p)
 
 
 def main():

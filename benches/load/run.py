@@ -9,7 +9,6 @@ the same run.
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -47,7 +46,7 @@ LABELS = {
 }
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BODY, cachecar_yaml  # noqa: E402
+from common import BODY, cachecar_yaml, stop  # noqa: E402
 
 # tmpfs when there is one: nginx's cache then costs no disk I/O either.
 tmp = tempfile.mkdtemp(prefix="cachecar-load-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
@@ -140,15 +139,6 @@ def start_cachecar(store, max_bytes="512MiB"):
     p = spawn(TARGET_CPU, BIN, "--log-filter", "warn", "run", "--config", cachecar_config(store, max_bytes))
     wait_http(f"http://127.0.0.1:{ADMIN}/readyz")
     return p
-
-
-def stop(p):
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 def metric(name):

@@ -9,20 +9,26 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{TestProxy, config, eventually, get, trace_init};
 
+/// An app answering every GET with `body` after `delay`.
+async fn answering(body: &str, delay: Duration) -> MockServer {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(body)
+                .set_delay(delay),
+        )
+        .mount(&upstream)
+        .await;
+    upstream
+}
+
 /// A request in flight when shutdown starts still gets its full answer; the
 /// listener is closed afterwards.
 #[tokio::test]
 async fn in_flight_request_completes_and_new_connections_are_refused() {
     trace_init();
-    let upstream = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_string("slow answer")
-                .set_delay(Duration::from_millis(700)),
-        )
-        .mount(&upstream)
-        .await;
+    let upstream = answering("slow answer", Duration::from_millis(700)).await;
     let proxy = TestProxy::start(&config(&upstream.uri(), "")).await;
     let addr = proxy.addr;
     let url = proxy.url("/slow");
@@ -71,15 +77,7 @@ async fn readiness_turns_503_while_draining() {
 #[tokio::test]
 async fn shutdown_under_load_completes_every_in_flight_request() {
     trace_init();
-    let upstream = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_string("done")
-                .set_delay(Duration::from_millis(400)),
-        )
-        .mount(&upstream)
-        .await;
+    let upstream = answering("done", Duration::from_millis(400)).await;
     let proxy = TestProxy::start(&config(&upstream.uri(), "")).await;
     let requests: Vec<_> = (0..40)
         .map(|i| {

@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{TestProxy, config, trace_init};
 
@@ -91,15 +89,7 @@ async fn client(addr: SocketAddr, keep_alive: bool, stop: Arc<AtomicBool>) -> (u
 #[tokio::test]
 async fn shutdown_under_continuous_load_cuts_no_request_off() {
     trace_init();
-    let upstream = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_string("done")
-                .set_delay(Duration::from_millis(2)),
-        )
-        .mount(&upstream)
-        .await;
+    let upstream = super::answering("done", Duration::from_millis(2)).await;
     let yaml = config(&upstream.uri(), "").replace("drain_delay: 0s", "drain_delay: 300ms");
     let proxy = TestProxy::start(&yaml).await;
     let stop = Arc::new(AtomicBool::new(false));
