@@ -21,5 +21,5 @@ pub(crate) mod table;
 pub(crate) mod template;
 
 pub use route::Route;
-pub(crate) use route::{KeySpec, OriginCacheControl, QueryKey, Scope};
+pub(crate) use route::{KeySpec, OriginCacheControl, QueryKey, Scope, StatusPattern, Targeted};
 pub use table::RouteTable;

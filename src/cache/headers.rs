@@ -4,12 +4,16 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// A request header field as `Vary` compares it: all lines combined, list
-/// members trimmed and joined with `,` (so `1,2`, ` 1, 2 ` and two lines
-/// `1` and `2` are the same). `None` when absent.
+/// A request header field as `Vary` and route keys compare it: all lines
+/// combined, list members trimmed and joined with `,` (so `1,2`, ` 1, 2 `
+/// and two lines `1` and `2` are the same). `Accept-Language` is read for
+/// what it means ([`language_preferences`]). `None` when absent.
 pub fn normalized_field(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
     let mut values = headers.get_all(name).iter().peekable();
     values.peek()?;
+    if name == http::header::ACCEPT_LANGUAGE {
+        return Some(language_preferences(values));
+    }
     let mut out = Vec::new();
     for value in values {
         for member in value.as_bytes().split(|b| *b == b',') {
@@ -24,6 +28,68 @@ pub fn normalized_field(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8
         }
     }
     Some(out)
+}
+
+/// `Accept-Language` (RFC 9110 §12.5.4) as a list of preferences: ranges
+/// lower-cased, weights written as three-place decimals (`q=1` when
+/// absent, left out then), other parameters dropped, and the members
+/// sorted by weight, then by range, since equal weights state no order.
+/// So `en, de`, `De, EN` and `de;q=1.0 , en` are one variant. A member
+/// that does not parse is kept as written, lower-cased.
+fn language_preferences<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Vec<u8> {
+    // (weight, range; a weight of `None` did not parse)
+    let mut members: Vec<(Option<u16>, Vec<u8>)> = Vec::new();
+    for value in values {
+        for member in value.as_bytes().split(|b| *b == b',') {
+            let mut parts = member.split(|b| *b == b';');
+            let range = parts.next().unwrap_or_default().trim_ascii();
+            if range.is_empty() {
+                continue;
+            }
+            let q = parts
+                .filter_map(|p| {
+                    let p = p.trim_ascii();
+                    let v = p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q="))?;
+                    Some(qvalue(v))
+                })
+                .next()
+                .unwrap_or(Some(1000));
+            let mut text = range.to_ascii_lowercase();
+            if q.is_none() {
+                // Not a weight: marked, so the variant is still this request's own.
+                text.extend_from_slice(b";?");
+            }
+            members.push((q, text));
+        }
+    }
+    members.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    members.dedup();
+    let mut out = Vec::new();
+    for (q, range) in members {
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(&range);
+        if let Some(q) = q.filter(|q| *q != 1000) {
+            out.extend_from_slice(format!(";q={}.{:03}", q / 1000, q % 1000).as_bytes());
+        }
+    }
+    out
+}
+
+/// A `qvalue` (RFC 9110 §12.4.2) in thousandths: `0`, `0.5`, `1.000`.
+fn qvalue(text: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(text).ok()?;
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = format!("{fraction:0<3}").parse::<u16>().unwrap_or(0);
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 /// Headers added to an entry's own when it is served (`Age`,
@@ -131,5 +197,46 @@ mod tests {
         assert_eq!(n, normalized_field(&b, &name));
         assert_eq!(n, normalized_field(&c, &name));
         assert_eq!(normalized_field(&HeaderMap::new(), &name), None);
+    }
+}
+
+#[cfg(test)]
+mod language_tests {
+    use super::*;
+
+    fn normalized(lines: &[&str]) -> String {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(
+                http::header::ACCEPT_LANGUAGE,
+                HeaderValue::from_str(l).unwrap(),
+            );
+        }
+        String::from_utf8(normalized_field(&h, &http::header::ACCEPT_LANGUAGE).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn accept_language_is_read_for_its_preferences() {
+        let same = [
+            "en, de",
+            "de, en",
+            "eN, De",
+            " en ,   de",
+            "de;q=1.0, en",
+            "de;Q=1, en;q=1.000",
+        ];
+        for v in same {
+            assert_eq!(normalized(&[v]), "de,en", "{v}");
+        }
+        assert_eq!(normalized(&["de", "en"]), "de,en");
+        assert_eq!(normalized(&["fr;q=0.5, de;q=1.0"]), "de,fr;q=0.500");
+        assert_eq!(
+            normalized(&["en-US;q=0.8, en;q=0.80, *;q=0"]),
+            "en;q=0.800,en-us;q=0.800,*;q=0.000"
+        );
+        assert_ne!(normalized(&["en, de;q=0.5"]), normalized(&["de, en;q=0.5"]));
+        // Not a qvalue: kept apart from every well-formed request.
+        assert_eq!(normalized(&["en;q=2"]), "en;?");
+        assert_eq!(normalized(&["en;level=1"]), "en");
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::StoreKind;
 use super::yaml::{self, Loc, MapReader, Node, Problems};
 use crate::cache::redis::OnPurgeFailure;
-use crate::rules::{OriginCacheControl, Scope};
+use crate::rules::{OriginCacheControl, Scope, StatusPattern};
 
 #[macro_use]
 mod section;
@@ -114,6 +114,8 @@ section! {
         max_body_bytes: Option<Located<u64>> = at(yaml::byte_size),
         max_variants: Option<Located<u64>> = at(count(1024)),
         coalesce: Option<Located<RawCoalesce>> = sub_at,
+        targeted_field: Option<Located<String>> = at(yaml::scalar_text),
+        cdn_cache_control: Option<bool> = yaml::boolean,
     }
 }
 
@@ -162,6 +164,8 @@ section! {
         stale_while_revalidate: Option<Located<Duration>> = at(yaml::duration),
         stale_if_error: Option<Located<Duration>> = at(yaml::duration),
         origin_cache_control: Option<OriginCacheControl> = choice(&ORIGIN_MODES),
+        status_ttl: Option<Located<Vec<(StatusPattern, RawTtl)>>> = at(status_ttls),
+        keep_stale: Option<Located<Duration>> = at(yaml::duration),
     }
 }
 
@@ -290,4 +294,53 @@ fn query(node: &Node, path: &str, p: &mut Problems) -> Option<RawQuery> {
             None
         }
     }
+}
+
+/// `status_ttl`: a mapping from status codes (`404`) or classes (`4xx`)
+/// to a `ttl` (a duration or `origin`).
+fn status_ttls(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<(StatusPattern, RawTtl)>> {
+    let yaml::Value::Map(entries) = &node.value else {
+        let found = node.value.kind();
+        p.at(
+            Some(node),
+            path,
+            format!("expected a mapping of statuses to ttls, found {found}"),
+        );
+        return None;
+    };
+    let mut out: Vec<(StatusPattern, RawTtl)> = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        let text = match &key.value {
+            yaml::Value::Int(n) => n.to_string(),
+            yaml::Value::Str(s) => s.clone(),
+            other => {
+                p.at(
+                    Some(key),
+                    path,
+                    format!(
+                        "expected a status such as `404` or `5xx`, found {}",
+                        other.kind()
+                    ),
+                );
+                continue;
+            }
+        };
+        let at = format!("{path}.{text}");
+        let Some(pattern) = StatusPattern::parse(&text) else {
+            p.at(
+                Some(key),
+                &at,
+                "expected a status from 200 to 599 (`404`) or a class (`4xx`)",
+            );
+            continue;
+        };
+        if out.iter().any(|(k, _)| *k == pattern) {
+            p.at(Some(key), &at, "is listed twice");
+            continue;
+        }
+        if let Some(t) = ttl(value, &at, p) {
+            out.push((pattern, t));
+        }
+    }
+    Some(out)
 }

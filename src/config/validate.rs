@@ -42,7 +42,8 @@ pub(crate) fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig
     let mut cache_warnings = Vec::new();
     let cache = cache::cache(&raw.cache, p, &mut cache_warnings);
     let identity = settings::identity(&raw.identity, p);
-    let routes = routes::routes(&raw.routes, &raw.defaults, p);
+    let targeted = cache::targeted(&raw.cache, p);
+    let routes = routes::routes(&raw.routes, &raw.defaults, &targeted, p);
     let (invalidations, plans) = invalidate::rules(&raw.invalidate, &routes, p);
     let (routes, mut warnings) = routes::table(routes, &plans, identity.as_ref(), p)?;
     warnings.extend(cache_warnings);

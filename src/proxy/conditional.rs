@@ -231,6 +231,19 @@ pub(crate) fn validators(entry: &Entry) -> Vec<(HeaderName, HeaderValue)> {
     out
 }
 
+/// Whether a 200 to a HEAD describes the same representation as `entry`
+/// (RFC 9111 §4.3.5): the same strong entity tag, or, without tags, the
+/// same `Last-Modified`. Anything less leaves the entry as it was.
+pub(crate) fn same_validators(entry: &Entry, response: &HeaderMap) -> bool {
+    match (entry.etag(), response.get(header::ETAG)) {
+        (Some(stored), Some(now)) => stored == now && !now.as_bytes().starts_with(b"W/"),
+        (None, None) => entry
+            .last_modified()
+            .is_some_and(|lm| response.get(header::LAST_MODIFIED) == Some(lm)),
+        _ => false,
+    }
+}
+
 /// Removes the client's own preconditions from a request being sent to
 /// fill the cache.
 pub(crate) fn strip_client_conditions(headers: &mut HeaderMap) {

@@ -9,7 +9,9 @@
 //!
 //! - sends the request with the stale entry's validators, if revalidating;
 //! - on a 304, updates the stored headers and freshness (RFC 9111 §4.3.4)
-//!   and answers from the stored body;
+//!   and answers from the stored body; a HEAD on a stale entry revalidates
+//!   with a HEAD, and a 200 whose validators match the entry's updates it
+//!   the same way (§4.3.5);
 //! - on an error, a timeout or a 5xx, answers stale within `stale-if-error`;
 //! - otherwise decides (`policy::decide`), reads the body within
 //!   `max_body_bytes`, stores it ([`store`], under its `Vary` variant), and
@@ -168,24 +170,28 @@ impl Fill {
         let core = self.core.clone();
         let coalesce = self.config.cache.coalesce;
         let coalescer = &core.coalescer;
-        let fetched =
-            if !coalesce.enabled || self.credentials || coalescer.is_uncacheable(&self.key.hash) {
-                Box::pin(self.fetch()).await
-            } else {
-                match coalescer.join(self.key.hash, self.stamp()) {
-                    Join::Leader(flight) => self.lead(flight).await,
-                    Join::Follower(follower) => {
-                        let waited = follower.wait(coalesce.wait_timeout).await;
-                        match self.follow(&waited) {
-                            Some(fetched) => fetched,
-                            None => {
-                                self.store = !matches!(waited, Waited::TimedOut);
-                                Box::pin(self.fetch()).await
-                            }
+        // A HEAD revalidation brings no body another request could use.
+        let alone = !coalesce.enabled
+            || self.credentials
+            || self.head_revalidation()
+            || coalescer.is_uncacheable(&self.key.hash);
+        let fetched = if alone {
+            Box::pin(self.fetch()).await
+        } else {
+            match coalescer.join(self.key.hash, self.stamp()) {
+                Join::Leader(flight) => self.lead(flight).await,
+                Join::Follower(follower) => {
+                    let waited = follower.wait(coalesce.wait_timeout).await;
+                    match self.follow(&waited) {
+                        Some(fetched) => fetched,
+                        None => {
+                            self.store = !matches!(waited, Waited::TimedOut);
+                            Box::pin(self.fetch()).await
                         }
                     }
                 }
-            };
+            }
+        };
         asker.answer(fetched, &core)
     }
 
@@ -211,6 +217,13 @@ impl Fill {
                 Fetched::failed(error, CacheOutcome::miss(Fwd::Miss))
             }
         }
+    }
+
+    /// Whether this is a HEAD request revalidating a stale entry: it asks
+    /// the upstream with a conditional HEAD, not a GET, so a HEAD never
+    /// costs a body transfer (RFC 9111 §4.3.5 uses its answer).
+    fn head_revalidation(&self) -> bool {
+        self.method == Method::HEAD && self.why.stale.is_some()
     }
 
     /// What this fill's data will be current against, for coalescing.

@@ -11,13 +11,23 @@
 //! that are stale on arrival with nothing to revalidate or serve stale with.
 //!
 //! Freshness: with `origin_cache_control: respect`, explicit origin freshness
-//! (`s-maxage`, `max-age`, `Expires`, minus `Age`) wins; without it the
-//! route's `ttl` applies to statuses cacheable by default, and a route
-//! without `ttl` is a plain shared cache (heuristic freshness from
-//! `Last-Modified` where RFC 9111 §4.2.2 allows, else none). `override`: the
-//! route's `ttl` wins. The numbers come from `http-cache-semantics`, fed the
-//! strictly parsed view of `cache_control::canonical`; the common case of
-//! a plain `max-age`/`s-maxage` is worked out here as the library would
+//! (`s-maxage`, `max-age`, `Expires`, less the response's age) wins; without
+//! it the route's `ttl` (or its `status_ttl` for the status) applies to
+//! statuses cacheable by default, and a route without `ttl` is a plain
+//! shared cache (heuristic freshness from `Last-Modified` where RFC 9111
+//! §4.2.2 allows, else none). `override`: the route's `ttl` wins. The age
+//! counted against the origin's lifetime is RFC 9111 §4.2.3's corrected
+//! initial age: the larger of `Age` plus the response delay and the
+//! apparent age from `Date`. A targeted field (RFC 9213) the cache obeys
+//! stands in for `Cache-Control` (`cache_control::canonical`).
+//!
+//! Status: 4xx other than 404 and 410, and 5xx, are stored only when the
+//! route's `status_ttl` lists them (one bad request must not deny a URL to
+//! everyone; a transient error must not be pinned).
+//!
+//! The numbers come from `http-cache-semantics`, fed the strictly parsed
+//! view of `cache_control::canonical`; the common case of a plain
+//! `max-age`/`s-maxage` is worked out here as the library would
 //! (`library.rs`), without building its policy.
 //!
 //! Pure: no I/O.
@@ -36,10 +46,6 @@ mod library;
 
 pub(crate) use judge::{RequestDirectives, Verdict, judge, stale_if_error};
 use library::{explicit_ttl, library_lifetime};
-
-/// How long a stale response with validators is kept beyond its stale
-/// windows, so it can be revalidated (a 304) instead of fetched again.
-pub(crate) const REVALIDATION_KEEP: Duration = Duration::from_secs(300);
 
 /// The request a response answers, as the policy needs it.
 #[derive(Clone, Copy, Debug)]
@@ -82,17 +88,27 @@ pub(crate) fn decide(
     if status == StatusCode::PARTIAL_CONTENT {
         return Err(NoCacheReason::Partial);
     }
-    let canonical = cache_control::canonical(response);
+    let listed = route.status_ttl(status.as_u16());
+    if listed.is_none() && !stored_unlisted(status.as_u16()) {
+        return Err(NoCacheReason::Status);
+    }
+    let canonical = cache_control::canonical(response, &route.targeted.fields);
     let cc = &canonical.directives;
     refuse(route, ex, cc, response)?;
     let shareable_with_auth = sharing(route, ex, cc)?;
     let no_cache = cc.unqualified("no-cache");
+    let ages = Ages::of(&canonical, ex);
     let lifetime = if no_cache {
-        Duration::ZERO
+        Lifetime::Route(Duration::ZERO)
     } else {
-        lifetime(route, ex, status, &canonical.headers, cc)?
+        lifetime(route, ex, (status, listed), &canonical.headers, cc)?
     };
-    let must_revalidate = no_cache || cc.has("must-revalidate") || cc.has("proxy-revalidate");
+    // `s-maxage` carries `proxy-revalidate` for a shared cache
+    // (RFC 9111 §5.2.2.10).
+    let must_revalidate = no_cache
+        || cc.has("must-revalidate")
+        || cc.has("proxy-revalidate")
+        || (cc.has("s-maxage") && !private_cache(route));
     let (swr, sie) = stale_windows(route, cc, must_revalidate);
     let validators =
         response.contains_key(header::ETAG) || response.contains_key(header::LAST_MODIFIED);
@@ -100,17 +116,24 @@ pub(crate) fn decide(
         // It would have to be fetched again every time anyway.
         return Err(NoCacheReason::NoCache);
     }
+    let lifetime = match lifetime {
+        Lifetime::Route(ttl) => ttl,
+        Lifetime::Origin(ttl) => ttl.saturating_sub(ages.beyond_field),
+    };
     if lifetime.is_zero() && swr.is_zero() && sie.is_zero() && !validators {
         return Err(NoCacheReason::Expired);
     }
     let fresh_until = ex.received_at + lifetime;
-    let keep = swr.max(sie).max(if validators {
-        REVALIDATION_KEEP
+    // Kept stale to be revalidated, or served to a request that accepts it;
+    // an entry that may be neither is dropped once its windows pass.
+    let usable_stale = validators || !must_revalidate;
+    let keep = swr.max(sie).max(if usable_stale {
+        route.keep_stale
     } else {
         Duration::ZERO
     });
     Ok(Freshness {
-        initial_age: initial_age(&canonical, ex),
+        initial_age: ages.initial,
         fresh_until,
         stale_while_revalidate_until: fresh_until + swr,
         stale_if_error_until: fresh_until + sie,
@@ -118,6 +141,45 @@ pub(crate) fn decide(
         keep_until: fresh_until + keep,
         shareable_with_auth,
     })
+}
+
+/// Where a freshness lifetime came from: the route's (`ttl`, `status_ttl`),
+/// counted from when the response arrived, or the origin's, less the `Age`
+/// field already.
+enum Lifetime {
+    Route(Duration),
+    Origin(Duration),
+}
+
+/// A response's age on arrival (RFC 9111 §4.2.3).
+struct Ages {
+    /// `corrected_initial_age`.
+    initial: Duration,
+    /// How much of it the `Age` field does not account for (the apparent
+    /// age from `Date` and the response delay), which the origin's lifetime,
+    /// already less `Age`, must still lose.
+    beyond_field: Duration,
+}
+
+impl Ages {
+    fn of(canonical: &Canonical<'_>, ex: &Exchange<'_>) -> Self {
+        let age_value = Duration::from_secs(canonical.age.unwrap_or(0));
+        let response_delay = ex
+            .received_at
+            .duration_since(ex.sent_at)
+            .unwrap_or_default();
+        // Whole seconds: `Date` has no finer resolution, and a response
+        // dated within the second it arrived has no apparent age.
+        let apparent_age = canonical
+            .date
+            .and_then(|date| ex.received_at.duration_since(date).ok())
+            .map_or(Duration::ZERO, |d| Duration::from_secs(d.as_secs()));
+        let initial = apparent_age.max(age_value + response_delay);
+        Self {
+            initial,
+            beyond_field: initial.saturating_sub(age_value),
+        }
+    }
 }
 
 /// Whether a request with credentials may be served the response
@@ -181,36 +243,35 @@ fn refuse(
     Ok(())
 }
 
-/// The freshness lifetime left at `received_at`.
+/// The freshness lifetime left at `received_at`, for a status and its
+/// `status_ttl` entry.
 fn lifetime(
     route: &Route,
     ex: &Exchange<'_>,
-    status: StatusCode,
+    (status, listed): (StatusCode, Option<Option<Duration>>),
     canonical: &HeaderMap,
     cc: &Directives,
-) -> Result<Duration, NoCacheReason> {
+) -> Result<Lifetime, NoCacheReason> {
+    let code = status.as_u16();
+    let ttl = listed.unwrap_or(route.ttl);
     let explicit =
         cc.has("s-maxage") || cc.has("max-age") || canonical.contains_key(header::EXPIRES);
     let configured = match route.origin_cache_control {
-        OriginCacheControl::Override => route.ttl,
-        OriginCacheControl::Respect if !explicit => route.ttl,
+        OriginCacheControl::Override => ttl,
+        OriginCacheControl::Respect if !explicit => ttl,
         OriginCacheControl::Respect => None,
     };
     if let Some(ttl) = configured {
-        return if CACHEABLE_BY_DEFAULT.contains(&status.as_u16()) {
-            Ok(ttl)
+        return if listed.is_some() || CACHEABLE_BY_DEFAULT.contains(&code) {
+            Ok(Lifetime::Route(ttl))
         } else {
             Err(NoCacheReason::Status)
         };
     }
     // http-cache-semantics stores only the statuses it knows; RFC 9111 §3
-    // allows any final status with explicit freshness. cachecar stores
-    // those too, except server errors, which it never pins in the cache.
-    let judged_as = if explicit
-        && status.as_u16() >= 200
-        && !status.is_server_error()
-        && status != StatusCode::NOT_MODIFIED
-    {
+    // allows any final status with explicit freshness, and so does
+    // cachecar, within what `stored_unlisted` and `status_ttl` allow.
+    let judged_as = if explicit && code >= 200 && status != StatusCode::NOT_MODIFIED {
         StatusCode::OK
     } else {
         status
@@ -218,34 +279,21 @@ fn lifetime(
     if judged_as == StatusCode::OK
         && let Some(ttl) = explicit_ttl(route, ex, canonical, cc)
     {
-        return Ok(ttl);
+        return Ok(Lifetime::Origin(ttl));
     }
-    library_lifetime(route, ex, judged_as, canonical, explicit)
+    library_lifetime(route, ex, judged_as, canonical, explicit).map(Lifetime::Origin)
+}
+
+/// Whether a status may be stored without being listed in `status_ttl`:
+/// not a 4xx other than 404 and 410, and not a 5xx.
+fn stored_unlisted(code: u16) -> bool {
+    !(400..600).contains(&code) || code == 404 || code == 410
 }
 
 /// Whether `route` stores as a private cache (RFC 9111 §3.5): a `scope:
 /// user` route with `store_private`. Every other route is a shared cache.
 pub(super) fn private_cache(route: &Route) -> bool {
     route.scope == Scope::User && route.store_private
-}
-
-/// RFC 9111 §4.2.3 `corrected_initial_age`.
-fn initial_age(canonical: &Canonical<'_>, ex: &Exchange<'_>) -> Duration {
-    let age_value = canonical
-        .headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| cache_control::delta_seconds(v.trim()))
-        .map_or(Duration::ZERO, Duration::from_secs);
-    let response_delay = ex
-        .received_at
-        .duration_since(ex.sent_at)
-        .unwrap_or_default();
-    let apparent_age = canonical
-        .date
-        .and_then(|date| ex.received_at.duration_since(date).ok())
-        .unwrap_or_default();
-    apparent_age.max(age_value + response_delay)
 }
 
 /// Lower-cased field names listed in the header `field` (`Vary`,

@@ -68,6 +68,10 @@ pub(super) fn finish(
         outcome,
     } = answer;
     outcome.cache.decorate(&mut response);
+    if let Some(own) = outcome.route.as_ref().and_then(|r| r.targeted.own.as_ref()) {
+        // cachecar's own targeted field is for it alone (RFC 9213 §2.1).
+        response.headers_mut().remove(own);
+    }
     let took = started.elapsed();
     let series = core.series(outcome.route.as_deref());
     let m = &core.metrics;

@@ -30,6 +30,17 @@ pub struct Route {
     pub stale_if_error: Duration,
     /// Whose freshness wins.
     pub origin_cache_control: OriginCacheControl,
+    /// Per-status `ttl`s (`status_ttl`), exact codes before classes. A
+    /// listed status may be stored, with this `ttl` in place of the
+    /// route's; a 4xx other than 404 and 410, or a 5xx, only if listed.
+    pub status_ttl: Vec<(StatusPattern, Option<Duration>)>,
+    /// How long an entry is kept once stale beyond its stale windows, to be
+    /// revalidated or served under a request's `max-stale` or
+    /// `stale-if-error`.
+    pub keep_stale: Duration,
+    /// The targeted cache-control fields (RFC 9213) this cache obeys;
+    /// shared by every route.
+    pub targeted: Arc<Targeted>,
     /// What besides the path selects an entry.
     pub key: KeySpec,
     /// `scope: user` only: store `Cache-Control: private` responses.
@@ -46,6 +57,63 @@ pub struct Route {
     pub metrics: RouteMetrics,
     /// The route's own token (`r:{name}`), built once: every key names it.
     pub token: Token,
+}
+
+/// The targeted cache-control fields (RFC 9213) cachecar obeys:
+/// `cache.targeted_field` and, with `cache.cdn_cache_control`,
+/// `CDN-Cache-Control`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Targeted {
+    /// In order of precedence: the first present and valid one is used.
+    pub fields: Vec<HeaderName>,
+    /// cachecar's own field, which no one downstream should see: removed
+    /// from every response on a route.
+    pub own: Option<HeaderName>,
+}
+
+/// A key of `status_ttl`: one status code, or a class (`4xx`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatusPattern {
+    /// One status code.
+    Code(u16),
+    /// Every code of a class: `4` for `4xx`.
+    Class(u16),
+}
+
+impl StatusPattern {
+    /// Parses `404`, `4xx` or `4XX`; codes from 200 to 599.
+    pub fn parse(text: &str) -> Option<Self> {
+        let b = text.as_bytes();
+        if b.len() != 3 || !(b'2'..=b'5').contains(&b[0]) {
+            return None;
+        }
+        if b[1..].eq_ignore_ascii_case(b"xx") {
+            return Some(Self::Class(u16::from(b[0] - b'0')));
+        }
+        text.parse().ok().map(Self::Code)
+    }
+}
+
+impl fmt::Display for StatusPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Code(c) => write!(f, "{c}"),
+            Self::Class(c) => write!(f, "{c}xx"),
+        }
+    }
+}
+
+// === impl Route ===
+
+impl Route {
+    /// The `status_ttl` entry for `status`: `Some(ttl)` when the status is
+    /// listed (by code, else by class), `ttl` being `None` for `origin`.
+    pub fn status_ttl(&self, status: u16) -> Option<Option<Duration>> {
+        let find = |p: StatusPattern| self.status_ttl.iter().find(|(k, _)| *k == p);
+        find(StatusPattern::Code(status))
+            .or_else(|| find(StatusPattern::Class(status / 100)))
+            .map(|(_, ttl)| *ttl)
+    }
 }
 
 /// Route scope.

@@ -186,11 +186,15 @@ pub fn is_capture_name(name: &str) -> bool {
 pub fn overlaps(a: &[Segment], b: &[Segment]) -> bool {
     match (a.split_first(), b.split_first()) {
         (None, None) => true,
-        (Some((Segment::CatchAll(_), _)), _) => !b.is_empty(),
-        (_, Some((Segment::CatchAll(_), _))) => !a.is_empty(),
+        (Some((Segment::CatchAll(_), _)), _) => catch_all_takes(b),
+        (_, Some((Segment::CatchAll(_), _))) => catch_all_takes(a),
         (None, Some(_)) | (Some(_), None) => false,
         (Some((Segment::Static(x), ra)), Some((Segment::Static(y), rb))) => {
             x == y && overlaps(ra, rb)
+        }
+        (Some((Segment::Param(_), ra)), Some((Segment::Static(s), rb)))
+        | (Some((Segment::Static(s), ra)), Some((Segment::Param(_), rb))) => {
+            !s.is_empty() && overlaps(ra, rb)
         }
         (Some((_, ra)), Some((_, rb))) => overlaps(ra, rb),
     }
@@ -200,7 +204,7 @@ pub fn overlaps(a: &[Segment], b: &[Segment]) -> bool {
 pub fn covers(a: &[Segment], b: &[Segment]) -> bool {
     match (a.split_first(), b.split_first()) {
         (None, None) => true,
-        (Some((Segment::CatchAll(_), _)), _) => !b.is_empty(),
+        (Some((Segment::CatchAll(_), _)), _) => catch_all_takes(b),
         (Some((Segment::Param(_), ra)), Some((Segment::Static(s), rb))) => {
             !s.is_empty() && covers(ra, rb)
         }
@@ -209,6 +213,17 @@ pub fn covers(a: &[Segment], b: &[Segment]) -> bool {
             x == y && covers(ra, rb)
         }
         _ => false,
+    }
+}
+
+/// Whether a catch-all can take the rest of every path matching `rest`: it
+/// takes one character at least, so not the nothing after `/` in `/` or
+/// `/a/` (a single empty segment), nor the end of a path.
+fn catch_all_takes(rest: &[Segment]) -> bool {
+    match rest {
+        [] => false,
+        [Segment::Static(s)] => !s.is_empty(),
+        _ => true,
     }
 }
 

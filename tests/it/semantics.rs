@@ -119,6 +119,13 @@ const RULES: &[Rule] = &[
         second_from_cache: true,
     },
     Rule {
+        name: "an Expires whose only fault is its weekday is read (RFC 9110 §5.6.7)",
+        response: &[("expires", "Mon, 18 Aug 2050 02:01:18 GMT")],
+        status: 200,
+        pause: Duration::ZERO,
+        second_from_cache: true,
+    },
+    Rule {
         name: "heuristic freshness from Last-Modified",
         response: &[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")],
         status: 200,
@@ -133,11 +140,18 @@ const RULES: &[Rule] = &[
         second_from_cache: false,
     },
     Rule {
-        name: "explicit freshness makes 400 storable",
+        name: "explicit freshness makes 410 storable",
+        response: &[("cache-control", "max-age=60")],
+        status: 410,
+        pause: Duration::ZERO,
+        second_from_cache: true,
+    },
+    Rule {
+        name: "a 400 is not stored unless status_ttl lists it",
         response: &[("cache-control", "max-age=60")],
         status: 400,
         pause: Duration::ZERO,
-        second_from_cache: true,
+        second_from_cache: false,
     },
     Rule {
         name: "server errors are never stored",
@@ -366,6 +380,12 @@ async fn fields_named_by_qualified_no_cache_and_private_are_not_stored() {
     assert_eq!(upstream.count().await, 2);
 }
 
+mod ages;
+
 mod stale;
+
+mod statuses;
+
+mod targeted;
 
 mod requests;

@@ -292,15 +292,16 @@ impl wiremock::Respond for Script {
 }
 
 impl Scripted {
-    /// Serves `responses` to GET requests, in order.
+    /// Serves `responses` to GET and HEAD requests, in order.
     pub async fn start(responses: Vec<wiremock::ResponseTemplate>) -> Self {
         let server = wiremock::MockServer::start().await;
-        wiremock::Mock::given(wiremock::matchers::method("GET"))
-            .respond_with(Script(std::sync::Arc::new(std::sync::Mutex::new(
-                responses.into(),
-            ))))
-            .mount(&server)
-            .await;
+        let script = Script(std::sync::Arc::new(std::sync::Mutex::new(responses.into())));
+        for method in ["GET", "HEAD"] {
+            wiremock::Mock::given(wiremock::matchers::method(method))
+                .respond_with(script.clone())
+                .mount(&server)
+                .await;
+        }
         Self { server }
     }
 

@@ -1,12 +1,16 @@
 //! `cache:`, with `cache.redis` and `cache.l1`.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use http::{HeaderName, header};
 
 use super::nonzero;
 use crate::cache::redis::OnPurgeFailure;
 use crate::config::file::{Located, RawCache, RawRedis};
 use crate::config::yaml::{Loc, Problems};
 use crate::config::{CacheConfig, CoalesceConfig, L1Config, RedisNodes, RedisSettings, StoreKind};
+use crate::rules::Targeted;
 
 /// Memory store bound.
 const DEFAULT_MEMORY_MAX_BYTES: u64 = 256 << 20;
@@ -30,6 +34,11 @@ const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
 /// prober replays within its first probe), short enough that a client
 /// does not give up on the write.
 const DEFAULT_PURGE_WAIT: Duration = Duration::from_secs(2);
+/// The targeted cache-control field (RFC 9213) only cachecar reads.
+const DEFAULT_TARGETED_FIELD: &str = "cachecar-cache-control";
+/// The targeted field of RFC 9213 §3, for CDNs: cachecar is one, as far as
+/// the app is concerned.
+const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
 /// Prefix of every Redis key.
 const DEFAULT_KEY_PREFIX: &str = "cachecar:";
 /// L1 bound of the tiered store.
@@ -295,4 +304,34 @@ fn l1(c: &RawCache, store: StoreKind, p: &mut Problems, warnings: &mut Vec<Strin
         None => {}
     }
     l1
+}
+
+/// `cache.targeted_field` (default `Cachecar-Cache-Control`; `""` for
+/// none) and `cache.cdn_cache_control` (default on), in that precedence.
+pub(super) fn targeted(c: &RawCache, p: &mut Problems) -> Arc<Targeted> {
+    let own = match &c.targeted_field {
+        None => Some(HeaderName::from_static(DEFAULT_TARGETED_FIELD)),
+        Some(l) if l.value.is_empty() => None,
+        Some(l) => match HeaderName::from_bytes(l.value.as_bytes()) {
+            Ok(name) if name == header::CACHE_CONTROL || name == CDN_CACHE_CONTROL => {
+                let problem = format!(
+                    "`{}` is not a field of cachecar's own; name one such as `{DEFAULT_TARGETED_FIELD}`",
+                    l.value
+                );
+                p.at_loc(Some(l.loc), "cache.targeted_field", problem);
+                None
+            }
+            Ok(name) => Some(name),
+            Err(_) => {
+                let problem = format!("`{}` is not a header name", l.value);
+                p.at_loc(Some(l.loc), "cache.targeted_field", problem);
+                None
+            }
+        },
+    };
+    let mut fields: Vec<HeaderName> = own.iter().cloned().collect();
+    if c.cdn_cache_control.unwrap_or(true) {
+        fields.push(HeaderName::from_static(CDN_CACHE_CONTROL));
+    }
+    Arc::new(Targeted { fields, own })
 }

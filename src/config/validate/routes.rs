@@ -15,10 +15,17 @@ use crate::config::{IdentityConfig, IdentitySource};
 use crate::metrics::RouteMetrics;
 use crate::rules::purge::PurgePlan;
 use crate::rules::template::{Template, split_pattern};
-use crate::rules::{KeySpec, OriginCacheControl, QueryKey, Route, RouteTable, Scope};
+use crate::rules::{
+    KeySpec, OriginCacheControl, QueryKey, Route, RouteTable, Scope, StatusPattern, Targeted,
+};
 
 /// Bumped when the key layout changes, so old entries never match new keys.
 const KEY_FORMAT_VERSION: &[u8] = b"cachecar-key-v2";
+
+/// How long an entry is kept once stale, beyond its stale windows: long
+/// enough to be revalidated with a 304 instead of fetched again, or served
+/// to a request's `max-stale`.
+const DEFAULT_KEEP_STALE: Duration = Duration::from_secs(300);
 
 /// A route before its binding sets are known.
 pub(super) struct PendingRoute {
@@ -32,19 +39,22 @@ struct Freshness {
     origin_cache_control: OriginCacheControl,
     stale_while_revalidate: Duration,
     stale_if_error: Duration,
+    status_ttl: Vec<(StatusPattern, Option<Duration>)>,
+    keep_stale: Duration,
 }
 
 /// Every valid route, in config order.
 pub(super) fn routes(
     raw: &[RawRoute],
     defaults: &RawPolicy,
+    targeted: &Arc<Targeted>,
     p: &mut Problems,
 ) -> Vec<PendingRoute> {
     let mut names = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
         let path = format!("routes[{i}]");
-        if let Some(route) = route(r, &path, defaults, &mut names, p) {
+        if let Some(route) = route(r, &path, defaults, targeted, &mut names, p) {
             out.push(PendingRoute { loc: r.loc, route });
         }
     }
@@ -55,6 +65,7 @@ fn route(
     r: &RawRoute,
     path: &str,
     defaults: &RawPolicy,
+    targeted: &Arc<Targeted>,
     names: &mut HashSet<String>,
     p: &mut Problems,
 ) -> Option<Route> {
@@ -75,6 +86,9 @@ fn route(
         stale_while_revalidate: freshness.stale_while_revalidate,
         stale_if_error: freshness.stale_if_error,
         origin_cache_control: freshness.origin_cache_control,
+        status_ttl: freshness.status_ttl,
+        keep_stale: freshness.keep_stale,
+        targeted: targeted.clone(),
         key: key?,
         store_private,
         share_authenticated,
@@ -239,6 +253,27 @@ fn freshness(r: &RawRoute, path: &str, defaults: &RawPolicy, p: &mut Problems) -
             &defaults.stale_while_revalidate,
         ),
         stale_if_error: window(&own.stale_if_error, &defaults.stale_if_error),
+        // A route's map replaces the defaults' whole, as a route's `ttl`
+        // replaces theirs.
+        status_ttl: own
+            .status_ttl
+            .as_ref()
+            .or(defaults.status_ttl.as_ref())
+            .map(|m| {
+                m.value
+                    .iter()
+                    .map(|(status, ttl)| match ttl {
+                        RawTtl::Fixed(d) => (*status, Some(*d)),
+                        RawTtl::Origin => (*status, None),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        keep_stale: own
+            .keep_stale
+            .as_ref()
+            .or(defaults.keep_stale.as_ref())
+            .map_or(DEFAULT_KEEP_STALE, |d| d.value),
     }
 }
 

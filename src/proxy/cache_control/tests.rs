@@ -100,7 +100,7 @@ fn canonical_view_rewrites_what_the_policy_reads() {
         HeaderValue::from_static("thu, 18 aug 2050 01:01:18 gmt"),
     );
     h.insert("x-other", HeaderValue::from_static("kept"));
-    let c = canonical(&h).headers;
+    let c = canonical(&h, &[]).headers;
     assert_eq!(c[header::CACHE_CONTROL], "max-age=10");
     assert_eq!(c[header::EXPIRES], "0");
     assert_eq!(c[header::DATE], "Thu, 18 Aug 2050 01:01:18 GMT");
@@ -114,13 +114,16 @@ fn qualified_no_cache_and_private_leave_the_canonical_view() {
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache=\"a\", private=\"b\", max-age=60"),
     );
-    assert_eq!(canonical(&h).headers[header::CACHE_CONTROL], "max-age=60");
+    assert_eq!(
+        canonical(&h, &[]).headers[header::CACHE_CONTROL],
+        "max-age=60"
+    );
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, max-age=60"),
     );
     assert_eq!(
-        canonical(&h).headers[header::CACHE_CONTROL],
+        canonical(&h, &[]).headers[header::CACHE_CONTROL],
         "no-cache, max-age=60"
     );
 }
@@ -186,7 +189,7 @@ fn responses() -> Vec<HeaderMap> {
 #[test]
 fn canonical_directives_read_as_the_canonical_headers_parse() {
     for h in responses() {
-        let c = canonical(&h);
+        let c = canonical(&h, &[]);
         assert_eq!(c.directives, Directives::parse(&c.headers), "{h:?}");
         let date = c.headers.get(header::DATE).and_then(http_date);
         assert_eq!(c.date, date, "{h:?}");
@@ -197,9 +200,9 @@ fn canonical_directives_read_as_the_canonical_headers_parse() {
 fn canonical_headers_are_borrowed_exactly_when_already_canonical() {
     let mut borrowed = Vec::new();
     for (i, h) in responses().into_iter().enumerate() {
-        let c = canonical(&h);
+        let c = canonical(&h, &[]);
         // Canonical output is canonical: taken as it is, never rewritten.
-        let again = canonical(&c.headers);
+        let again = canonical(&c.headers, &[]);
         assert!(matches!(again.headers, Cow::Borrowed(_)), "{h:?}");
         assert_eq!(*again.headers, *c.headers, "{h:?}");
         if let Cow::Borrowed(b) = c.headers {
@@ -211,4 +214,32 @@ fn canonical_headers_are_borrowed_exactly_when_already_canonical() {
     }
     // The first three, `foo=""` and `Expires: 0` are canonical as sent.
     assert_eq!(borrowed, [0, 1, 2, 10, 18]);
+}
+
+#[test]
+fn dates_with_a_wrong_weekday_are_read() {
+    let right = http_date(&HeaderValue::from_static("Thu, 18 Aug 2050 02:01:18 GMT")).unwrap();
+    for wrong in [
+        "Mon, 18 Aug 2050 02:01:18 GMT",
+        "mon, 18 aug 2050 02:01:18 gmt",
+        "Monday, 18-Aug-50 02:01:18 GMT",
+        "Mon Aug 18 02:01:18 2050",
+    ] {
+        assert_eq!(
+            http_date(&HeaderValue::from_static(wrong)),
+            Some(right),
+            "{wrong}"
+        );
+    }
+    for invalid in [
+        "Xyz, 18 Aug 2050 02:01:18 GMT",
+        "Mon, 32 Aug 2050 02:01:18 GMT",
+        "18 Aug 2050",
+    ] {
+        assert_eq!(
+            http_date(&HeaderValue::from_static(invalid)),
+            None,
+            "{invalid}"
+        );
+    }
 }

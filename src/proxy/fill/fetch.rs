@@ -48,6 +48,13 @@ impl Fill {
                 self.revalidated(&ex, stale, response.headers(), took).await
             }
             Some(stale)
+                if self.head_revalidation()
+                    && status == StatusCode::OK
+                    && conditional::same_validators(stale, response.headers()) =>
+            {
+                self.revalidated(&ex, stale, response.headers(), took).await
+            }
+            Some(stale)
                 if status.is_server_error()
                     && policy::stale_if_error(stale, &self.directives, received_at) =>
             {
@@ -57,6 +64,17 @@ impl Fill {
                     received_at,
                     Some(took),
                 )
+            }
+            _ if self.head_revalidation() => {
+                // Nothing to store without a body; the stale entry stays until
+                // a GET revalidates or replaces it.
+                let mut outcome = CacheOutcome::miss(self.why.fwd);
+                outcome = outcome.with_fwd_status(status.as_u16());
+                Fetched::Response {
+                    response: response.map(Body::Stream),
+                    outcome: outcome.not_stored(NoCacheReason::Method),
+                    upstream: Some(took),
+                }
             }
             _ => self.fresh(&ex, response, took).await,
         }
@@ -77,8 +95,13 @@ impl Fill {
             }
             None => Cow::Borrowed(&self.headers),
         };
+        let method = if self.head_revalidation() {
+            &Method::HEAD
+        } else {
+            &Method::GET
+        };
         let request = UpstreamRequest {
-            method: &Method::GET,
+            method,
             uri: &self.uri,
             headers: &headers,
             target: &self.target,

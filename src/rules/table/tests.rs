@@ -115,6 +115,52 @@ fn overlap_and_cover_are_exact_for_whole_segment_templates() {
 }
 
 #[test]
+fn a_catch_all_takes_at_least_one_character() {
+    let s = |p: &str| t(p).segments().to_vec();
+    assert!(!covers(&s("/{*path}"), &s("/")));
+    assert!(!overlaps(&s("/{*path}"), &s("/")));
+    assert!(!overlaps(&s("/{x}"), &s("/")));
+    assert!(!overlaps(&s("/a/{x}"), &s("/a/")));
+    assert!(covers(&s("/{*path}"), &s("/a/")));
+    assert!(covers(&s("/a/{*rest}"), &s("/a/b/")));
+    assert!(!covers(&s("/a/{*rest}"), &s("/a/")));
+    // What the analysis says holds for the router, path by path.
+    let templates = [
+        "/",
+        "/{*path}",
+        "/{x}",
+        "/a/",
+        "/a/{x}",
+        "/a/{*rest}",
+        "/a/b/",
+    ];
+    let paths = ["/", "/a", "/a/", "/a/b", "/a/b/", "/b/c"];
+    for a in templates {
+        for b in templates {
+            let tb = table(&[a, b]);
+            let both = paths.iter().filter(|p| tb.find_all(p).count() == 2).count();
+            let only_b = paths.iter().filter(|p| {
+                let all: Vec<usize> = tb.find_all(p).map(|m| m.index).collect();
+                all == [1]
+            });
+            if !overlaps(&s(a), &s(b)) {
+                assert_eq!(both, 0, "{a} and {b} overlap on a sample path");
+            }
+            if covers(&s(a), &s(b)) {
+                assert_eq!(
+                    only_b.count(),
+                    0,
+                    "{a} covers {b}, yet a path matches only {b}"
+                );
+            }
+        }
+    }
+    let tb = table(&["/{*path}", "/"]);
+    assert!(tb.shadowing().unreachable.is_empty());
+    assert_eq!(tb.find("/").map(|m| m.index), Some(1));
+}
+
+#[test]
 fn shadowing_reports_unreachable_and_overlapping_rules() {
     let tb = table(&["/a/{x}", "/a/b", "/b/{x}/c", "/b/z/{y}", "/c"]);
     let s = tb.shadowing();

@@ -142,6 +142,27 @@ async fn accept_encoding_is_reduced_before_varying() {
     );
 }
 
+/// `Accept-Language` variants are matched by what they mean: case, spaces,
+/// the order of equal weights and how a weight is written do not split them.
+#[tokio::test]
+async fn accept_language_variants_are_normalised() {
+    trace_init();
+    let (upstream, proxy) = plain(vec![respond(
+        200,
+        &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+        "x",
+    )])
+    .await;
+    get(&proxy.url("/x"), &[("accept-language", "en, de;q=0.5")]).await;
+    for same in ["EN, De;q=0.50", " de;q=0.500 ,en", "en;q=1.0, de;q=0.5"] {
+        let r = get(&proxy.url("/x"), &[("accept-language", same)]).await;
+        assert_eq!(r.x_cache(), "HIT", "{same}");
+    }
+    let other = get(&proxy.url("/x"), &[("accept-language", "de, en;q=0.5")]).await;
+    assert_eq!(other.x_cache(), "MISS");
+    assert_eq!(upstream.count().await, 2);
+}
+
 /// A HEAD miss fills the cache with a GET; a Range hit is a 206 slice.
 #[tokio::test]
 async fn head_fills_with_get_and_ranges_come_from_the_entry() {

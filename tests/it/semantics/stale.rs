@@ -100,3 +100,145 @@ where
     }
     out
 }
+
+/// `s-maxage` carries `proxy-revalidate` for a shared cache (RFC 9111
+/// §5.2.2.10): a configured `stale_if_error` does not serve it stale when
+/// the origin fails; a `max-age` response is.
+#[tokio::test]
+async fn s_maxage_responses_are_not_served_stale_on_error() {
+    trace_init();
+    let rules = "defaults: { ttl: origin, stale_if_error: 60s }\nroutes:\n  - { name: all, match: \"GET /{*p}\" }\n";
+    let upstream = Scripted::start(vec![
+        respond(200, &[("cache-control", "s-maxage=1")], "shared"),
+        respond(503, &[], "down"),
+    ])
+    .await;
+    let proxy = TestProxy::start(&config(&upstream.server.uri(), rules)).await;
+    get(&proxy.url("/x"), &[]).await;
+    proxy.clock.advance(Duration::from_millis(1_100));
+    let r = get(&proxy.url("/x"), &[]).await;
+    assert_eq!(r.status, 503, "{r:?}");
+
+    let upstream = Scripted::start(vec![
+        respond(200, &[("cache-control", "max-age=1")], "private-ok"),
+        respond(503, &[], "down"),
+    ])
+    .await;
+    let proxy = TestProxy::start(&config(&upstream.server.uri(), rules)).await;
+    get(&proxy.url("/x"), &[]).await;
+    proxy.clock.advance(Duration::from_millis(1_100));
+    let r = get(&proxy.url("/x"), &[]).await;
+    assert_eq!((r.status.as_u16(), r.x_cache().as_str()), (200, "STALE"));
+}
+
+/// An expired entry with no validator and no stale window is still kept
+/// for `keep_stale`, so a request's `max-stale` (or `stale-if-error`) has
+/// something to serve; after that it is gone.
+#[tokio::test]
+async fn expired_entries_are_kept_for_max_stale() {
+    trace_init();
+    let rules = "defaults: { ttl: origin, keep_stale: 30s }\nroutes:\n  - { name: all, match: \"GET /{*p}\" }\n";
+    let upstream = Scripted::start(vec![
+        respond(200, &[("cache-control", "max-age=1")], "kept"),
+        respond(200, &[("cache-control", "max-age=1")], "new"),
+    ])
+    .await;
+    let proxy = TestProxy::start(&config(&upstream.server.uri(), rules)).await;
+    get(&proxy.url("/x"), &[]).await;
+    proxy.clock.advance(Duration::from_secs(11));
+    let r = get(&proxy.url("/x"), &[("cache-control", "max-stale=60")]).await;
+    assert_eq!(
+        (r.text().as_str(), r.x_cache().as_str()),
+        ("kept", "STALE"),
+        "{r:?}"
+    );
+    let r = get(&proxy.url("/x"), &[("cache-control", "max-stale=5")]).await;
+    assert_eq!(
+        r.text(),
+        "new",
+        "ten seconds stale is more than max-stale=5"
+    );
+    assert_eq!(upstream.count().await, 2);
+
+    // Past keep_stale nothing is left to accept.
+    let upstream = Scripted::start(vec![
+        respond(200, &[("cache-control", "max-age=1")], "kept"),
+        respond(200, &[("cache-control", "max-age=1")], "new"),
+    ])
+    .await;
+    let proxy = TestProxy::start(&config(&upstream.server.uri(), rules)).await;
+    get(&proxy.url("/y"), &[]).await;
+    proxy.clock.advance(Duration::from_secs(40));
+    let r = get(&proxy.url("/y"), &[("cache-control", "max-stale")]).await;
+    assert_eq!(r.text(), "new");
+}
+
+/// A HEAD on a stale entry revalidates with a conditional HEAD, never a
+/// GET: a 304 refreshes the entry, as does a 200 with the same strong
+/// validator (RFC 9111 §4.3.5); a different one is answered as it came.
+#[tokio::test]
+async fn head_on_a_stale_entry_revalidates_with_head() {
+    trace_init();
+    let (upstream, proxy) = plain(vec![
+        respond(
+            200,
+            &[("cache-control", "max-age=1"), ("etag", "\"v1\"")],
+            "0123456789",
+        ),
+        respond(
+            304,
+            &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
+            "",
+        ),
+    ])
+    .await;
+    get(&proxy.url("/x"), &[]).await;
+    proxy.clock.advance(Duration::from_millis(1_100));
+    let head = send(Method::HEAD, &proxy.url("/x"), &[], "").await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("content-length"), "10");
+    assert_eq!(head.x_cache(), "REVALIDATED");
+    let requests = upstream.requests().await;
+    assert_eq!(requests[1].method, wiremock::http::Method::HEAD);
+    assert_eq!(requests[1].headers["if-none-match"], "\"v1\"");
+    let hit = get(&proxy.url("/x"), &[]).await;
+    assert_eq!(
+        (hit.x_cache().as_str(), hit.text().as_str()),
+        ("HIT", "0123456789")
+    );
+    assert_eq!(upstream.count().await, 2);
+
+    // A 200 to the HEAD with another validator: passed on, entry untouched.
+    let (upstream, proxy) = plain(vec![
+        respond(
+            200,
+            &[("cache-control", "max-age=1"), ("etag", "\"v1\"")],
+            "old",
+        ),
+        respond(
+            200,
+            &[("cache-control", "max-age=60"), ("etag", "\"v2\"")],
+            "",
+        ),
+        respond(
+            200,
+            &[("cache-control", "max-age=60"), ("etag", "\"v2\"")],
+            "new",
+        ),
+    ])
+    .await;
+    get(&proxy.url("/y"), &[]).await;
+    proxy.clock.advance(Duration::from_millis(1_100));
+    let head = send(Method::HEAD, &proxy.url("/y"), &[], "").await;
+    assert_eq!(
+        (head.status.as_u16(), head.header("etag").as_str()),
+        (200, "\"v2\"")
+    );
+    assert_eq!(
+        upstream.requests().await[1].method,
+        wiremock::http::Method::HEAD
+    );
+    assert_eq!(get(&proxy.url("/y"), &[]).await.text(), "new");
+    assert_eq!(upstream.count().await, 3);
+}

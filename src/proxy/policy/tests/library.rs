@@ -77,7 +77,7 @@ fn response(lines: &[&str], age: Option<&str>, extra: &[(&str, &str)]) -> Header
 /// Whether `explicit_ttl` answered the case, having checked that the
 /// library gives the same lifetime where it does.
 fn answered(route: &Route, response: &HeaderMap, request: &[(&str, &str)], case: &str) -> bool {
-    let canonical = cache_control::canonical(response);
+    let canonical = cache_control::canonical(response, &[]);
     let uri: Uri = "/x".parse().unwrap();
     let req = header_map(request);
     let directives = RequestDirectives::parse(&req);
