@@ -88,10 +88,7 @@ pub(crate) fn decide(
     if status == StatusCode::PARTIAL_CONTENT {
         return Err(NoCacheReason::Partial);
     }
-    let listed = route.status_ttl(status.as_u16());
-    if listed.is_none() && !stored_unlisted(status.as_u16()) {
-        return Err(NoCacheReason::Status);
-    }
+    let listed = listed_status(route, status)?;
     let canonical = cache_control::canonical(response, &route.targeted.fields);
     let cc = &canonical.directives;
     refuse(route, ex, cc, response)?;
@@ -103,12 +100,7 @@ pub(crate) fn decide(
     } else {
         lifetime(route, ex, (status, listed), &canonical.headers, cc)?
     };
-    // `s-maxage` carries `proxy-revalidate` for a shared cache
-    // (RFC 9111 §5.2.2.10).
-    let must_revalidate = no_cache
-        || cc.has("must-revalidate")
-        || cc.has("proxy-revalidate")
-        || (cc.has("s-maxage") && !private_cache(route));
+    let must_revalidate = no_cache || must_revalidate(route, cc);
     let (swr, sie) = stale_windows(route, cc, must_revalidate);
     let validators =
         response.contains_key(header::ETAG) || response.contains_key(header::LAST_MODIFIED);
@@ -116,10 +108,7 @@ pub(crate) fn decide(
         // It would have to be fetched again every time anyway.
         return Err(NoCacheReason::NoCache);
     }
-    let lifetime = match lifetime {
-        Lifetime::Route(ttl) => ttl,
-        Lifetime::Origin(ttl) => ttl.saturating_sub(ages.beyond_field),
-    };
+    let lifetime = lifetime.left(&ages);
     if lifetime.is_zero() && swr.is_zero() && sie.is_zero() && !validators {
         return Err(NoCacheReason::Expired);
     }
@@ -149,6 +138,25 @@ pub(crate) fn decide(
 enum Lifetime {
     Route(Duration),
     Origin(Duration),
+}
+
+impl Lifetime {
+    /// What is left of it once the response's age is counted.
+    fn left(self, ages: &Ages) -> Duration {
+        match self {
+            Lifetime::Route(ttl) => ttl,
+            Lifetime::Origin(ttl) => ttl.saturating_sub(ages.beyond_field),
+        }
+    }
+}
+
+/// Whether the response may never be served stale: `must-revalidate`,
+/// `proxy-revalidate`, or, in a shared cache, `s-maxage`, which carries
+/// `proxy-revalidate` (RFC 9111 §5.2.2.10).
+fn must_revalidate(route: &Route, cc: &Directives) -> bool {
+    cc.has("must-revalidate")
+        || cc.has("proxy-revalidate")
+        || (cc.has("s-maxage") && !private_cache(route))
 }
 
 /// A response's age on arrival (RFC 9111 §4.2.3).
@@ -282,6 +290,22 @@ fn lifetime(
         return Ok(Lifetime::Origin(ttl));
     }
     library_lifetime(route, ex, judged_as, canonical, explicit).map(Lifetime::Origin)
+}
+
+/// The `status_ttl` entry for `status`, if listed.
+///
+/// # Errors
+///
+/// [`NoCacheReason::Status`] for a status that is stored only when listed.
+fn listed_status(
+    route: &Route,
+    status: StatusCode,
+) -> Result<Option<Option<Duration>>, NoCacheReason> {
+    let listed = route.status_ttl(status.as_u16());
+    if listed.is_none() && !stored_unlisted(status.as_u16()) {
+        return Err(NoCacheReason::Status);
+    }
+    Ok(listed)
 }
 
 /// Whether a status may be stored without being listed in `status_ttl`:

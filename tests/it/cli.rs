@@ -127,68 +127,6 @@ fn check_lists_every_problem_and_exits_2() {
     }
 }
 
-/// `check` warns of a route only when an earlier one matches every one of
-/// its requests: `GET /` is not behind `GET /{*path}` (a catch-all takes
-/// one character at least), and at run time `/` is answered by its own
-/// route; `GET /{*rest}` behind `GET /{*path}` is.
-#[tokio::test]
-async fn check_warns_only_of_routes_that_are_really_unreachable() {
-    let upstream = crate::support::Scripted::start(vec![crate::support::respond(
-        200,
-        &[("cache-control", "max-age=60")],
-        "x",
-    )])
-    .await;
-    let routes = "routes:\n  - { name: everything, match: \"GET /{*path}\" }\n  - { name: root, match: \"GET /\" }\n";
-    let path = write_config(
-        "root-behind-catch-all",
-        &format!(
-            "upstream: {{ url: \"{}\" }}\n{routes}",
-            upstream.server.uri()
-        ),
-    );
-    let out = check(&path);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        !stdout.contains("unreachable") && !stderr.contains("unreachable"),
-        "{stdout}\n{stderr}"
-    );
-
-    let proxy =
-        crate::support::TestProxy::start(&crate::support::config(&upstream.server.uri(), routes))
-            .await;
-    let metrics = || async { proxy.scrape().await };
-    crate::support::get(&proxy.url("/"), &[]).await;
-    let scrape = metrics().await;
-    assert_eq!(
-        scrape.sample("cachecar_requests_total", &[("route", "root")]),
-        1.0,
-        "{}",
-        scrape.0
-    );
-
-    let shadowed = "routes:\n  - { name: everything, match: \"GET /{*path}\" }\n  - { name: rest, match: \"GET /{*rest}\" }\n";
-    let path = write_config(
-        "rest-behind-catch-all",
-        &format!(
-            "upstream: {{ url: \"{}\" }}\n{shadowed}",
-            upstream.server.uri()
-        ),
-    );
-    let out = check(&path);
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        all.contains("route `rest` (/{*rest}) is unreachable"),
-        "{all}"
-    );
-}
-
 /// A missing config file is a clear error, exit 2.
 #[test]
 fn check_without_a_readable_file_exits_2() {
@@ -450,5 +388,7 @@ async fn demo_runs_without_any_other_service() {
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
+
+mod check;
 
 mod memory;

@@ -253,28 +253,28 @@ fn freshness(r: &RawRoute, path: &str, defaults: &RawPolicy, p: &mut Problems) -
             &defaults.stale_while_revalidate,
         ),
         stale_if_error: window(&own.stale_if_error, &defaults.stale_if_error),
-        // A route's map replaces the defaults' whole, as a route's `ttl`
-        // replaces theirs.
-        status_ttl: own
-            .status_ttl
-            .as_ref()
-            .or(defaults.status_ttl.as_ref())
-            .map(|m| {
-                m.value
-                    .iter()
-                    .map(|(status, ttl)| match ttl {
-                        RawTtl::Fixed(d) => (*status, Some(*d)),
-                        RawTtl::Origin => (*status, None),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        status_ttl: status_ttl(own, defaults),
         keep_stale: own
             .keep_stale
             .as_ref()
             .or(defaults.keep_stale.as_ref())
             .map_or(DEFAULT_KEEP_STALE, |d| d.value),
     }
+}
+
+/// `status_ttl`: a route's map replaces the defaults' whole, as a route's
+/// `ttl` replaces theirs.
+fn status_ttl(own: &RawPolicy, defaults: &RawPolicy) -> Vec<(StatusPattern, Option<Duration>)> {
+    let Some(map) = own.status_ttl.as_ref().or(defaults.status_ttl.as_ref()) else {
+        return Vec::new();
+    };
+    map.value
+        .iter()
+        .map(|(status, ttl)| match ttl {
+            RawTtl::Fixed(d) => (*status, Some(*d)),
+            RawTtl::Origin => (*status, None),
+        })
+        .collect()
 }
 
 /// Gives each route its binding sets and fingerprint and builds the table.

@@ -65,18 +65,20 @@ impl Fill {
                     Some(took),
                 )
             }
-            _ if self.head_revalidation() => {
-                // Nothing to store without a body; the stale entry stays until
-                // a GET revalidates or replaces it.
-                let mut outcome = CacheOutcome::miss(self.why.fwd);
-                outcome = outcome.with_fwd_status(status.as_u16());
-                Fetched::Response {
-                    response: response.map(Body::Stream),
-                    outcome: outcome.not_stored(NoCacheReason::Method),
-                    upstream: Some(took),
-                }
-            }
+            _ if self.head_revalidation() => self.head_passed(response, took),
             _ => self.fresh(&ex, response, took).await,
+        }
+    }
+
+    /// The answer to a HEAD revalidation that did not confirm the entry,
+    /// passed on. Nothing is stored without a body; the stale entry stays
+    /// until a GET revalidates or replaces it.
+    fn head_passed(&self, response: Response<ResponseBody>, took: Duration) -> Fetched {
+        let outcome = CacheOutcome::miss(self.why.fwd).with_fwd_status(response.status().as_u16());
+        Fetched::Response {
+            response: response.map(Body::Stream),
+            outcome: outcome.not_stored(NoCacheReason::Method),
+            upstream: Some(took),
         }
     }
 

@@ -208,8 +208,13 @@ async fn head_on_a_stale_entry_revalidates_with_head() {
         ("HIT", "0123456789")
     );
     assert_eq!(upstream.count().await, 2);
+}
 
-    // A 200 to the HEAD with another validator: passed on, entry untouched.
+/// A 200 to a HEAD revalidation with another validator is passed on; the
+/// stale entry is left for a GET to replace.
+#[tokio::test]
+async fn head_revalidation_with_a_new_validator_is_passed_on() {
+    trace_init();
     let (upstream, proxy) = plain(vec![
         respond(
             200,
