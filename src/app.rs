@@ -31,6 +31,7 @@ use crate::config::{ConfigHandle, Limits, RuntimeConfig, StoreKind};
 use crate::listener::Winding;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::proxy::interim::Interim;
 use crate::proxy::upstream::{BoxError, Upstream};
 use crate::reload::Reloader;
 use crate::shutdown::Readiness;
@@ -176,7 +177,7 @@ impl App {
             self.admin_listener,
             Limits::default(),
             ADMIN_GRACE,
-            move |_| admin_service.clone(),
+            move |_, _| admin_service.clone(),
         );
         let proxy = self.proxy.clone();
         let serving = Serving::start(
@@ -184,7 +185,7 @@ impl App {
             self.proxy_listener,
             config.limits,
             grace,
-            move |peer| proxy.service(peer),
+            move |peer, interim| proxy.service(peer, Some(interim)),
         );
         let watch_stop = CancellationToken::new();
         if let Some(reloader) = &self.reloader {
@@ -244,7 +245,7 @@ impl Serving {
         listener: TcpListener,
         limits: Limits,
         grace: Duration,
-        make_service: impl Fn(SocketAddr) -> S + Send + 'static,
+        make_service: impl Fn(SocketAddr, Interim) -> S + Send + 'static,
     ) -> Self
     where
         S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>

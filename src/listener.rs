@@ -34,9 +34,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 mod drain;
+mod interim;
 mod paced;
 
 use crate::config::Limits;
+use crate::proxy::interim::Interim;
 use crate::proxy::upstream::BoxError;
 
 /// HTTP/2 streams a client may reset before the server has accepted them,
@@ -115,7 +117,7 @@ pub async fn serve<M, S, B>(
     grace: Duration,
 ) -> bool
 where
-    M: Fn(SocketAddr) -> S,
+    M: Fn(SocketAddr, Interim) -> S,
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Send
         + 'static,
@@ -135,7 +137,7 @@ where
     let max_connections = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(max_connections as usize));
     while let Some((slot, stream, peer)) = accept(name, &listener, &slots, &winding.stop).await {
-        connections.spawn(stream, peer, make_service(peer), slot);
+        connections.spawn(stream, peer, &make_service, slot);
     }
     // Connections the kernel completed before the close are served (each
     // is asked to finish with its first request) rather than reset.
@@ -143,7 +145,7 @@ where
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             break;
         };
-        connections.spawn(stream, peer, make_service(peer), slot);
+        connections.spawn(stream, peer, &make_service, slot);
     }
     finish(name, &connections.drain, &slots, max_connections, grace).await
 }
@@ -160,13 +162,14 @@ struct Connections {
 impl Connections {
     /// Serves `stream` from `peer` with `service` in a task of its own,
     /// holding `slot` until it ends.
-    fn spawn<S, B>(
+    fn spawn<M, S, B>(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        service: S,
+        make_service: &M,
         slot: OwnedSemaphorePermit,
     ) where
+        M: Fn(SocketAddr, Interim) -> S,
         S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
             + Send
             + 'static,
@@ -177,7 +180,7 @@ impl Connections {
         let _ = stream.set_nodelay(true);
         let phase = Arc::new(paced::Phase::new(self.closing.clone()));
         let service = paced::Phased {
-            inner: service,
+            inner: make_service(peer, Interim::new(phase.interim.clone())),
             phase: phase.clone(),
         };
         let stream = paced::Paced::new(stream, phase.clone(), self.header_read_timeout);

@@ -48,6 +48,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::outcome::{BypassReason, CacheOutcome};
 use crate::rules::Route;
 use crate::rules::normalize::Normalized;
+use interim::Interim;
 
 pub(crate) mod body;
 mod cache_control;
@@ -56,6 +57,7 @@ mod error;
 mod fill;
 mod forward;
 mod guard;
+pub(crate) mod interim;
 pub mod key;
 mod log;
 pub(crate) mod lookup;
@@ -145,10 +147,10 @@ impl Proxy {
     }
 
     /// The service for requests from `client`.
-    pub(crate) fn service(&self, client: SocketAddr) -> ProxyService {
+    pub(crate) fn service(&self, client: SocketAddr, interim: Option<Interim>) -> ProxyService {
         ProxyService {
             proxy: self.clone(),
-            client: Peer::new(client),
+            client: Peer::new(client).with_interim(interim),
         }
     }
 

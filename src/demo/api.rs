@@ -96,7 +96,7 @@ impl DemoApi {
         crate::listener::serve(
             "demo-api",
             listener,
-            move |_| service.clone(),
+            move |_, _| service.clone(),
             crate::config::Limits::default(),
             crate::listener::Winding::stopped_by(stop),
             Duration::from_secs(1),

@@ -28,6 +28,8 @@ use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use super::interim::Queue;
+
 /// What the connection's service has done, for its [`Paced`] stream and
 /// its drain.
 #[derive(Debug, Default)]
@@ -38,6 +40,8 @@ pub(super) struct Phase {
     answered: AtomicU64,
     /// The listener's: once set, every HTTP/1 answer closes its connection.
     closing: Arc<AtomicBool>,
+    /// Interim responses waiting to be written.
+    pub(super) interim: Arc<Queue>,
 }
 
 impl Phase {
@@ -79,6 +83,9 @@ pin_project! {
         // connection is known to be HTTP/1 or is HTTP/2 (`h2`).
         preface: Option<usize>,
         h2: bool,
+        // hyper's last write went out whole: the next one starts a buffer
+        // of its own, where interim responses may go first.
+        clean: bool,
     }
 }
 
@@ -92,6 +99,7 @@ impl<T> Paced<T> {
             armed_at: 0,
             preface: Some(0),
             h2: false,
+            clean: true,
         }
     }
 }
@@ -151,7 +159,13 @@ impl<T: AsyncWrite> AsyncWrite for Paced<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write(cx, buf)
+        let mut this = self.project();
+        if *this.clean {
+            std::task::ready!(this.phase.interim.poll_write_out(this.io.as_mut(), cx))?;
+        }
+        let written = std::task::ready!(this.io.poll_write(cx, buf))?;
+        *this.clean = written == buf.len();
+        Poll::Ready(Ok(written))
     }
 
     fn poll_write_vectored(
@@ -159,7 +173,13 @@ impl<T: AsyncWrite> AsyncWrite for Paced<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write_vectored(cx, bufs)
+        let mut this = self.project();
+        if *this.clean {
+            std::task::ready!(this.phase.interim.poll_write_out(this.io.as_mut(), cx))?;
+        }
+        let written = std::task::ready!(this.io.poll_write_vectored(cx, bufs))?;
+        *this.clean = written == bufs.iter().map(|b| b.len()).sum::<usize>();
+        Poll::Ready(Ok(written))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -167,7 +187,10 @@ impl<T: AsyncWrite> AsyncWrite for Paced<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_flush(cx)
+        let mut this = self.project();
+        // hyper flushes the stream only with nothing of its own unwritten.
+        std::task::ready!(this.phase.interim.poll_write_out(this.io.as_mut(), cx))?;
+        this.io.poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -194,6 +217,9 @@ where
     fn call(&self, request: Request<Q>) -> Self::Future {
         self.phase.started.fetch_add(1, Ordering::AcqRel);
         let h1 = request.version() < Version::HTTP_2;
+        if request.version() == Version::HTTP_11 {
+            self.phase.interim.open();
+        }
         Answering {
             inner: self.inner.call(request),
             phase: Some(self.phase.clone()),
@@ -216,6 +242,7 @@ pin_project! {
     impl<F> PinnedDrop for Answering<F> {
         fn drop(this: Pin<&mut Self>) {
             if let Some(phase) = this.project().phase.take() {
+                phase.interim.close();
                 phase.answered.fetch_add(1, Ordering::AcqRel);
             }
         }
@@ -230,8 +257,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let mut ready = std::task::ready!(this.inner.poll(cx));
+        let Poll::Ready(mut ready) = this.inner.poll(cx) else {
+            if let Some(phase) = this.phase.as_ref() {
+                phase.interim.keep_waker(cx.waker());
+            }
+            return Poll::Pending;
+        };
         if let Some(phase) = this.phase.take() {
+            phase.interim.close();
             phase.answered.fetch_add(1, Ordering::AcqRel);
             if *this.h1
                 && phase.closing.load(Ordering::Acquire)

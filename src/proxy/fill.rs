@@ -254,7 +254,10 @@ impl Fill {
     }
 
     /// Refreshes a stale entry in the background, once per key.
-    pub(super) fn refresh(self: Box<Self>) {
+    pub(super) fn refresh(mut self: Box<Self>) {
+        // The client was answered already: the app's interim responses to
+        // the refresh are for no one.
+        self.client = self.client.clone().with_interim(None);
         let Join::Leader(flight) = self.core.coalescer.join(self.key.hash, self.stamp()) else {
             return; // a fill or refresh of this key is already under way
         };

@@ -20,6 +20,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 
+use super::interim::Interim;
 use crate::config::{RuntimeConfig, UpstreamConfig};
 use crate::rules::normalize::Normalized;
 
@@ -108,6 +109,8 @@ impl Upstream {
 #[derive(Clone, Debug)]
 pub struct Peer {
     ip: HeaderValue,
+    /// Where the app's interim responses to this peer's requests go.
+    interim: Option<Interim>,
 }
 
 impl Peer {
@@ -115,7 +118,14 @@ impl Peer {
     pub fn new(addr: SocketAddr) -> Self {
         let ip = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { ip }
+        Self { ip, interim: None }
+    }
+
+    /// The peer, with its connection's interim responses written by
+    /// `interim`.
+    pub(crate) fn with_interim(mut self, interim: Option<Interim>) -> Self {
+        self.interim = interim;
+        self
     }
 }
 
@@ -178,6 +188,9 @@ pub(crate) fn request(
     *request.uri_mut() = upstream_uri(uri, target, config);
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
+    if let Some(interim) = &client.interim {
+        interim.attach(&mut request);
+    }
     request
 }
 

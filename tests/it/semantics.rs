@@ -382,6 +382,8 @@ async fn fields_named_by_qualified_no_cache_and_private_are_not_stored() {
 
 mod ages;
 
+mod interim;
+
 mod stale;
 
 mod statuses;
