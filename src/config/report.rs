@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::validate::redact_url;
 use super::{RedisNodes, RuntimeConfig, StoreKind};
-use crate::rules::Scope;
 use crate::rules::purge::{PurgePlan, ValueSrc};
+use crate::rules::{Route, Scope};
 
 /// Renders the report.
 pub fn render(config: &RuntimeConfig) -> String {
@@ -173,6 +173,29 @@ fn security(config: &RuntimeConfig, out: &mut String) {
     );
 }
 
+/// A route's key and per-status ttls, as the route table shows them.
+fn route_key(r: &Route) -> String {
+    let mut key = format!("query={}", r.key.query);
+    if !r.key.headers.is_empty() {
+        let names: Vec<&str> = r.key.headers.iter().map(|h| h.as_str()).collect();
+        let _ = write!(key, " headers=[{}]", names.join(", "));
+    }
+    if !r.status_ttl.is_empty() {
+        let listed: Vec<String> = r
+            .status_ttl
+            .iter()
+            .map(|(status, ttl)| {
+                format!(
+                    "{status}={}",
+                    ttl.map_or_else(|| "origin".to_string(), human)
+                )
+            })
+            .collect();
+        let _ = write!(key, " status_ttl=[{}]", listed.join(", "));
+    }
+    key
+}
+
 fn routes(config: &RuntimeConfig, out: &mut String) {
     let _ = writeln!(
         out,
@@ -188,11 +211,7 @@ fn routes(config: &RuntimeConfig, out: &mut String) {
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let mut key = format!("query={}", r.key.query);
-            if !r.key.headers.is_empty() {
-                let names: Vec<&str> = r.key.headers.iter().map(|h| h.as_str()).collect();
-                let _ = write!(key, " headers=[{}]", names.join(", "));
-            }
+            let key = route_key(r);
             let scope = match r.scope {
                 Scope::User if r.store_private => "user+private".to_string(),
                 Scope::Public if r.share_authenticated => "public+auth".to_string(),
