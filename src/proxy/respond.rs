@@ -68,8 +68,11 @@ pub(super) fn finish(
         outcome,
     } = answer;
     outcome.cache.decorate(&mut response);
-    if let Some(own) = outcome.route.as_ref().and_then(|r| r.targeted.own.as_ref()) {
-        // cachecar's own targeted field is for it alone (RFC 9213 §2.1).
+    // cachecar's own targeted field is for it alone (RFC 9213 §2.1): taken
+    // out of what the app sent; stored entries never keep it.
+    if outcome.upstream.is_some()
+        && let Some(own) = outcome.route.as_ref().and_then(|r| r.targeted.own.as_ref())
+    {
         response.headers_mut().remove(own);
     }
     let took = started.elapsed();

@@ -143,6 +143,7 @@ impl Fill {
         let mut headers =
             conditional::merge_304(&stale.headers, &cache::detached_headers(not_modified));
         headers.remove(header::AGE);
+        self.strip_own_field(&mut headers);
         let outcome = CacheOutcome::revalidated(self.why.fwd);
         let (entry, outcome) = match policy::decide(&self.route, ex, stale.status, &headers) {
             Ok(freshness) => {
@@ -225,6 +226,15 @@ impl Fill {
         }
     }
 
+    /// Removes cachecar's own targeted field from what is stored: it is for
+    /// cachecar alone, and a hit, unlike an upstream answer, is not
+    /// stripped on its way out (`respond::finish`).
+    fn strip_own_field(&self, headers: &mut HeaderMap) {
+        if let Some(own) = &self.route.targeted.own {
+            headers.remove(own);
+        }
+    }
+
     /// Whether this fill may store at all: the store answered the lookup,
     /// and a coalesced wait did not time out.
     fn storing(&self) -> Result<(), NoCacheReason> {
@@ -263,6 +273,7 @@ impl Fill {
     ) -> Entry {
         let mut headers = cache::detached_headers(&head.headers);
         headers.remove(header::AGE);
+        self.strip_own_field(&mut headers);
         strip_qualified(&mut headers);
         Entry {
             key: self.key.hash,

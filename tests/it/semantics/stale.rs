@@ -137,13 +137,12 @@ async fn s_maxage_responses_are_not_served_stale_on_error() {
 #[tokio::test]
 async fn expired_entries_are_kept_for_max_stale() {
     trace_init();
-    let rules = "defaults: { ttl: origin, keep_stale: 30s }\nroutes:\n  - { name: all, match: \"GET /{*p}\" }\n";
-    let upstream = Scripted::start(vec![
+    // The default: kept for five minutes.
+    let (upstream, proxy) = plain(vec![
         respond(200, &[("cache-control", "max-age=1")], "kept"),
         respond(200, &[("cache-control", "max-age=1")], "new"),
     ])
     .await;
-    let proxy = TestProxy::start(&config(&upstream.server.uri(), rules)).await;
     get(&proxy.url("/x"), &[]).await;
     proxy.clock.advance(Duration::from_secs(11));
     let r = get(&proxy.url("/x"), &[("cache-control", "max-stale=60")]).await;
@@ -161,6 +160,7 @@ async fn expired_entries_are_kept_for_max_stale() {
     assert_eq!(upstream.count().await, 2);
 
     // Past keep_stale nothing is left to accept.
+    let rules = "defaults: { ttl: origin, keep_stale: 30s }\nroutes:\n  - { name: all, match: \"GET /{*p}\" }\n";
     let upstream = Scripted::start(vec![
         respond(200, &[("cache-control", "max-age=1")], "kept"),
         respond(200, &[("cache-control", "max-age=1")], "new"),
