@@ -29,24 +29,14 @@ pub(crate) fn http_date(value: &HeaderValue) -> Option<SystemTime> {
 /// day name is the leading word, short (`Sun,`, asctime's `Sun `) or long
 /// (RFC 850's `Sunday,`).
 fn any_weekday(text: &str) -> Option<SystemTime> {
-    const SHORT: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const LONG: [&str; 7] = [
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-    ];
     let word = text.len()
         - text
             .trim_start_matches(|c: char| c.is_ascii_alphabetic())
             .len();
     let (day, rest) = text.split_at(word);
     let names = match day.len() {
-        3 => &SHORT,
-        6..=9 => &LONG,
+        3 => &SHORT_DAYS,
+        6..=9 => &LONG_DAYS,
         _ => return None,
     };
     if !names.iter().any(|n| n.eq_ignore_ascii_case(day)) {
@@ -57,41 +47,30 @@ fn any_weekday(text: &str) -> Option<SystemTime> {
         .find_map(|name| httpdate::parse_http_date(&format!("{name}{rest}")).ok())
 }
 
+/// Day names as HTTP-dates write them (RFC 9110 §5.6.7).
+const SHORT_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+/// RFC 850's long day names.
+const LONG_DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+/// Month names, and the zone.
+const MONTHS_AND_ZONE: [&str; 13] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "GMT",
+];
+
 /// Canonical capitalization of day, month and zone names.
 fn fix_case(text: &str) -> String {
-    const WORDS: [&str; 27] = [
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-        "Mon",
-        "Tue",
-        "Wed",
-        "Thu",
-        "Fri",
-        "Sat",
-        "Sun",
-        "Jan",
-        "Feb",
-        "Mar",
-        "Apr",
-        "May",
-        "Jun",
-        "Jul",
-        "Aug",
-        "Sep",
-        "Oct",
-        "Nov",
-        "Dec",
-        "GMT",
-    ];
+    let words = || LONG_DAYS.iter().chain(&SHORT_DAYS).chain(&MONTHS_AND_ZONE);
     let mut out = String::with_capacity(text.len());
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
-        match WORDS.iter().find(|w| w.eq_ignore_ascii_case(word)) {
+        match words().find(|w| w.eq_ignore_ascii_case(word)) {
             Some(w) => out.push_str(w),
             None => out.push_str(word),
         }
