@@ -110,13 +110,9 @@ impl App {
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
+        loaded(&config, &metrics);
         let config = Arc::new(ConfigHandle::new(config));
         let store = build_store(&config, &metrics, &background)?;
-        metrics.config_generation.set(1);
-        metrics
-            .config_reloads_total
-            .with_label_values(&["ok"])
-            .inc();
         let cache = Cache::new(store, metrics.clone());
         let proxy = Proxy::new(
             config.clone(),
@@ -280,10 +276,29 @@ fn reloader(config: &Arc<ConfigHandle>, proxy: &Proxy, metrics: &Arc<Metrics>) -
         config.clone(),
         metrics.clone(),
         move |applied| {
+            register_routes(&applied, &warm_metrics);
             let (proxy, metrics) = (proxy.clone(), warm_metrics.clone());
             tokio::spawn(async move { warmup::run(&proxy, &applied, &metrics).await });
         },
     ))
+}
+
+/// The metrics of the first config: generation 1, and the reload counters
+/// and every route's main series at zero (the first load is not a reload;
+/// `increase()` then sees the first refused one).
+fn loaded(config: &RuntimeConfig, metrics: &Metrics) {
+    metrics.config_generation.set(1);
+    for result in ["applied", "refused"] {
+        metrics.config_reloads_total.with_label_values(&[result]);
+    }
+    register_routes(config, metrics);
+}
+
+/// Creates every route's main series at zero (`RouteMetrics::register`).
+fn register_routes(config: &RuntimeConfig, metrics: &Metrics) {
+    for route in config.routes.values() {
+        route.metrics.register(metrics);
+    }
 }
 
 /// The start-up warmup: readiness waits for it (at most

@@ -28,7 +28,7 @@ pub use settings::{
     Limits, LogConfig, RedisNodes, RedisSettings, ReloadConfig, SecurityConfig, ShutdownConfig,
     StoreKind, UpstreamConfig, WarmupTarget,
 };
-pub use yaml::{Loc, Problem};
+pub use yaml::{Loc, Problem, parse_duration};
 
 /// The validated configuration. Immutable; a reload builds a new one.
 #[derive(Debug)]

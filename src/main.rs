@@ -61,7 +61,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin_listen: SocketAddr,
         /// Simulated database latency of the demo API.
-        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "200ms", value_parser = cachecar::config::parse_duration)]
         latency: Duration,
     },
     /// Exit 0 if `url` answers 200 within a second, else 1: a container
@@ -77,7 +77,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: SocketAddr,
         /// Simulated database latency.
-        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "200ms", value_parser = cachecar::config::parse_duration)]
         latency: Duration,
     },
 }

@@ -225,12 +225,12 @@ impl Reloader {
         inner
             .metrics
             .config_reloads_total
-            .with_label_values(&["ok"])
+            .with_label_values(&["applied"])
             .inc();
         log_applied(trigger, generation, &hash, &restart_required);
         self.remember(
             trigger,
-            "ok",
+            "applied",
             json!({ "generation": generation, "hash": hash, "restart_required": restart_required }),
         );
         (inner.applied)(inner.config.load());
@@ -254,9 +254,9 @@ impl Reloader {
         self.inner
             .metrics
             .config_reloads_total
-            .with_label_values(&["error"])
+            .with_label_values(&["refused"])
             .inc();
-        self.remember(trigger, "error", json!({ "errors": errors }));
+        self.remember(trigger, "refused", json!({ "errors": errors }));
         Reloaded::Refused { errors }
     }
 

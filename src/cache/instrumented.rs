@@ -60,6 +60,13 @@ pub type AfterWrite = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + S
 impl Cache {
     /// Wraps a store with timing and error metrics.
     pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        // At zero from the start, so an alert on their rate sees the first
+        // error.
+        for op in Op::ALL {
+            metrics
+                .store_errors_total
+                .with_label_values(&[store.backend(), op.as_str()]);
+        }
         Self {
             store,
             metrics,

@@ -328,7 +328,26 @@ pub fn size(bytes: u64) -> String {
     format!("{bytes} B")
 }
 
-/// `2h`, `60s`, `250ms`.
+/// `2h`, `1m`, `1h30m`, `250ms`, `0s`: in the units config files take,
+/// so what `check` prints can be pasted back.
 pub fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string().replace(' ', "")
+    const UNITS: [(&str, u128); 5] = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in UNITS {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
 }

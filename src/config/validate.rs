@@ -7,12 +7,17 @@
 //! (identity, warmup, limits, security, log).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::file::{Located, RawConfig};
 use super::yaml::Problems;
-use super::{ConfigSource, ReloadConfig, RuntimeConfig, SecurityConfig, ShutdownConfig};
+use super::{
+    CacheConfig, ConfigSource, ReloadConfig, RuntimeConfig, SecurityConfig, ShutdownConfig,
+    StoreKind,
+};
 use crate::rules::purge::Invalidations;
+use crate::rules::{Route, RouteTable, Scope};
 
 mod cache;
 mod invalidate;
@@ -33,6 +38,31 @@ const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(20);
 /// events are missed.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
+/// A warning when `scope: user` routes store in Redis without
+/// `identity.hash_key`: each process then hashes identities with a key of
+/// its own, so replicas never share per-user entries and every restart
+/// loses them.
+fn unshared_user_keys(
+    raw: &RawConfig,
+    cache: Option<&CacheConfig>,
+    routes: &RouteTable<Arc<Route>>,
+) -> Option<String> {
+    let shared = cache.is_some_and(|c| c.store != StoreKind::Memory);
+    let user_routes: Vec<&str> = routes
+        .values()
+        .iter()
+        .filter(|r| r.scope == Scope::User)
+        .map(|r| &*r.name)
+        .collect();
+    if !shared || user_routes.is_empty() || raw.identity.hash_key.is_some() {
+        return None;
+    }
+    Some(format!(
+        "`scope: user` routes ({}) store in Redis without `identity.hash_key`: each replica hashes users with a key of its own, so their entries are never shared and are lost on restart; set `identity.hash_key: ${{CACHECAR_HASH_KEY}}` to one secret for every replica",
+        user_routes.join(", ")
+    ))
+}
+
 /// Validates `raw`, recording problems in `p`. Returns a config only when
 /// the parts it needs could be built; callers also check `p.is_empty()`.
 pub(crate) fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig> {
@@ -47,6 +77,7 @@ pub(crate) fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig
     let (invalidations, plans) = invalidate::rules(&raw.invalidate, &routes, p);
     let (routes, mut warnings) = routes::table(routes, &plans, identity.as_ref(), p)?;
     warnings.extend(cache_warnings);
+    warnings.extend(unshared_user_keys(&raw, cache.as_ref(), &routes));
     let invalidations = Invalidations::new(invalidations)
         .map_err(|e| p.at_loc(None, "invalidate", e.0))
         .ok()?;

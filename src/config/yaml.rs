@@ -16,6 +16,7 @@ mod read;
 
 #[cfg(test)]
 use read::parse_byte_size;
+pub use read::parse_duration;
 pub(crate) use read::{
     boolean, byte_size, duration, fraction, integer, list, one_of, scalar_text, string,
 };

@@ -131,6 +131,42 @@ impl RouteMetrics {
         }
     }
 
+    /// Creates the route's main series at zero, so that `rate()` and alerts
+    /// work from its first event rather than the scrape after it: GET
+    /// requests, their latency, hits and misses by cache status, upstream
+    /// exchanges by class, coalesced and slow requests. The rest (other
+    /// methods, refusals to store by reason) appear when they occur.
+    pub(crate) fn register(&self, m: &Metrics) {
+        let get = method_index(&Method::GET);
+        for (s, status) in CACHE_STATUSES.iter().enumerate() {
+            let label = status.as_str();
+            self.requests[get][s].get_or_init(|| {
+                m.requests_total
+                    .with_label_values(&[&self.name, METHODS[get], label])
+            });
+            self.duration[s].get_or_init(|| {
+                m.request_duration_seconds
+                    .with_label_values(&[&self.name, label])
+            });
+        }
+        self.hits
+            .get_or_init(|| m.cache_hits_total.with_label_values(&[&self.name]));
+        self.misses
+            .get_or_init(|| m.cache_misses_total.with_label_values(&[&self.name]));
+        self.upstream_duration
+            .get_or_init(|| m.upstream_duration_seconds.with_label_values(&[&self.name]));
+        for (i, class) in CLASSES.iter().enumerate() {
+            self.upstream_requests[i].get_or_init(|| {
+                m.upstream_requests_total
+                    .with_label_values(&[&*self.name, class])
+            });
+        }
+        self.coalesced
+            .get_or_init(|| m.coalesced_requests_total.with_label_values(&[&self.name]));
+        self.slow
+            .get_or_init(|| m.slow_requests_total.with_label_values(&[&self.name]));
+    }
+
     /// The route label.
     pub(crate) fn name(&self) -> &str {
         &self.name

@@ -128,8 +128,61 @@ async fn labels_never_carry_request_data() {
         .lines()
         .filter(|l| l.starts_with("cachecar_requests_total{"))
         .count();
+    // Each route's five GET series exist from the start; the URLs add
+    // none, only the unrouted request's own.
+    let routes = RULES.matches("name:").count();
     assert!(
-        series <= 3,
+        series <= 5 * routes + 2,
         "requests_total has {series} series for 40 distinct URLs"
     );
+}
+
+/// Every route's main series, the store's error counters and the reload
+/// counters are exported at zero from the first scrape after a load, so
+/// `rate()` and alerts see the first event; a reload adds the new route's.
+#[tokio::test]
+async fn series_start_at_zero_before_any_request() {
+    trace_init();
+    let up = MockServer::start().await;
+    let proxy = TestProxy::start(&config(
+        &up.uri(),
+        "routes:\n  - { name: docs, match: \"GET /docs/{*p}\" }\n",
+    ))
+    .await;
+    let scrape = proxy.scrape().await;
+    for (name, labels) in [
+        (
+            "cachecar_requests_total",
+            vec![
+                ("route", "docs"),
+                ("method", "GET"),
+                ("cache_status", "hit"),
+            ],
+        ),
+        (
+            "cachecar_requests_total",
+            vec![("route", "docs"), ("cache_status", "bypass")],
+        ),
+        ("cachecar_cache_hits_total", vec![("route", "docs")]),
+        ("cachecar_cache_misses_total", vec![("route", "docs")]),
+        (
+            "cachecar_upstream_requests_total",
+            vec![("route", "docs"), ("status_class", "5xx")],
+        ),
+        (
+            "cachecar_upstream_requests_total",
+            vec![("route", "docs"), ("status_class", "timeout")],
+        ),
+        (
+            "cachecar_request_duration_seconds_count",
+            vec![("route", "docs"), ("cache_status", "miss")],
+        ),
+        (
+            "cachecar_store_errors_total",
+            vec![("backend", "memory"), ("op", "lookup")],
+        ),
+        ("cachecar_config_reloads_total", vec![("result", "refused")]),
+    ] {
+        assert_eq!(scrape.sample(name, &labels), 0.0, "{name} {labels:?}");
+    }
 }

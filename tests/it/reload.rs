@@ -146,7 +146,7 @@ async fn refusal_is_shown(proxy: &TestProxy, hash: &Value) {
     assert_eq!(s["config"]["generation"], 1);
     assert_eq!(&s["config"]["hash"], hash);
     let last = &s["config"]["last_reload"];
-    assert_eq!(last["result"], "error");
+    assert_eq!(last["result"], "refused");
     let errors: Vec<String> = last["errors"]
         .as_array()
         .unwrap()
@@ -179,7 +179,7 @@ async fn a_broken_file_is_refused_counted_and_shown_and_the_old_rules_keep_worki
     );
     write(&file, &broken);
     let refused = || async {
-        let error = [("result", "error")];
+        let error = [("result", "refused")];
         proxy.counter("cachecar_config_reloads_total", &error).await == 1.0
     };
     let counted = eventually(Duration::from_secs(3), refused).await;
@@ -205,7 +205,7 @@ async fn a_broken_file_is_refused_counted_and_shown_and_the_old_rules_keep_worki
     let applied = || async { generation(&proxy).await == 2 };
     assert!(eventually(Duration::from_secs(3), applied).await);
     let last = status(&proxy).await["config"]["last_reload"].clone();
-    assert_eq!(last["result"], "ok");
+    assert_eq!(last["result"], "applied");
 }
 
 #[tokio::test]

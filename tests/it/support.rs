@@ -173,18 +173,20 @@ impl Scrape {
     }
 }
 
-/// Finds a sample in Prometheus text whose labels include all of `labels`.
+/// The sum of the samples in Prometheus text whose labels include all of
+/// `labels` (series are exported at zero from the start, so one label set
+/// may match several); `None` when none does.
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .find(|l| {
+        .filter(|l| {
             labels
                 .iter()
                 .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
         })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
 }
 
 impl Reply {

@@ -92,7 +92,7 @@ pub fn fraction(node: &Node, path: &str, p: &mut Problems) -> Option<f64> {
     }
 }
 
-/// A humantime duration such as `250ms`, `30s` or `2h`.
+/// A duration such as `250ms`, `30s`, `5m`, `2h`, `1d` or `1h30m`.
 pub fn duration(node: &Node, path: &str, p: &mut Problems) -> Option<Duration> {
     let text = match &node.value {
         Value::Str(s) => s.trim().to_string(),
@@ -114,17 +114,84 @@ pub fn duration(node: &Node, path: &str, p: &mut Problems) -> Option<Duration> {
             return None;
         }
     };
-    match humantime::parse_duration(&text) {
+    match parse_duration(&text) {
         Ok(d) => Some(d),
-        Err(e) => {
+        Err(why) => {
             p.at(
                 Some(node),
                 path,
-                format!("invalid duration `{text}`: {e} (examples: 250ms, 30s, 2h)"),
+                format!("invalid duration `{text}`: {why}"),
             );
             None
         }
     }
+}
+
+/// `n` of `unit`, `None` on overflow; `tail` is what follows, for the
+/// message when the unit is missing.
+fn duration_part(n: u64, unit: &str, tail: &str) -> Result<Option<Duration>, String> {
+    let seconds = |k: u64| n.checked_mul(k).map(Duration::from_secs);
+    Ok(match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => seconds(60),
+        "h" => seconds(3_600),
+        "d" => seconds(86_400),
+        "" if tail.is_empty() => return Err(format!("`{n}` needs a unit; {EXAMPLES}")),
+        "" => return Err(format!("unexpected `{tail}` after `{n}`; {EXAMPLES}")),
+        "M" => {
+            let days = n.saturating_mul(30);
+            return Err(format!(
+                "`M` could mean months or minutes: write `{n}m` for minutes or `{days}d` for days"
+            ));
+        }
+        "y" | "Y" => {
+            let days = n.saturating_mul(365);
+            return Err(format!("years are not a unit here: write `{days}d`"));
+        }
+        "w" | "W" => {
+            let days = n.saturating_mul(7);
+            return Err(format!("weeks are not a unit here: write `{days}d`"));
+        }
+        other => return Err(format!("`{other}` is not a unit; {EXAMPLES}")),
+    })
+}
+
+/// How durations are written, for messages.
+const EXAMPLES: &str = "write it in ms, s, m, h or d, e.g. 250ms, 30s, 5m, 2h, 1d";
+
+/// Parses a duration written with unambiguous units only: `ms`, `s`, `m`
+/// (minutes), `h` and `d`, each after a whole number, several in a row
+/// (`1h30m`). `M` (months, or minutes?), `y`, `w`, words and fractions are
+/// refused with a suggestion: a cache lifetime off by a factor of 43,200
+/// should not pass as valid.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.is_empty() {
+        return Err(EXAMPLES.into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(format!("expected a number at `{rest}`; {EXAMPLES}"));
+        }
+        let (number, tail) = rest.split_at(digits);
+        let unit_len = tail.len()
+            - tail
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let (unit, tail) = tail.split_at(unit_len);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("`{number}` is too large"))?;
+        let part = duration_part(n, unit, tail)?;
+        total = part
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(|| format!("`{text}` is too long a duration"))?;
+        rest = tail;
+    }
+    Ok(total)
 }
 
 /// A size in bytes: a plain number, or a number with `B`, `KiB`, `MiB`,
@@ -202,5 +269,43 @@ pub fn one_of<T: Copy>(
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+    use crate::config::report::human;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_unambiguous_units_only() {
+        let ok = [
+            ("250ms", Duration::from_millis(250)),
+            ("30s", Duration::from_secs(30)),
+            ("5m", Duration::from_secs(300)),
+            ("2h", Duration::from_secs(7_200)),
+            ("1d", Duration::from_secs(86_400)),
+            ("1h30m", Duration::from_secs(5_400)),
+        ];
+        for (text, d) in ok {
+            assert_eq!(parse_duration(text), Ok(d), "{text}");
+            assert_eq!(parse_duration(&human(d)), Ok(d), "{text} round trip");
+        }
+        for (text, hint) in [
+            ("5M", "`5m` for minutes"),
+            ("1y", "`365d`"),
+            ("1w", "`7d`"),
+            ("5 minutes", "unexpected ` minutes`"),
+            ("5minutes", "`minutes` is not a unit"),
+            ("1.5h", "unexpected `.5h`"),
+            ("30", "needs a unit"),
+            ("", "e.g. 250ms"),
+        ] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains(hint), "{text}: {err}");
+        }
+        assert_eq!(human(Duration::from_secs(75)), "1m15s");
+        assert_eq!(human(Duration::ZERO), "0s");
     }
 }

@@ -141,3 +141,26 @@ fn rejects_max_body_larger_than_memory() {
         "larger than cache.memory.max_bytes",
     );
 }
+
+#[test]
+fn user_routes_on_redis_without_a_hash_key_are_warned_of() {
+    let route = "routes:\n  - { name: mine, match: GET /me, scope: user }\nidentity: { header: authorization";
+    let warned = |store: &str, key: &str| {
+        let config = load_str(
+            &format!("{MINIMAL}cache: {{ store: {store}, redis: {{ url: \"redis://127.0.0.1:1\" }} }}\n{route}{key} }}\n"),
+            &|_| None,
+        )
+        .unwrap();
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("identity.hash_key"))
+    };
+    assert!(warned("redis", ""));
+    assert!(warned("tiered", ""));
+    assert!(!warned(
+        "redis",
+        ", hash_key: a-shared-secret-of-some-length"
+    ));
+    assert!(!warned("memory", ""));
+}
