@@ -168,7 +168,8 @@ impl Proxy {
             // 8. respond: cache headers, metrics, the access log.
             respond::finish(&proxy.core, &config.log, &method, answer, started)
         };
-        match self.admit(&config, request) {
+        let client = client.judged(&config.security);
+        match self.admit(&config, client.trusted(), request) {
             Path::Answered(answer) => {
                 let response = respond(&self, &config, answer);
                 Box::pin(std::future::ready(Ok(response)))
@@ -192,7 +193,7 @@ impl Proxy {
     }
 
     /// Phases 1 to 4: where `request` goes, and what it needs there.
-    fn admit<B>(&self, config: &RuntimeConfig, mut request: Request<B>) -> Path<B>
+    fn admit<B>(&self, config: &RuntimeConfig, trusted: bool, mut request: Request<B>) -> Path<B>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -202,7 +203,7 @@ impl Proxy {
             return Path::refused(ProxyError::Refused(refusal), None);
         }
         // 2. normalize
-        let target = match target::normalized(&mut request, config) {
+        let target = match target::normalized(&mut request, config, trusted) {
             Ok(target) => target,
             Err(e) => return Path::refused(e, None),
         };

@@ -64,6 +64,7 @@ section! {
     pub(crate) struct RawSecurity {
         allowed_hosts: Vec<Located<String>> = strings,
         trust_forwarded: Option<bool> = yaml::boolean,
+        trusted_proxies: Vec<Located<String>> = strings,
         merge_slashes: Option<bool> = yaml::boolean,
         underscores_in_headers: Option<bool> = yaml::boolean,
     }

@@ -147,9 +147,15 @@ fn security(config: &RuntimeConfig, out: &mut String) {
             s.allowed_hosts.join(", ")
         },
         if s.trust_forwarded {
-            "trusted (kept and keyed)"
+            "trusted from every peer (kept and keyed)".to_string()
+        } else if s.trusted_proxies.is_empty() {
+            "dropped (X-Forwarded-For appended to)".to_string()
         } else {
-            "overwritten from the connection"
+            let nets: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+            format!(
+                "trusted from {} (kept and keyed), else dropped",
+                nets.join(", ")
+            )
         },
         if s.merge_slashes { "; // merged" } else { "" },
     );

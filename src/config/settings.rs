@@ -191,10 +191,14 @@ pub struct SecurityConfig {
     /// Lower-cased `Host` values (with or without port) that are served;
     /// empty: any. Others get 421.
     pub allowed_hosts: Vec<String>,
-    /// Keep the client's `X-Forwarded-*`/`Forwarded` (appending to
-    /// `X-Forwarded-For`), for when a trusted proxy sits in front; else
-    /// they are overwritten from the connection.
+    /// Believe every peer's `X-Forwarded-*`/`Forwarded`/`X-Real-IP`, as if
+    /// each were in `trusted_proxies`.
     pub trust_forwarded: bool,
+    /// Peers (CIDR blocks) whose `X-Forwarded-*`, `Forwarded` and
+    /// `X-Real-IP` are believed: kept (and the scheme and host keyed); from
+    /// any other peer they are dropped. `X-Forwarded-For` is appended to
+    /// either way.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Merge runs of `/` in paths before matching, keying and forwarding.
     pub merge_slashes: bool,
     /// Keep client header names that contain `_`. Off, they are dropped at
@@ -202,6 +206,13 @@ pub struct SecurityConfig {
     /// so `X_Forwarded_Host` would reach the app as a header cachecar
     /// neither checked nor keyed.
     pub underscores_in_headers: bool,
+}
+
+impl SecurityConfig {
+    /// Whether the forwarded headers of the peer at `ip` are believed.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.trust_forwarded || self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
 }
 
 /// `reload`: automatic reloads of the config file.

@@ -12,10 +12,7 @@ use std::time::Duration;
 
 use super::file::{Located, RawConfig};
 use super::yaml::Problems;
-use super::{
-    CacheConfig, ConfigSource, ReloadConfig, RuntimeConfig, SecurityConfig, ShutdownConfig,
-    StoreKind,
-};
+use super::{CacheConfig, ConfigSource, ReloadConfig, RuntimeConfig, ShutdownConfig, StoreKind};
 use crate::rules::purge::Invalidations;
 use crate::rules::{Route, RouteTable, Scope};
 
@@ -97,12 +94,7 @@ pub(crate) fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig
         warmup,
         log: settings::log(&raw.log),
         limits: settings::limits(&raw.limits, p),
-        security: SecurityConfig {
-            allowed_hosts: settings::allowed_hosts(&raw.security.allowed_hosts, p),
-            trust_forwarded: raw.security.trust_forwarded.unwrap_or(false),
-            merge_slashes: raw.security.merge_slashes.unwrap_or(false),
-            underscores_in_headers: raw.security.underscores_in_headers.unwrap_or(false),
-        },
+        security: settings::security(&raw.security, p),
         reload: ReloadConfig {
             watch: raw.reload.watch.unwrap_or(true),
             poll_interval: match raw.reload.poll_interval {

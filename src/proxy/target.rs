@@ -25,9 +25,10 @@ use crate::rules::normalize::{self, Normalized};
 pub(super) fn normalized<B>(
     request: &mut Request<B>,
     config: &RuntimeConfig,
+    trusted: bool,
 ) -> Result<Normalized, ProxyError> {
     let security = &config.security;
-    upstream::drop_untrusted(request.headers_mut(), security);
+    upstream::drop_untrusted(request.headers_mut(), security, trusted);
     let mut target = normalize::request(request.uri(), request.headers())?;
     if security.merge_slashes {
         normalize::merge_slashes(&mut target.path);

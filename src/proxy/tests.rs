@@ -39,14 +39,14 @@ fn request_futures_stay_small() {
     // Each request takes the path its size is bounded for.
     let snapshot = proxy.core.config.load();
     assert!(matches!(
-        proxy.admit(&snapshot, get("/pass")),
+        proxy.admit(&snapshot, false, get("/pass")),
         Path::Pass(_)
     ));
     assert!(matches!(
-        proxy.admit(&snapshot, get("/cached/1")),
+        proxy.admit(&snapshot, false, get("/cached/1")),
         Path::Cache(_)
     ));
-    let answered = proxy.admit(&snapshot, get("/cached/a%2Fb"));
+    let answered = proxy.admit(&snapshot, false, get("/cached/a%2Fb"));
     assert!(matches!(answered, Path::Answered(..)));
     let pass = size(get("/pass"));
     assert!(pass <= 1024, "a pass-through's future is {pass} bytes");

@@ -108,7 +108,11 @@ impl Upstream {
 /// than the rest of the header work).
 #[derive(Clone, Debug)]
 pub struct Peer {
+    addr: std::net::IpAddr,
     ip: HeaderValue,
+    /// Its forwarded headers are believed (`security.trusted_proxies`);
+    /// decided per request, as a reload may change the list.
+    trusted: bool,
     /// Where the app's interim responses to this peer's requests go.
     interim: Option<Interim>,
 }
@@ -118,7 +122,23 @@ impl Peer {
     pub fn new(addr: SocketAddr) -> Self {
         let ip = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { ip, interim: None }
+        Self {
+            addr: addr.ip(),
+            ip,
+            trusted: false,
+            interim: None,
+        }
+    }
+
+    /// The peer, its forwarded headers believed or not under `security`.
+    pub(crate) fn judged(mut self, security: &crate::config::SecurityConfig) -> Self {
+        self.trusted = security.trusts(self.addr);
+        self
+    }
+
+    /// Whether its forwarded headers are believed.
+    pub(crate) fn trusted(&self) -> bool {
+        self.trusted
     }
 
     /// The peer, with its connection's interim responses written by
@@ -161,7 +181,6 @@ pub(crate) fn request(
         client,
     } = *outgoing;
     let config = &runtime.upstream;
-    let trust = runtime.security.trust_forwarded;
     let mut headers = forwardable_copy(client_headers);
     strip_hop_by_hop(&mut headers);
     // `Host` is the normalized host (HTTP/2 carries it as a pseudo-header,
@@ -182,7 +201,7 @@ pub(crate) fn request(
     {
         headers.insert(header::HOST, value);
     }
-    forwarded_headers(&mut headers, host.as_ref(), client, trust);
+    forwarded_headers(&mut headers, host.as_ref(), client);
     let mut request = Request::new(body);
     *request.method_mut() = method.clone();
     *request.uri_mut() = upstream_uri(uri, target, config);

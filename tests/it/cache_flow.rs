@@ -218,36 +218,48 @@ async fn disabled_cache_passes_everything_through() {
     }
 }
 
-/// The upstream sees forwarding headers set from the connection (the
-/// client's claims are overwritten), not the client's hop-by-hop ones.
+/// A forwarded request tells the app who the client is the way nginx and
+/// Envoy do: `X-Forwarded-For` appended to (its last hop is the real peer),
+/// `X-Real-IP` the peer; a peer that is not a trusted proxy cannot claim a
+/// scheme, host or address. From a `trusted_proxies` peer those are kept.
 #[tokio::test]
 async fn forwarded_requests_carry_forwarding_headers() {
     trace_init();
-    let upstream = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/other"))
-        .and(|req: &Request| {
-            req.headers
-                .get("x-forwarded-for")
-                .is_some_and(|v| v == "127.0.0.1")
-        })
-        .and(header("x-forwarded-proto", "http"))
-        .and(header_exists("x-forwarded-host"))
-        .and(header("via", "1.1 cachecar"))
-        .respond_with(ResponseTemplate::new(204))
-        .expect(1)
-        .mount(&upstream)
-        .await;
-    let proxy = TestProxy::start(&config(&upstream.uri(), DOCS)).await;
-    let r = get(
-        &proxy.url("/other"),
-        &[
-            ("x-forwarded-for", "9.9.9.9"),
-            ("x-forwarded-proto", "https"),
-        ],
-    )
-    .await;
-    assert_eq!(r.status, 204);
+    let sent = [
+        ("x-forwarded-for", "9.9.9.9"),
+        ("x-forwarded-proto", "https"),
+        ("x-real-ip", "9.9.9.9"),
+    ];
+    for (security, xff, proto, real_ip) in [
+        ("", "9.9.9.9, 127.0.0.1", "http", "127.0.0.1"),
+        (
+            "security: { trusted_proxies: [127.0.0.0/8] }\n",
+            "9.9.9.9, 127.0.0.1",
+            "https",
+            "9.9.9.9",
+        ),
+    ] {
+        let upstream = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/other"))
+            .and(move |req: &Request| req.headers.get("x-forwarded-for").is_some_and(|v| v == xff))
+            .and(header("x-forwarded-proto", proto))
+            .and(header("x-real-ip", real_ip))
+            .and(header_exists("x-forwarded-host"))
+            .and(header("via", "1.1 cachecar"))
+            .respond_with(ResponseTemplate::new(204))
+            .expect(1)
+            .mount(&upstream)
+            .await;
+        let proxy = TestProxy::start(&config(&upstream.uri(), &format!("{security}{DOCS}"))).await;
+        let r = get(&proxy.url("/other"), &sent).await;
+        assert_eq!(
+            r.status,
+            204,
+            "{security}: {:?}",
+            upstream.received_requests().await
+        );
+    }
 }
 
 mod keys;

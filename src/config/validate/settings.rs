@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use http::{HeaderName, Uri};
 
-use crate::config::file::{Located, RawIdentity, RawLimits, RawLog};
+use crate::config::file::{Located, RawIdentity, RawLimits, RawLog, RawSecurity};
 use crate::config::yaml::Problems;
 use crate::config::{
-    IdentityConfig, IdentitySource, Limits, LogConfig, UpstreamConfig, WarmupTarget,
+    IdentityConfig, IdentitySource, Limits, LogConfig, SecurityConfig, UpstreamConfig, WarmupTarget,
 };
 use crate::rules::{Route, RouteTable, normalize};
 
@@ -227,6 +227,38 @@ fn timeouts(l: &mut Limits, raw: &RawLimits, p: &mut Problems) {
 }
 
 /// `security.allowed_hosts`: host names, optionally with a port.
+/// `security:`.
+pub(super) fn security(raw: &RawSecurity, p: &mut Problems) -> SecurityConfig {
+    SecurityConfig {
+        allowed_hosts: allowed_hosts(&raw.allowed_hosts, p),
+        trust_forwarded: raw.trust_forwarded.unwrap_or(false),
+        trusted_proxies: trusted_proxies(&raw.trusted_proxies, p),
+        merge_slashes: raw.merge_slashes.unwrap_or(false),
+        underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
+    }
+}
+
+/// `security.trusted_proxies`: CIDR blocks (`10.0.0.0/8`) or single
+/// addresses.
+pub(super) fn trusted_proxies(raw: &[Located<String>], p: &mut Problems) -> Vec<ipnet::IpNet> {
+    raw.iter()
+        .filter_map(|l| {
+            let text = l.value.trim();
+            let parsed = text.parse::<ipnet::IpNet>().ok().or_else(|| {
+                text.parse::<std::net::IpAddr>()
+                    .ok()
+                    .map(ipnet::IpNet::from)
+            });
+            if parsed.is_none() {
+                let problem =
+                    format!("`{text}` is not an address or a CIDR block such as `10.0.0.0/8`");
+                p.at_loc(Some(l.loc), "security.trusted_proxies", problem);
+            }
+            parsed.map(|n| n.trunc())
+        })
+        .collect()
+}
+
 pub(super) fn allowed_hosts(raw: &[Located<String>], p: &mut Problems) -> Vec<String> {
     raw.iter()
         .filter_map(|h| {

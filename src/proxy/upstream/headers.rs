@@ -55,6 +55,7 @@ const TRANSFER_ENCODING_BIT: u16 = 1 << 7;
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 cachecar");
 
 /// Client headers that an app (or a framework in it) may act on but the
@@ -97,8 +98,7 @@ const CLIENT_CLAIMS: [&str; 14] = [
 /// names with `_` unless `underscores_in_headers`, and even then those that
 /// read as a removed, forwarded or hop-by-hop header with `_` as `-`.
 /// Done before routing and keying, so nothing downstream sees them.
-pub(crate) fn drop_untrusted(headers: &mut HeaderMap, security: &SecurityConfig) {
-    let trust = security.trust_forwarded;
+pub(crate) fn drop_untrusted(headers: &mut HeaderMap, security: &SecurityConfig, trust: bool) {
     // One pass over the (few) names present instead of a lookup per listed
     // name: this runs for every request.
     let untrusted = |name: &HeaderName| {
@@ -141,19 +141,20 @@ fn is_untrusted(name: &str, trust_forwarded: bool) -> bool {
                 || name == X_FORWARDED_HOST.as_str()))
 }
 
-/// `host` is the request's normalized `Host`, as a header value.
+/// The forwarding headers the app gets (`host` is the request's
+/// normalized `Host`): the peer's address appended to `X-Forwarded-For`, as
+/// nginx's `$proxy_add_x_forwarded_for` and Envoy do, so the app sees the
+/// whole chain and its last hop is always the real peer; `X-Real-IP` the
+/// peer's unless a trusted proxy set it; `X-Forwarded-Proto`/`-Host` as a
+/// trusted proxy set them, else this hop's; and `Via`.
 pub(super) fn forwarded_headers(
     headers: &mut HeaderMap,
     host: Option<&HeaderValue>,
     client: &Peer,
-    trust: bool,
 ) {
-    // Untrusted, the client's `X-Forwarded-Proto`/`-Host` are gone
-    // (`drop_untrusted`) and its `X-Forwarded-For` is replaced, so nothing
-    // is looked up first: a lookup hashes the name byte by byte.
-    let prior = trust
-        .then(|| headers.get(&X_FORWARDED_FOR))
-        .flatten()
+    let trust = client.trusted();
+    let prior = headers
+        .get(&X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
         .filter(|prior| !prior.trim().is_empty());
     let xff = match prior {
@@ -165,6 +166,10 @@ pub(super) fn forwarded_headers(
     };
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    // Untrusted, a client's own `X-Real-IP` is gone (`drop_untrusted`).
+    if !trust || !headers.contains_key(&X_REAL_IP) {
+        headers.insert(X_REAL_IP.clone(), client.ip.clone());
     }
     if !trust || !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));

@@ -21,7 +21,7 @@ fn build_with(headers: &[(&str, &str)], trust: bool) -> Request<UpstreamBody> {
     }
     let (mut parts, ()) = req.body(()).unwrap().into_parts();
     // As the proxy does at the door.
-    drop_untrusted(&mut parts.headers, &config(trust).security);
+    drop_untrusted(&mut parts.headers, &config(trust).security, trust);
     let target = Normalized {
         path: "/x".into(),
         query: Some("a=1".into()),
@@ -44,7 +44,7 @@ fn forward(
             uri: &parts.uri,
             headers: &parts.headers,
             target,
-            client: &Peer::new("10.0.0.9:5555".parse().unwrap()),
+            client: &Peer::new("10.0.0.9:5555".parse().unwrap()).judged(&config.security),
         },
         config,
         body,
@@ -132,9 +132,10 @@ fn hop_by_hop_headers_are_removed_and_forwarded_headers_set() {
         assert!(!h.contains_key(gone), "{gone} should be removed");
     }
     assert_eq!(
-        h["x-forwarded-for"], "10.0.0.9",
-        "client claims are overwritten"
+        h["x-forwarded-for"], "1.2.3.4, 10.0.0.9",
+        "the chain is appended to: its last hop is the real peer"
     );
+    assert_eq!(h["x-real-ip"], "10.0.0.9");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "api.example");
     assert_eq!(h["via"], "1.1 cachecar");
@@ -162,10 +163,10 @@ fn rewriting_and_client_claim_headers_are_dropped_unless_trusted() {
         "x-http-method-override",
         "x-method-override",
         "forwarded",
-        "x-real-ip",
     ] {
         assert!(!h.contains_key(gone), "{gone} must not reach the app");
     }
+    assert_eq!(h["x-real-ip"], "10.0.0.9", "the peer, not the claim");
     let req = build_with(&hostile, true);
     let h = req.headers();
     assert!(
@@ -176,4 +177,28 @@ fn rewriting_and_client_claim_headers_are_dropped_unless_trusted() {
     assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
     assert_eq!(h["x-forwarded-proto"], "https");
     assert_eq!(h["x-forwarded-host"], "evil.example");
+    assert_eq!(h["x-real-ip"], "1.1.1.1", "a trusted proxy's");
+}
+
+#[test]
+fn trusted_proxies_are_believed_by_address() {
+    let config = crate::config::load_str(
+        "upstream: { url: \"http://app:8000\" }\nsecurity: { trusted_proxies: [10.0.0.0/8, \"192.168.1.7\"] }\n",
+        &|_| None,
+    )
+    .unwrap();
+    let s = &config.security;
+    assert!(s.trusts("10.0.0.9".parse().unwrap()));
+    assert!(s.trusts("192.168.1.7".parse().unwrap()));
+    assert!(!s.trusts("192.168.1.8".parse().unwrap()));
+    assert!(!s.trusts("11.0.0.1".parse().unwrap()));
+    let bad = crate::config::load_str(
+        "upstream: { url: \"http://app:8000\" }\nsecurity: { trusted_proxies: [10.0.0.0/33, ingress] }\n",
+        &|_| None,
+    );
+    let problems = bad.unwrap_err().to_string();
+    assert!(
+        problems.contains("`10.0.0.0/33`") && problems.contains("`ingress`"),
+        "{problems}"
+    );
 }

@@ -70,6 +70,7 @@ fn security(underscores: bool) -> SecurityConfig {
     SecurityConfig {
         allowed_hosts: Vec::new(),
         trust_forwarded: false,
+        trusted_proxies: Vec::new(),
         merge_slashes: false,
         underscores_in_headers: underscores,
     }
@@ -83,7 +84,7 @@ fn after_the_door(names: &[&str], underscores: bool) -> Vec<String> {
             HeaderValue::from_static("1"),
         );
     }
-    drop_untrusted(&mut h, &security(underscores));
+    drop_untrusted(&mut h, &security(underscores), false);
     let mut left: Vec<String> = h.keys().map(|n| n.as_str().to_string()).collect();
     left.sort_unstable();
     left
