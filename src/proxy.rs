@@ -156,7 +156,7 @@ impl Proxy {
 
     /// Handles one request: the spine. Never fails: errors become 4xx/5xx
     /// responses (the `Result` is the service's).
-    pub(crate) fn handle<B>(self, request: Request<B>, client: Peer) -> Handling
+    pub(crate) fn handle<B>(self, mut request: Request<B>, client: Peer) -> Handling
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -164,11 +164,12 @@ impl Proxy {
         let started = Instant::now();
         let config = self.core.config.load();
         let method = request.method().clone();
+        let client = client.judged(&config.security);
+        let seen = log::Seen::take(&mut request, client.addr(), client.trusted());
         let respond = move |proxy: &Proxy, config: &RuntimeConfig, answer| {
             // 8. respond: cache headers, metrics, the access log.
-            respond::finish(&proxy.core, &config.log, &method, answer, started)
+            respond::finish(&proxy.core, config, (&method, &seen), answer, started)
         };
-        let client = client.judged(&config.security);
         match self.admit(&config, client.trusted(), request) {
             Path::Answered(answer) => {
                 let response = respond(&self, &config, answer);

@@ -83,6 +83,7 @@ section! {
     pub(crate) struct RawLog {
         access_sample: Option<f64> = yaml::fraction,
         slow_request: Option<Duration> = yaml::duration,
+        query: Option<bool> = yaml::boolean,
     }
 }
 

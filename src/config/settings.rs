@@ -233,6 +233,9 @@ pub struct LogConfig {
     /// Requests slower than this log a warning naming where the time went;
     /// `None`: never.
     pub slow_request: Option<Duration>,
+    /// Log query strings; off, a query is logged as `?` only (they carry
+    /// tokens and personal data more often than paths do).
+    pub query: bool,
 }
 
 // === impl AdminToken ===

@@ -2,17 +2,131 @@
 //! the slow-request warning (`cachecar::slow`, naming where the time went).
 //! Errors (5xx) and slow requests are always logged, whatever
 //! `log.access_sample` says.
+//!
+//! A line joins with the ingress's and the app's: it carries the request
+//! id (the client's `X-Request-Id`, or one made here and forwarded to the
+//! app), the W3C trace id from `traceparent`, the host, the normalized
+//! path, the client's address and user agent ([`Seen`]).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
-use http::{Method, Response, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, Uri, header};
 
 use super::body::Body;
-use crate::config::LogConfig;
+use crate::config::{LogConfig, SecurityConfig};
 use crate::outcome::CacheOutcome;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// What the log needs of a request, taken when it arrives (before the
+/// proxy consumes it): cheap clones of shared bytes.
+#[derive(Debug)]
+pub(crate) struct Seen {
+    uri: Uri,
+    host: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+    request_id: HeaderValue,
+    traceparent: Option<HeaderValue>,
+    /// The peer, and the `X-Forwarded-For` a trusted one sent.
+    peer: IpAddr,
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl Seen {
+    /// Takes what the log needs from `request`, from `peer` (its forwarded
+    /// headers believed if `trusted`), and gives it a request id if it has
+    /// none, which the app then gets too.
+    pub(crate) fn take<B>(request: &mut Request<B>, peer: IpAddr, trusted: bool) -> Self {
+        let headers = request.headers_mut();
+        let request_id = match headers.get(&X_REQUEST_ID).filter(|v| usable_id(v)) {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                headers.insert(X_REQUEST_ID.clone(), id.clone());
+                id
+            }
+        };
+        let headers = request.headers();
+        Self {
+            uri: request.uri().clone(),
+            host: headers.get(header::HOST).cloned(),
+            user_agent: headers.get(header::USER_AGENT).cloned(),
+            request_id,
+            traceparent: headers.get(&TRACEPARENT).cloned(),
+            peer,
+            forwarded_for: trusted
+                .then(|| headers.get(&X_FORWARDED_FOR).cloned())
+                .flatten(),
+        }
+    }
+
+    /// The client's address: the peer, or, behind trusted proxies, the
+    /// last `X-Forwarded-For` entry that is not one of them.
+    fn client(&self, security: &SecurityConfig) -> IpAddr {
+        let Some(chain) = self.forwarded_for.as_ref().and_then(|v| v.to_str().ok()) else {
+            return self.peer;
+        };
+        chain
+            .rsplit(',')
+            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+            .find(|ip| !security.trusts(*ip))
+            .unwrap_or(self.peer)
+    }
+
+    /// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+    fn trace_id(&self) -> Option<&str> {
+        let value = self.traceparent.as_ref()?.to_str().ok()?;
+        let mut parts = value.split('-');
+        let (_version, trace) = (parts.next()?, parts.next()?);
+        let valid = trace.len() == 32
+            && trace.bytes().all(|b| b.is_ascii_hexdigit())
+            && trace.bytes().any(|b| b != b'0');
+        valid.then_some(trace)
+    }
+
+    /// The path, normalized as the proxy matched it, and the query
+    /// (`?` alone unless `log.query`).
+    fn path(&self, log: &LogConfig) -> String {
+        let path = crate::rules::normalize::normalize_path(self.uri.path())
+            .unwrap_or_else(|_| self.uri.path().to_string());
+        match self.uri.query() {
+            Some(q) if log.query => format!("{path}?{q}"),
+            Some(_) => format!("{path}?"),
+            None => path,
+        }
+    }
+}
+
+/// A client's request id is used when it is 1 to 200 visible characters.
+fn usable_id(value: &HeaderValue) -> bool {
+    let b = value.as_bytes();
+    !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+/// A new request id: 32 random hex digits (128 bits, as a UUID carries).
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
+    for (i, byte) in out.iter_mut().enumerate() {
+        let word = if i < 16 { a } else { b };
+        *byte = HEX[((word >> ((i % 16) * 4)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// A header's text for the log; `None` when absent or not text.
+fn text(value: Option<&HeaderValue>) -> Option<&str> {
+    value.and_then(|v| v.to_str().ok())
+}
 
 /// One finished request, as the log sees it.
 pub(super) struct Line<'a> {
+    pub seen: &'a Seen,
+    pub security: &'a SecurityConfig,
     pub route: &'a str,
     pub method: &'a Method,
     pub cache: &'a CacheOutcome,
@@ -40,16 +154,23 @@ impl Line<'_> {
         if !sampled {
             return;
         }
-        self.access();
+        self.access(log);
         if slow {
             self.slow_warning();
         }
     }
 
-    fn access(&self) {
+    fn access(&self, log: &LogConfig) {
         let cache = self.cache;
+        let seen = self.seen;
         tracing::info!(
             target: "cachecar::access",
+            request_id = text(Some(&seen.request_id)),
+            trace_id = seen.trace_id(),
+            client = %seen.client(self.security),
+            host = text(seen.host.as_ref()),
+            path = seen.path(log),
+            user_agent = text(seen.user_agent.as_ref()),
             route = self.route,
             method = %self.method,
             status = self.response.status().as_u16(),
@@ -72,6 +193,7 @@ impl Line<'_> {
             .unwrap_or(("cachecar", own));
         tracing::warn!(
             target: "cachecar::slow",
+            request_id = text(Some(&self.seen.request_id)),
             route = self.route,
             method = %self.method,
             status = self.response.status().as_u16(),

@@ -12,9 +12,9 @@ use http::{Method, Response};
 use super::Core;
 use super::body::Body;
 use super::conditional::{self, ClientConditions};
-use super::log;
+use super::log::{self, Seen};
 use crate::cache::{Entry, SERVED_EXTRA};
-use crate::config::LogConfig;
+use crate::config::RuntimeConfig;
 use crate::outcome::CacheOutcome;
 use crate::rules::Route;
 
@@ -58,11 +58,12 @@ impl Outcome {
 /// The response with its cache headers, counted and logged.
 pub(super) fn finish(
     core: &Core,
-    log: &LogConfig,
-    method: &Method,
+    config: &RuntimeConfig,
+    (method, seen): (&Method, &Seen),
     answer: Answer,
     started: Instant,
 ) -> Response<Body> {
+    let log = &config.log;
     let Answer {
         mut response,
         outcome,
@@ -83,6 +84,8 @@ pub(super) fn finish(
         series.not_stored(m, reason);
     }
     let line = log::Line {
+        seen,
+        security: &config.security,
         route: series.name(),
         method,
         cache: &outcome.cache,

@@ -136,6 +136,11 @@ impl Peer {
         self
     }
 
+    /// Its address.
+    pub(crate) fn addr(&self) -> std::net::IpAddr {
+        self.addr
+    }
+
     /// Whether its forwarded headers are believed.
     pub(crate) fn trusted(&self) -> bool {
         self.trusted

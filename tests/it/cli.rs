@@ -389,6 +389,8 @@ async fn demo_runs_without_any_other_service() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+mod access_log;
+
 mod check;
 
 mod memory;

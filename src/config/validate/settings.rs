@@ -284,5 +284,6 @@ pub(super) fn log(raw: &RawLog) -> LogConfig {
             Some(d) => Some(d),
             None => Some(DEFAULT_SLOW_REQUEST),
         },
+        query: raw.query.unwrap_or(false),
     }
 }
