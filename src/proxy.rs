@@ -165,7 +165,9 @@ impl Proxy {
         let config = self.core.config.load();
         let method = request.method().clone();
         let client = client.judged(&config.security);
-        let seen = log::Seen::take(&mut request, client.addr(), client.trusted());
+        // Boxed: it lives across the whole request, and every path's future
+        // would otherwise carry (and copy when boxed) its few hundred bytes.
+        let seen = Box::new(log::Seen::take(&mut request, client.addr(), client.trusted()));
         let respond = move |proxy: &Proxy, config: &RuntimeConfig, answer| {
             // 8. respond: cache headers, metrics, the access log.
             respond::finish(&proxy.core, config, (&method, &seen), answer, started)
