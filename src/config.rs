@@ -24,9 +24,9 @@ mod validate;
 mod yaml;
 
 pub use settings::{
-    AdminConfig, AdminToken, CacheConfig, CoalesceConfig, IdentityConfig, IdentitySource, L1Config,
-    Limits, LogConfig, RedisNodes, RedisSettings, ReloadConfig, SecurityConfig, ShutdownConfig,
-    StoreKind, UpstreamConfig, WarmupTarget,
+    AdminConfig, AdminToken, CacheConfig, CoalesceConfig, HostsConfig, IdentityConfig,
+    IdentitySource, L1Config, Limits, LogConfig, RedisNodes, RedisSettings, ReloadConfig,
+    SecurityConfig, ShutdownConfig, StoreKind, UpstreamConfig, WarmupTarget, host_matches,
 };
 pub use yaml::{Loc, Problem, parse_duration};
 
@@ -57,6 +57,8 @@ pub struct RuntimeConfig {
     pub reload: ReloadConfig,
     /// Bounds on what a client may send (restart to change).
     pub limits: Limits,
+    /// `hosts`: the names the app answers to, keyed as one.
+    pub hosts: HostsConfig,
     /// Which hosts are served and which client headers are trusted.
     pub security: SecurityConfig,
     /// Where the config came from and its content hash.

@@ -167,7 +167,11 @@ impl Proxy {
         let client = client.judged(&config.security);
         // Boxed: it lives across the whole request, and every path's future
         // would otherwise carry (and copy when boxed) its few hundred bytes.
-        let seen = Box::new(log::Seen::take(&mut request, client.addr(), client.trusted()));
+        let seen = Box::new(log::Seen::take(
+            &mut request,
+            client.addr(),
+            client.trusted(),
+        ));
         let respond = move |proxy: &Proxy, config: &RuntimeConfig, answer| {
             // 8. respond: cache headers, metrics, the access log.
             respond::finish(&proxy.core, config, (&method, &seen), answer, started)

@@ -33,7 +33,11 @@ pub(super) async fn explain(
         Err(e) => return text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
     };
     let target = match normalize::request(request.uri(), request.headers()) {
-        Ok(t) => t,
+        Ok(mut t) => {
+            // As the proxy keys it (`hosts`).
+            config.hosts.canonicalize(&mut t.host);
+            t
+        }
         Err(e) => {
             return json_response(
                 StatusCode::OK,

@@ -39,7 +39,25 @@ section! {
         reload: RawReload = sub,
         limits: RawLimits = sub,
         security: RawSecurity = sub,
+        hosts: RawHosts = sub,
     }
+}
+
+section! {
+    /// `hosts:`
+    pub(crate) struct RawHosts {
+        canonical: Option<Located<String>> = at(yaml::string),
+        aliases: Option<Located<RawAliases>> = at(aliases),
+    }
+}
+
+/// `hosts.aliases`: names, or `*` for every `Host`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RawAliases {
+    /// Every `Host`.
+    Any,
+    /// These names.
+    Listed(Vec<String>),
 }
 
 section! {
@@ -278,6 +296,22 @@ fn ttl(node: &Node, path: &str, p: &mut Problems) -> Option<RawTtl> {
     match &node.value {
         yaml::Value::Str(s) if s == "origin" => Some(RawTtl::Origin),
         _ => yaml::duration(node, path, p).map(RawTtl::Fixed),
+    }
+}
+
+/// `hosts.aliases`: `"*"` or a list of names.
+fn aliases(node: &Node, path: &str, p: &mut Problems) -> Option<RawAliases> {
+    match &node.value {
+        yaml::Value::Str(s) if s == "*" => Some(RawAliases::Any),
+        yaml::Value::Seq(_) => Some(RawAliases::Listed(plain_strings(node, path, p))),
+        _ => {
+            p.at(
+                Some(node),
+                path,
+                "expected `\"*\"` (every Host) or a list of host names",
+            );
+            None
+        }
     }
 }
 

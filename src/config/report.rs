@@ -135,6 +135,19 @@ fn reload(config: &RuntimeConfig, out: &mut String) {
     );
 }
 
+/// `hosts`: which names are keyed and forwarded as one.
+fn hosts(config: &RuntimeConfig, out: &mut String) {
+    let h = &config.hosts;
+    if let Some(canonical) = &h.canonical {
+        let from = if h.any {
+            "every Host".to_string()
+        } else {
+            h.aliases.join(", ")
+        };
+        let _ = writeln!(out, "hosts: keyed and forwarded as {canonical}: {from}");
+    }
+}
+
 /// The hosts served, the headers trusted, and the limits.
 fn security(config: &RuntimeConfig, out: &mut String) {
     let (l, s) = (&config.limits, &config.security);
@@ -159,6 +172,7 @@ fn security(config: &RuntimeConfig, out: &mut String) {
         },
         if s.merge_slashes { "; // merged" } else { "" },
     );
+    hosts(config, out);
     if s.underscores_in_headers {
         let _ = writeln!(out, "security: header names with _ are kept");
     }

@@ -215,6 +215,60 @@ impl SecurityConfig {
     }
 }
 
+/// `hosts`: the names the app answers to, all keyed and forwarded as one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostsConfig {
+    /// The `Host` every alias becomes: in the key, in the request to the
+    /// app, and for relative warmup targets. `None`: each `Host` is its own.
+    pub canonical: Option<String>,
+    /// Lower-cased names (with or without port) that become `canonical`.
+    pub aliases: Vec<String>,
+    /// Every `Host` becomes `canonical` (`aliases: "*"`): the app's content
+    /// does not depend on the name it is reached by.
+    pub any: bool,
+}
+
+impl HostsConfig {
+    /// `host` as it is keyed and forwarded: `canonical` when it is an alias
+    /// or `canonical` on another port (an entry without a port matches
+    /// every port), or when there is none (an HTTP/1.0 request).
+    pub fn canonicalize(&self, host: &mut Option<String>) {
+        let Some(canonical) = &self.canonical else {
+            return;
+        };
+        let alias = match host.as_deref() {
+            None => true,
+            Some(h) if h == canonical => return,
+            Some(h) => {
+                self.any
+                    || host_matches(canonical, h)
+                    || self.aliases.iter().any(|a| host_matches(a, h))
+            }
+        };
+        if alias {
+            *host = Some(canonical.clone());
+        }
+    }
+}
+
+/// Whether `host` (lower-cased, maybe with a port) is `entry`: the same,
+/// or the same name with any port when `entry` has none.
+pub fn host_matches(entry: &str, host: &str) -> bool {
+    entry == host || entry == strip_port(host)
+}
+
+/// `host` without its `:port`, if it has one (`[v6]:port` too).
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .rsplit_once("]:")
+            .map_or(host, |(h, _)| &host[..=h.len()]);
+    }
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
+}
+
 /// `reload`: automatic reloads of the config file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReloadConfig {

@@ -78,7 +78,8 @@ pub(crate) fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig
     let invalidations = Invalidations::new(invalidations)
         .map_err(|e| p.at_loc(None, "invalidate", e.0))
         .ok()?;
-    let warmup = settings::warmup(&raw.warmup, upstream.as_ref(), &routes, p);
+    let hosts = settings::hosts(&raw.hosts, p);
+    let warmup = settings::warmup(&raw.warmup, upstream.as_ref(), &hosts, &routes, p);
     Some(RuntimeConfig {
         listen: listen?,
         upstream: upstream?,
@@ -95,6 +96,7 @@ pub(crate) fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig
         log: settings::log(&raw.log),
         limits: settings::limits(&raw.limits, p),
         security: settings::security(&raw.security, p),
+        hosts,
         reload: ReloadConfig {
             watch: raw.reload.watch.unwrap_or(true),
             poll_interval: match raw.reload.poll_interval {

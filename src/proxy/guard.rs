@@ -20,7 +20,7 @@
 
 use http::{HeaderMap, Request, StatusCode, Version, header};
 
-use crate::config::RuntimeConfig;
+use crate::config::{RuntimeConfig, host_matches};
 use crate::rules::normalize::Normalized;
 
 /// Why a request is refused, and how.
@@ -132,24 +132,11 @@ pub(super) fn host_allowed(config: &RuntimeConfig, host: Option<&str>) -> Result
     let Some(host) = host else {
         return Err(misdirected);
     };
-    let bare = strip_port(host);
-    if allowed.iter().any(|a| a == host || a == bare) {
+    if allowed.iter().any(|a| host_matches(a, host)) {
         Ok(())
     } else {
         Err(misdirected)
     }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // [v6]:port
-        return host
-            .rsplit_once("]:")
-            .map_or(host, |(h, _)| &host[..=h.len()]);
-    }
-    host.rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(host, |(h, _)| h)
 }
 
 /// Refuses a path that a cache or purge rule applies to when it still

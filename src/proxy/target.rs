@@ -5,8 +5,9 @@
 //! Before anything reads the request, the client headers cachecar does
 //! not pass on are dropped (`upstream::drop_untrusted`). The target is then
 //! normalized (`rules::normalize`), its slashes merged if
-//! `security.merge_slashes` says so, and its host checked against
-//! `security.allowed_hosts`. Pure: no I/O.
+//! `security.merge_slashes` says so, its host checked against
+//! `security.allowed_hosts` and, if it is one of `hosts.aliases`, made
+//! `hosts.canonical`. Pure: no I/O.
 
 use http::Request;
 
@@ -34,5 +35,8 @@ pub(super) fn normalized<B>(
         normalize::merge_slashes(&mut target.path);
     }
     guard::host_allowed(config, target.host.as_deref()).map_err(ProxyError::Refused)?;
+    // Aliases become the canonical name before anything keys or forwards:
+    // the app gets the `Host` the entry is keyed by, no other.
+    config.hosts.canonicalize(&mut target.host);
     Ok(target)
 }

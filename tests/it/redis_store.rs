@@ -348,6 +348,7 @@ async fn replicas_share_a_redis_cluster() {
 }
 
 mod across;
+mod aliases;
 mod faults;
 mod fence;
 mod purges;

@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use http::{HeaderName, Uri};
 
-use crate::config::file::{Located, RawIdentity, RawLimits, RawLog, RawSecurity};
+use crate::config::file::{
+    Located, RawAliases, RawHosts, RawIdentity, RawLimits, RawLog, RawSecurity,
+};
 use crate::config::yaml::Problems;
 use crate::config::{
-    IdentityConfig, IdentitySource, Limits, LogConfig, SecurityConfig, UpstreamConfig, WarmupTarget,
+    HostsConfig, IdentityConfig, IdentitySource, Limits, LogConfig, SecurityConfig, UpstreamConfig,
+    WarmupTarget,
 };
 use crate::rules::{Route, RouteTable, normalize};
 
@@ -93,12 +96,13 @@ fn is_cookie_name(name: &str) -> bool {
 pub(super) fn warmup(
     raw: &[Located<String>],
     upstream: Option<&UpstreamConfig>,
+    hosts: &HostsConfig,
     routes: &RouteTable<Arc<Route>>,
     p: &mut Problems,
 ) -> Vec<WarmupTarget> {
     let mut out: Vec<WarmupTarget> = Vec::new();
     for item in raw {
-        let target = match warmup_target(item.value.trim(), upstream, routes) {
+        let target = match warmup_target(item.value.trim(), upstream, hosts, routes) {
             Ok(Some(target)) => target,
             Ok(None) => continue,
             Err(problem) => {
@@ -121,6 +125,7 @@ pub(super) fn warmup(
 fn warmup_target(
     text: &str,
     upstream: Option<&UpstreamConfig>,
+    hosts: &HostsConfig,
     routes: &RouteTable<Arc<Route>>,
 ) -> Result<Option<WarmupTarget>, String> {
     let Some((method, target)) = text.split_once(' ') else {
@@ -138,8 +143,11 @@ fn warmup_target(
             ));
         }
     };
-    let target =
+    let mut target =
         normalize::request(&uri, &http::HeaderMap::new()).map_err(|e| format!("`{uri}`: {e}"))?;
+    // A relative target, or an alias, warms what clients reach by any of
+    // the app's names.
+    hosts.canonicalize(&mut target.host);
     if routes.find(&target.path).is_none() {
         let path = &target.path;
         return Err(format!(
@@ -227,6 +235,53 @@ fn timeouts(l: &mut Limits, raw: &RawLimits, p: &mut Problems) {
 }
 
 /// `security.allowed_hosts`: host names, optionally with a port.
+/// `hosts:`: `canonical` is a host name (with a port if clients send one);
+/// `aliases` need it.
+pub(super) fn hosts(raw: &RawHosts, p: &mut Problems) -> HostsConfig {
+    let name = |text: &str, loc, at: &str, p: &mut Problems| {
+        let host = text.trim().to_ascii_lowercase();
+        match host.parse::<http::uri::Authority>() {
+            Ok(a) if a.as_str() == host && !host.contains('@') => Some(host),
+            _ => {
+                p.at_loc(
+                    Some(loc),
+                    at,
+                    format!("`{text}` is not a host name such as `api.example.com` or `api:8080`"),
+                );
+                None
+            }
+        }
+    };
+    let canonical = raw
+        .canonical
+        .as_ref()
+        .and_then(|c| name(&c.value, c.loc, "hosts.canonical", p));
+    let mut out = HostsConfig {
+        canonical,
+        ..HostsConfig::default()
+    };
+    match raw.aliases.as_ref() {
+        None => {}
+        Some(l) if raw.canonical.is_none() => {
+            p.at_loc(
+                Some(l.loc),
+                "hosts.aliases",
+                "needs `hosts.canonical`: the one name they all become",
+            );
+        }
+        Some(l) => match &l.value {
+            RawAliases::Any => out.any = true,
+            RawAliases::Listed(names) => {
+                out.aliases = names
+                    .iter()
+                    .filter_map(|n| name(n, l.loc, "hosts.aliases", p))
+                    .collect();
+            }
+        },
+    }
+    out
+}
+
 /// `security:`.
 pub(super) fn security(raw: &RawSecurity, p: &mut Problems) -> SecurityConfig {
     SecurityConfig {

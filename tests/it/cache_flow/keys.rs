@@ -255,3 +255,55 @@ async fn equivalent_paths_share_an_entry() {
     assert_eq!(get(&proxy.url("/x/../docs/a"), &[]).await.x_cache(), "HIT");
     assert_eq!(get(&proxy.url("/docs/a%zz"), &[]).await.status, 400);
 }
+
+/// With `hosts`, a relative warmup target is filled under the canonical
+/// name, so a client reaching the app by any alias finds it; the app is
+/// asked with the canonical `Host` only, the one the entry is keyed by.
+#[tokio::test]
+async fn relative_warmup_is_hit_through_any_alias() {
+    trace_init();
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("index"))
+        .mount(&upstream)
+        .await;
+    let proxy = TestProxy::start(&config(
+        &upstream.uri(),
+        "hosts: { canonical: api, aliases: \"*\" }\nroutes:\n  - { name: docs, match: \"GET /docs/{*p}\", ttl: 1h }\nwarmup: [GET /docs/index]\n",
+    ))
+    .await;
+    let warmed = crate::support::eventually(Duration::from_secs(3), || async {
+        get(&proxy.url("/docs/index"), &[("host", "10.1.2.3:8080")])
+            .await
+            .x_cache()
+            == "HIT"
+    })
+    .await;
+    assert!(
+        warmed,
+        "a client by the pod's address hits the warmed entry"
+    );
+    assert_eq!(
+        get(&proxy.url("/docs/index"), &[("host", "api.ns")])
+            .await
+            .x_cache(),
+        "HIT"
+    );
+    get(
+        &proxy.url("/docs/other"),
+        &[("host", "api.ns.svc.cluster.local")],
+    )
+    .await;
+    let hosts: Vec<String> = upstream
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.headers["host"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        hosts,
+        ["api", "api"],
+        "the app only ever sees the canonical name"
+    );
+}
