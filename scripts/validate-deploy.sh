@@ -35,7 +35,7 @@ echo "== yamllint"
 "$venv/bin/yamllint" --strict -c .yamllint.yml \
   docker-compose.yml helm/cachecar/values.yaml helm/cachecar/Chart.yaml \
   config/compose/cachecar.yaml config/prometheus/prometheus.yml config/grafana/provisioning \
-  .github/workflows
+  .github/workflows examples/helm/app-with-cachecar/Chart.yaml examples/helm/app-with-cachecar/values.yaml
 
 echo "== helm lint, render, kubernetes-validate, cachecar check"
 "$venv/bin/python" scripts/validate_chart.py helm/cachecar target/deploy-rendered "$bin" "$venv/bin/kubernetes-validate"

@@ -1,13 +1,19 @@
-{{/* Names and labels. */}}
+{{/*
+Names and labels. Every helper reads only .Values, .Release and .Chart, and
+names come from "cachecar", never from .Chart.Name: a parent chart includes
+them with its own context, e.g.
+  (dict "Values" .Values.cachecar "Release" .Release "Chart" .Chart)
+and gets the same names and image as the chart itself renders.
+*/}}
 {{- define "cachecar.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+cachecar
 {{- end -}}
 
 {{- define "cachecar.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if contains "cachecar" .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-cachecar" .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
@@ -19,12 +25,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "cachecar.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "cachecar.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ .Values.image.tag | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* The image: its tag is a value (the chart's appVersion by default), so a parent chart's context names the same image. */}}
 {{- define "cachecar.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s:%s" .Values.image.repository .Values.image.tag -}}
 {{- end -}}
 
 {{- define "cachecar.secretName" -}}
@@ -35,7 +42,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "cachecar.upstreamURL" -}}
 {{- if .Values.upstream.url -}}
 {{- .Values.upstream.url -}}
-{{- else if eq .Values.mode "sidecar" -}}
+{{- else if ne .Values.mode "standalone" -}}
 {{- printf "http://127.0.0.1:%d" (int .Values.app.port) -}}
 {{- else -}}
 {{- fail "mode standalone needs upstream.url (the Service cachecar fronts)" -}}
@@ -43,38 +50,54 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/*
-The whole cachecar.yaml: the chart's keys (listen, upstream, admin,
-shutdown, log format, redis) over the user's `config`.
+The whole cachecar.yaml: the chart's keys (listen, upstream url and
+timeouts, admin, shutdown, redis url, timeout and prefix) over the user's
+`config`, whose other upstream and cache.redis keys pass through.
 */}}
 {{- define "cachecar.configYaml" -}}
 {{- $cfg := deepCopy .Values.config -}}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%d" (int .Values.ports.proxy)) -}}
-{{- $_ := set $cfg "upstream" (dict "url" (include "cachecar.upstreamURL" .) "connect_timeout" .Values.upstream.connectTimeout "timeout" .Values.upstream.timeout) -}}
+{{- $upstream := deepCopy (default (dict) (get $cfg "upstream")) -}}
+{{- $_ := set $upstream "url" (include "cachecar.upstreamURL" .) -}}
+{{- $_ := set $upstream "connect_timeout" .Values.upstream.connectTimeout -}}
+{{- $_ := set $upstream "timeout" .Values.upstream.timeout -}}
+{{- $_ := set $cfg "upstream" $upstream -}}
 {{- $_ := set $cfg "admin" (dict "listen" (printf "0.0.0.0:%d" (int .Values.ports.admin)) "token" "${CACHECAR_ADMIN_TOKEN:-}") -}}
 {{- $_ := set $cfg "shutdown" (dict "drain_delay" (printf "%ds" (int .Values.shutdown.drainDelaySeconds)) "grace_period" (printf "%ds" (int .Values.shutdown.gracePeriodSeconds))) -}}
 {{- if .Values.redis.enabled -}}
 {{- $cache := default (dict) (get $cfg "cache") -}}
 {{- $_ := set $cache "store" .Values.redis.store -}}
-{{- $_ := set $cache "redis" (dict "url" "${CACHECAR_REDIS_URL}" "timeout" .Values.redis.timeout "key_prefix" .Values.redis.keyPrefix) -}}
+{{- $redis := deepCopy (default (dict) (get $cache "redis")) -}}
+{{- $_ := unset $redis "cluster" -}}
+{{- $_ := set $redis "url" "${CACHECAR_REDIS_URL}" -}}
+{{- $_ := set $redis "timeout" .Values.redis.timeout -}}
+{{- $_ := set $redis "key_prefix" .Values.redis.keyPrefix -}}
+{{- $_ := set $cache "redis" $redis -}}
 {{- $_ := set $cfg "cache" $cache -}}
 {{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
 {{/*
-Named templates an existing app chart can include to add cachecar as a
-sidecar to its own pod:
-  containers:
-    - ... your app ...
-    {{- include "cachecar.container" . | nindent 4 }}
+Named templates an existing app chart (with this chart as a dependency)
+includes to add cachecar to its own pod, with an explicit context:
+  {{- $cachecar := dict "Values" .Values.cachecar "Release" .Release "Chart" .Chart }}
+  containers:            (initContainers with sidecar.native)
+    {{- include "cachecar.container" $cachecar | nindent 8 }}
   volumes:
-    {{- include "cachecar.volume" . | nindent 4 }}
-and a ConfigMap with {{ include "cachecar.configmapData" . }} as data.
+    {{- include "cachecar.volume" $cachecar | nindent 8 }}
+The subchart renders the ConfigMap itself (see
+examples/helm/app-with-cachecar and docs/deployment.md).
 */}}
 {{- define "cachecar.container" -}}
 - name: cachecar
   image: {{ include "cachecar.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
+  {{- if .Values.sidecar.native }}
+  # A native sidecar (Kubernetes 1.29+): started before the app, stopped
+  # after it, so it never forwards to an app that is gone.
+  restartPolicy: Always
+  {{- end }}
   args: ["run", "--config", "/etc/cachecar/cachecar.yaml", "--log-format", {{ .Values.log.format | quote }}, "--log-filter", {{ .Values.log.filter | quote }}]
   ports:
     - name: proxy
@@ -105,6 +128,13 @@ and a ConfigMap with {{ include "cachecar.configmapData" . }} as data.
           name: {{ default (include "cachecar.secretName" .) .Values.redis.existingSecret }}
           key: {{ if .Values.redis.existingSecret }}{{ .Values.redis.key }}{{ else }}redis-url{{ end }}
     {{- end }}
+    {{- with .Values.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with .Values.extraEnvFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   livenessProbe:
     httpGet:
       path: /healthz
@@ -125,6 +155,9 @@ and a ConfigMap with {{ include "cachecar.configmapData" . }} as data.
     - name: cachecar-config
       mountPath: /etc/cachecar
       readOnly: true
+    {{- with .Values.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end -}}
 
 {{- define "cachecar.volume" -}}
