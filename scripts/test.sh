@@ -3,7 +3,8 @@
 # dependency policy, docs, unit, integration and benchmark-smoke tests, and
 # the deployment files. Installs what is missing: redis-server with apt-get
 # (the Redis store's tests start their own server on a free loopback port),
-# cargo-deny with cargo install.
+# prometheus with apt-get (promtool checks the alert rules), cargo-deny with
+# cargo install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+fi
+
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "test.sh: promtool not found; installing prometheus with apt-get" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq prometheus >/dev/null
 fi
 
 if ! command -v cargo-deny >/dev/null 2>&1; then

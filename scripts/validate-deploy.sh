@@ -31,10 +31,19 @@ done
 echo "== release workflow (GitHub's workflow schema, SchemaStore's, as check-jsonschema vendors it)"
 "$venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
+echo "== prometheus: the compose stack's config and the alert rules (promtool)"
+mkdir -p target/prometheus-check
+sed "s#/etc/prometheus/#$PWD/config/prometheus/#" config/prometheus/prometheus.yml > target/prometheus-check/prometheus.yml
+promtool check config --syntax-only target/prometheus-check/prometheus.yml
+promtool check rules config/prometheus/cachecar-rules.yml
+cmp config/prometheus/cachecar-rules.yml helm/cachecar/files/cachecar-rules.yml \
+  || { echo "helm/cachecar/files/cachecar-rules.yml differs from config/prometheus/cachecar-rules.yml" >&2; exit 1; }
+
 echo "== yamllint"
 "$venv/bin/yamllint" --strict -c .yamllint.yml \
   docker-compose.yml helm/cachecar/values.yaml helm/cachecar/Chart.yaml \
-  config/compose/cachecar.yaml config/prometheus/prometheus.yml config/grafana/provisioning \
+  config/compose/cachecar.yaml config/prometheus/prometheus.yml config/prometheus/cachecar-rules.yml \
+  config/grafana/provisioning \
   .github/workflows examples/helm/app-with-cachecar/Chart.yaml examples/helm/app-with-cachecar/values.yaml
 
 echo "== helm lint, render, kubernetes-validate, cachecar check"

@@ -63,11 +63,12 @@ MODES = {
         "podDisruptionBudget": {"enabled": True},
         "autoscaling": {"enabled": True},
         "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
     },
 }
 
 # Custom resources kubernetes-validate has no schema for.
-CRDS = {"ServiceMonitor"}
+CRDS = {"ServiceMonitor", "PrometheusRule"}
 
 failures = []
 
@@ -176,6 +177,10 @@ for mode, values in MODES.items():
         expect(mode, "ServiceAccount" in kinds and spec.get("serviceAccountName"), "the service account")
         expect(mode, any(e["name"] == "CACHECAR_HASH_KEY" for e in container(spec, "cachecar")["env"]),
                "cachecar's extra env")
+    if mode == "standalone":
+        rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+        shipped = yaml.safe_load(open(os.path.join(chart_dir, "files", "cachecar-rules.yml")))
+        expect(mode, len(rules) == 1 and rules[0]["spec"] == shipped, "the PrometheusRule carries the rules file")
     if mode == "sidecar-redis":
         config = yaml.safe_load(open(os.path.join(out_dir, mode, "cachecar.yaml")))
         expect(mode, config["upstream"].get("idle_timeout") == "30s"
