@@ -156,7 +156,7 @@ impl Proxy {
 
     /// Handles one request: the spine. Never fails: errors become 4xx/5xx
     /// responses (the `Result` is the service's).
-    pub(crate) fn handle<B>(self, mut request: Request<B>, client: Peer) -> Handling
+    pub(crate) fn handle<B>(self, request: Request<B>, client: Peer) -> Handling
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -164,11 +164,13 @@ impl Proxy {
         let started = Instant::now();
         let config = self.core.config.load();
         let method = request.method().clone();
-        let client = client.judged(&config.security);
+        let request_id = upstream::RequestId::of(request.headers());
+        let client = client.judged(&config.security).asking(request_id.clone());
         // Boxed: it lives across the whole request, and every path's future
         // would otherwise carry (and copy when boxed) its few hundred bytes.
         let seen = Box::new(log::Seen::take(
-            &mut request,
+            &request,
+            request_id,
             client.addr(),
             client.trusted(),
         ));

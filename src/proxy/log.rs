@@ -14,10 +14,10 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method, Request, Response, Uri, header};
 
 use super::body::Body;
+use super::upstream::RequestId;
 use crate::config::{LogConfig, SecurityConfig};
 use crate::outcome::CacheOutcome;
 
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -28,7 +28,7 @@ pub(crate) struct Seen {
     uri: Uri,
     host: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
-    request_id: HeaderValue,
+    request_id: RequestId,
     traceparent: Option<HeaderValue>,
     /// The peer, and the `X-Forwarded-For` a trusted one sent.
     peer: IpAddr,
@@ -36,19 +36,14 @@ pub(crate) struct Seen {
 }
 
 impl Seen {
-    /// Takes what the log needs from `request`, from `peer` (its forwarded
-    /// headers believed if `trusted`), and gives it a request id if it has
-    /// none, which the app then gets too.
-    pub(crate) fn take<B>(request: &mut Request<B>, peer: IpAddr, trusted: bool) -> Self {
-        let headers = request.headers_mut();
-        let request_id = match headers.get(&X_REQUEST_ID).filter(|v| usable_id(v)) {
-            Some(id) => id.clone(),
-            None => {
-                let id = new_request_id();
-                headers.insert(X_REQUEST_ID.clone(), id.clone());
-                id
-            }
-        };
+    /// Takes what the log needs from `request`, with its `request_id`,
+    /// from `peer` (its forwarded headers believed if `trusted`).
+    pub(crate) fn take<B>(
+        request: &Request<B>,
+        request_id: RequestId,
+        peer: IpAddr,
+        trusted: bool,
+    ) -> Self {
         let headers = request.headers();
         Self {
             uri: request.uri().clone(),
@@ -100,24 +95,6 @@ impl Seen {
     }
 }
 
-/// A client's request id is used when it is 1 to 200 visible characters.
-fn usable_id(value: &HeaderValue) -> bool {
-    let b = value.as_bytes();
-    !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic())
-}
-
-/// A new request id: 32 random hex digits (128 bits, as a UUID carries).
-fn new_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 32];
-    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
-    for (i, byte) in out.iter_mut().enumerate() {
-        let word = if i < 16 { a } else { b };
-        *byte = HEX[((word >> ((i % 16) * 4)) & 0xf) as usize];
-    }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
-}
-
 /// A header's text for the log; `None` when absent or not text.
 fn text(value: Option<&HeaderValue>) -> Option<&str> {
     value.and_then(|v| v.to_str().ok())
@@ -165,7 +142,7 @@ impl Line<'_> {
         let seen = self.seen;
         tracing::info!(
             target: "cachecar::access",
-            request_id = text(Some(&seen.request_id)),
+            request_id = %seen.request_id,
             trace_id = seen.trace_id(),
             client = %seen.client(self.security),
             host = text(seen.host.as_ref()),
@@ -193,7 +170,7 @@ impl Line<'_> {
             .unwrap_or(("cachecar", own));
         tracing::warn!(
             target: "cachecar::slow",
-            request_id = text(Some(&self.seen.request_id)),
+            request_id = %self.seen.request_id,
             route = self.route,
             method = %self.method,
             status = self.response.status().as_u16(),

@@ -115,6 +115,8 @@ pub struct Peer {
     trusted: bool,
     /// Where the app's interim responses to this peer's requests go.
     interim: Option<Interim>,
+    /// The id of the request being forwarded.
+    request_id: RequestId,
 }
 
 impl Peer {
@@ -127,12 +129,19 @@ impl Peer {
             ip,
             trusted: false,
             interim: None,
+            request_id: RequestId::Made([0, 0]),
         }
     }
 
     /// The peer, its forwarded headers believed or not under `security`.
     pub(crate) fn judged(mut self, security: &crate::config::SecurityConfig) -> Self {
         self.trusted = security.trusts(self.addr);
+        self
+    }
+
+    /// The peer, sending the request whose id is `id`.
+    pub(crate) fn asking(mut self, id: RequestId) -> Self {
+        self.request_id = id;
         self
     }
 
@@ -207,6 +216,10 @@ pub(crate) fn request(
         headers.insert(header::HOST, value);
     }
     forwarded_headers(&mut headers, host.as_ref(), client);
+    // The app logs the same id as cachecar (the client's is in `headers`).
+    if let RequestId::Made(_) = client.request_id {
+        headers.insert(X_REQUEST_ID.clone(), client.request_id.value());
+    }
     let mut request = Request::new(body);
     *request.method_mut() = method.clone();
     *request.uri_mut() = upstream_uri(uri, target, config);
@@ -219,7 +232,56 @@ pub(crate) fn request(
 }
 
 /// Headers [`forwarded_headers`] and `Host` may add to the client's.
-const FORWARDED_ADDED: usize = 5;
+const FORWARDED_ADDED: usize = 6;
+
+/// A request's id, as the access log and the app see it: the client's
+/// `X-Request-Id` when it is 1 to 200 visible characters, else 128 random
+/// bits written as 32 hex digits only when needed (a hit that is not
+/// logged never writes one).
+#[derive(Clone, Debug)]
+pub(crate) enum RequestId {
+    /// The client's, forwarded as it came.
+    Sent(HeaderValue),
+    /// Made here: 128 bits (two words, so the enum has no 16-byte
+    /// alignment to pad every `Peer` to).
+    Made([u64; 2]),
+}
+
+pub(crate) static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+impl RequestId {
+    /// The id of a request with `headers`.
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        match headers.get(&X_REQUEST_ID) {
+            Some(v)
+                if !v.is_empty()
+                    && v.len() <= 200
+                    && v.as_bytes().iter().all(|c| c.is_ascii_graphic()) =>
+            {
+                RequestId::Sent(v.clone())
+            }
+            _ => RequestId::Made([fastrand::u64(..), fastrand::u64(..)]),
+        }
+    }
+
+    /// The header value.
+    pub(crate) fn value(&self) -> HeaderValue {
+        match self {
+            RequestId::Sent(v) => v.clone(),
+            RequestId::Made(_) => HeaderValue::from_str(&self.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("0")),
+        }
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestId::Sent(v) => f.write_str(v.to_str().unwrap_or("?")),
+            RequestId::Made([a, b]) => write!(f, "{a:016x}{b:016x}"),
+        }
+    }
+}
 
 /// Client maps up to this size are copied name by name rather than cloned.
 const SMALL_MAP: usize = 4;
