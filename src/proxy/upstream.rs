@@ -232,7 +232,7 @@ pub(crate) fn request(
 }
 
 /// Headers [`forwarded_headers`] and `Host` may add to the client's.
-const FORWARDED_ADDED: usize = 6;
+const FORWARDED_ADDED: usize = 7;
 
 /// A request's id, as the access log and the app see it: the client's
 /// `X-Request-Id` when it is 1 to 200 visible characters, else 128 random
@@ -268,7 +268,7 @@ impl RequestId {
     pub(crate) fn value(&self) -> HeaderValue {
         match self {
             RequestId::Sent(v) => v.clone(),
-            RequestId::Made(_) => HeaderValue::from_str(&self.to_string())
+            RequestId::Made(words) => HeaderValue::from_bytes(&hex(*words))
                 .unwrap_or_else(|_| HeaderValue::from_static("0")),
         }
     }
@@ -278,9 +278,21 @@ impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RequestId::Sent(v) => f.write_str(v.to_str().unwrap_or("?")),
-            RequestId::Made([a, b]) => write!(f, "{a:016x}{b:016x}"),
+            RequestId::Made(words) => f.write_str(std::str::from_utf8(&hex(*words)).unwrap_or("?")),
         }
     }
+}
+
+/// Two words as 32 lower-case hex digits, without the formatting machinery
+/// (this runs for every forwarded request without an id).
+fn hex(words: [u64; 2]) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        let word = words[i / 16];
+        *byte = DIGITS[((word >> (60 - 4 * (i % 16))) & 0xf) as usize];
+    }
+    out
 }
 
 /// Client maps up to this size are copied name by name rather than cloned.

@@ -202,3 +202,18 @@ fn trusted_proxies_are_believed_by_address() {
         "{problems}"
     );
 }
+
+#[test]
+fn made_request_ids_are_32_hex_digits() {
+    let id = RequestId::Made([0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210]);
+    assert_eq!(id.to_string(), "0123456789abcdeffedcba9876543210");
+    assert_eq!(id.value(), "0123456789abcdeffedcba9876543210");
+    let mut h = HeaderMap::new();
+    h.insert("x-request-id", HeaderValue::from_static("abc-1"));
+    assert_eq!(RequestId::of(&h).to_string(), "abc-1");
+    h.insert("x-request-id", HeaderValue::from_static(""));
+    assert!(
+        matches!(RequestId::of(&h), RequestId::Made(_)),
+        "an empty id is replaced"
+    );
+}
