@@ -36,6 +36,7 @@ mkdir -p target/prometheus-check
 sed "s#/etc/prometheus/#$PWD/config/prometheus/#" config/prometheus/prometheus.yml > target/prometheus-check/prometheus.yml
 promtool check config --syntax-only target/prometheus-check/prometheus.yml
 promtool check rules config/prometheus/cachecar-rules.yml
+promtool test rules config/prometheus/tests/cachecar-rules.test.yml
 cmp config/prometheus/cachecar-rules.yml helm/cachecar/files/cachecar-rules.yml \
   || { echo "helm/cachecar/files/cachecar-rules.yml differs from config/prometheus/cachecar-rules.yml" >&2; exit 1; }
 
@@ -43,6 +44,7 @@ echo "== yamllint"
 "$venv/bin/yamllint" --strict -c .yamllint.yml \
   docker-compose.yml helm/cachecar/values.yaml helm/cachecar/Chart.yaml \
   config/compose/cachecar.yaml config/prometheus/prometheus.yml config/prometheus/cachecar-rules.yml \
+  config/prometheus/tests \
   config/grafana/provisioning \
   .github/workflows examples/helm/app-with-cachecar/Chart.yaml examples/helm/app-with-cachecar/values.yaml
 
