@@ -1,9 +1,100 @@
-//! The access log joins with the ingress's and the app's: request id (the
-//! client's, or one made and forwarded), trace id, client address behind
-//! trusted proxies, host, normalized path with the query redacted, user
-//! agent.
+//! The access log and the slow-request warning, as JSON lines on stderr
+//! of the real binary: sampling, where the time went, and what joins a line
+//! with the ingress's and the app's (request id, the client's or one made
+//! and forwarded; trace id; client address behind trusted proxies; host;
+//! normalized path with the query redacted; user agent).
 
 use super::*;
+
+/// An upstream answering GETs with 12 bytes after 80 ms.
+async fn slow_upstream() -> wiremock::MockServer {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let up = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("twelve bytes")
+                .set_delay(Duration::from_millis(80)),
+        )
+        .mount(&up)
+        .await;
+    up
+}
+
+/// cachecar run with the config at `path`, JSON logs piped from stderr,
+/// once its proxy `port` opens.
+async fn run_with_json_logs(path: &std::path::Path, port: u16) -> Child {
+    let child = bin()
+        .args(["--log-format", "json", "--config"])
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(port_open(port).await, "proxy port opens");
+    child
+}
+
+/// Stops `child` with SIGTERM and returns what it wrote.
+async fn terminate_with_output(child: Child) -> std::process::Output {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// The JSON log events of `target` in `stderr`.
+fn events_of(stderr: &[u8], target: &str) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["target"] == target)
+        .collect()
+}
+
+/// The access log (sampled; slow requests always kept) and the slow-request
+/// warning, as JSON lines on stderr.
+#[tokio::test]
+async fn json_access_log_samples_and_slow_requests_name_where_time_went() {
+    trace_init();
+    let up = slow_upstream().await;
+    let (port, admin) = (free_port(), free_port());
+    let path = write_config(
+        "logs",
+        &format!(
+            "listen: 127.0.0.1:{port}\nupstream: {{ url: \"{}\" }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nshutdown: {{ drain_delay: 0s }}\nlog: {{ access_sample: 0.0, slow_request: 40ms }}\nroutes:\n  - name: docs\n    match: GET /a\n    ttl: 1m\n",
+            up.uri()
+        ),
+    );
+    let child = run_with_json_logs(&path, port).await;
+    let url = format!("http://127.0.0.1:{port}/a");
+    assert_eq!(get(&url, &[]).await.x_cache(), "MISS");
+    assert_eq!(get(&url, &[]).await.x_cache(), "HIT");
+    let out = terminate_with_output(child).await;
+    let of = |target: &str| events_of(&out.stderr, target);
+    let access = of("cachecar::access");
+    assert_eq!(
+        access.len(),
+        1,
+        "only the slow miss is kept at sample 0: {access:?}"
+    );
+    let a = &access[0];
+    assert_eq!(a["route"], "docs");
+    assert_eq!(a["method"], "GET");
+    assert_eq!(a["status"], 200);
+    assert_eq!(a["cache_status"], "miss");
+    assert_eq!(a["bytes"], 12);
+    assert!(a["upstream_us"].as_u64().unwrap() >= 80_000, "{a}");
+    assert!(a["store_us"].is_u64(), "{a}");
+    let slow = of("cachecar::slow");
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    assert_eq!(slow[0]["route"], "docs");
+    assert_eq!(slow[0]["spent_in"], "upstream");
+    assert!(slow[0]["upstream_ms"].as_u64().unwrap() >= 80);
+}
 
 /// Runs cachecar (JSON logs, behind trusted proxies `127.0.0.0/8` and
 /// `10.0.0.0/8`) in front of an app answering `ok`, sends `requests`
@@ -26,23 +117,11 @@ async fn logged(
             up.uri()
         ),
     );
-    let child = bin()
-        .args(["--log-format", "json", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(port_open(port).await, "proxy port opens");
+    let child = run_with_json_logs(&path, port).await;
     for (path, headers) in requests {
         get(&format!("http://127.0.0.1:{port}{path}"), headers).await;
     }
-    let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = terminate_with_output(child).await;
     let access = events_of(&out.stderr, "cachecar::access");
     (up, access, out.stderr, port)
 }
