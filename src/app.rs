@@ -283,11 +283,16 @@ fn reloader(config: &Arc<ConfigHandle>, proxy: &Proxy, metrics: &Arc<Metrics>) -
     ))
 }
 
-/// The metrics of the first config: generation 1, and the reload counters
-/// and every route's main series at zero (the first load is not a reload;
-/// `increase()` then sees the first refused one).
+/// The metrics of the first config: generation 1, the memory store's bound
+/// (restart only), the reload counters and every route's main series at
+/// zero (the first load is not a reload; `increase()` sees the first
+/// refused one).
 fn loaded(config: &RuntimeConfig, metrics: &Metrics) {
     metrics.config_generation.set(1);
+    let bound = config.cache.memory_bound();
+    metrics
+        .memory_store_max_bytes
+        .set(i64::try_from(bound).unwrap_or(i64::MAX));
     for result in ["applied", "refused"] {
         metrics.config_reloads_total.with_label_values(&[result]);
     }

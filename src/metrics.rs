@@ -137,12 +137,15 @@ metrics! {
     memory_store_bytes: IntGauge = gauge("Bytes held by the memory store"),
     /// Entries held by the memory store.
     memory_store_entries: IntGauge = gauge("Entries held by the memory store"),
+    /// The memory store's bound (`cache.memory.max_bytes`, or the tiered
+    /// store's `cache.l1.max_bytes`); 0 without one.
+    memory_store_max_bytes: IntGauge = gauge("Bound of the memory store in bytes"),
     /// Memory store evictions by reason (`size`, `expired`).
     memory_store_evictions_total: IntCounterVec = counter(
         "Memory store evictions by reason",
         &["reason"]
     ),
-    /// Config loads by result (`ok`, `error`).
+    /// Config reloads by result (`applied`, `refused`).
     config_reloads_total: IntCounterVec = counter("Config loads by result", &["result"]),
     /// Generation of the running config (1 at start, +1 per applied reload).
     config_generation: IntGauge = gauge("Generation of the running config"),

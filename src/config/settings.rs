@@ -61,6 +61,18 @@ pub struct CacheConfig {
     pub l1: L1Config,
 }
 
+impl CacheConfig {
+    /// The in-process store's byte bound: `memory.max_bytes`, the tiered
+    /// store's `l1.max_bytes`, or 0 for `redis`, which has none.
+    pub fn memory_bound(&self) -> u64 {
+        match self.store {
+            StoreKind::Memory => self.memory_max_bytes,
+            StoreKind::Tiered => self.l1.max_bytes,
+            StoreKind::Redis => 0,
+        }
+    }
+}
+
 /// `cache.l1`: the in-process tier of the `tiered` store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct L1Config {

@@ -12,6 +12,7 @@ mod hostile;
 mod invalidation;
 mod metrics;
 mod pool;
+mod prometheus;
 mod redis_server;
 mod redis_store;
 mod reload;
