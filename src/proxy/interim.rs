@@ -44,20 +44,24 @@ impl Interim {
         Self(writer)
     }
 
-    /// Has the 1xx responses to `request` passed on.
-    pub(crate) fn attach<B>(&self, request: &mut Request<B>) {
+    /// Has the 1xx responses to `request` passed on, their headers first
+    /// cleaned of what describes the connection by `clean` (the proxy's
+    /// hop-by-hop stripping, RFC 9110 §7.6.1).
+    pub(crate) fn attach<B>(&self, request: &mut Request<B>, clean: fn(&mut HeaderMap)) {
         self.0.expect();
         let writer = self.0.clone();
         hyper::ext::on_informational(request, move |response| {
-            if let Some(head) = encode(response.status(), response.headers()) {
+            let mut headers = response.headers().clone();
+            clean(&mut headers);
+            if let Some(head) = encode(response.status(), &headers) {
                 writer.write(head);
             }
         });
     }
 }
 
-/// The interim response as HTTP/1.1 writes it, without the fields that
-/// describe a connection or a body; `None` for 100 and 101.
+/// The interim response as HTTP/1.1 writes it (hop-by-hop fields already
+/// cleaned by the caller), without a length; `None` for 100 and 101.
 pub(crate) fn encode(status: StatusCode, headers: &HeaderMap) -> Option<Bytes> {
     if !status.is_informational()
         || status == StatusCode::CONTINUE
@@ -65,13 +69,6 @@ pub(crate) fn encode(status: StatusCode, headers: &HeaderMap) -> Option<Bytes> {
     {
         return None;
     }
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .collect();
     let mut out = BytesMut::with_capacity(64);
     out.put_slice(b"HTTP/1.1 ");
     out.put_slice(status.as_str().as_bytes());
@@ -79,19 +76,8 @@ pub(crate) fn encode(status: StatusCode, headers: &HeaderMap) -> Option<Bytes> {
     out.put_slice(status.canonical_reason().unwrap_or("Interim").as_bytes());
     out.put_slice(b"\r\n");
     for (name, value) in headers {
-        let framing = matches!(
-            name.as_str(),
-            "connection"
-                | "keep-alive"
-                | "proxy-connection"
-                | "transfer-encoding"
-                | "te"
-                | "trailer"
-                | "upgrade"
-                | "content-length"
-        );
-        if framing || named.iter().any(|n| n == name.as_str()) {
-            continue;
+        if name == header::CONTENT_LENGTH {
+            continue; // a 1xx has no body
         }
         out.put_slice(name.as_str().as_bytes());
         out.put_slice(b": ");
@@ -108,7 +94,7 @@ mod tests {
     use http::HeaderValue;
 
     #[test]
-    fn early_hints_are_written_without_connection_fields() {
+    fn early_hints_are_written_without_a_length() {
         let mut h = HeaderMap::new();
         h.append(
             header::LINK,
@@ -118,8 +104,6 @@ mod tests {
             header::LINK,
             HeaderValue::from_static("</b.js>; rel=preload"),
         );
-        h.insert(header::CONNECTION, HeaderValue::from_static("x-hop"));
-        h.insert("x-hop", HeaderValue::from_static("1"));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         let head = encode(StatusCode::from_u16(103).unwrap(), &h).unwrap();
         assert_eq!(

@@ -14,12 +14,11 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method, Request, Response, Uri, header};
 
 use super::body::Body;
-use super::upstream::RequestId;
+use super::upstream::{RequestId, X_FORWARDED_FOR};
 use crate::config::{LogConfig, SecurityConfig};
 use crate::outcome::CacheOutcome;
 
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// What the log needs of a request, taken when it arrives (before the
 /// proxy consumes it): cheap clones of shared bytes.

@@ -27,8 +27,10 @@ use crate::rules::normalize::Normalized;
 mod headers;
 mod pool;
 
+pub(crate) use headers::X_FORWARDED_FOR;
 pub(crate) use headers::drop_untrusted;
-use headers::{forwarded_headers, strip_hop_by_hop};
+use headers::forwarded_headers;
+use headers::strip_hop_by_hop;
 pub use pool::ResponseBody;
 
 /// Boxed error of request bodies from any source.
@@ -226,7 +228,7 @@ pub(crate) fn request(
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
     if let Some(interim) = &client.interim {
-        interim.attach(&mut request);
+        interim.attach(&mut request, strip_hop_by_hop);
     }
     request
 }

@@ -52,7 +52,7 @@ fn hop_by_hop_bit(name: &HeaderName) -> u16 {
 /// `Transfer-Encoding`'s bit in [`hop_by_hop_bit`].
 const TRANSFER_ENCODING_BIT: u16 = 1 << 7;
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
