@@ -203,7 +203,9 @@ impl App {
         serving.winding.close_connections();
         tracing::info!(?drain_delay, "draining: readiness is 503, still serving");
         tokio::time::sleep(drain_delay).await;
-        let clean = serving.stop().await;
+        // Tunnels get the same grace as connections, from the same moment.
+        let tunnels = self.proxy.tunnels().wind_down(grace);
+        let (clean, ()) = tokio::join!(serving.stop(), tunnels);
         finish_writes(&self.cache).await;
         admin.stop().await;
         tracing::info!(clean, "cachecar stopped");

@@ -26,7 +26,8 @@ mod yaml;
 pub use settings::{
     AdminConfig, AdminToken, CacheConfig, CoalesceConfig, HostsConfig, IdentityConfig,
     IdentitySource, L1Config, Limits, LogConfig, RedisNodes, RedisSettings, ReloadConfig,
-    SecurityConfig, ShutdownConfig, StoreKind, UpstreamConfig, WarmupTarget, host_matches,
+    SecurityConfig, ShutdownConfig, StoreKind, UpgradeConfig, UpstreamConfig, WarmupTarget,
+    host_matches,
 };
 pub use yaml::{Loc, Problem, parse_duration};
 
@@ -61,6 +62,8 @@ pub struct RuntimeConfig {
     pub hosts: HostsConfig,
     /// Which hosts are served and which client headers are trusted.
     pub security: SecurityConfig,
+    /// `Upgrade` (WebSocket) tunnels.
+    pub upgrade: UpgradeConfig,
     /// Where the config came from and its content hash.
     pub source: ConfigSource,
     /// Things that are allowed but probably not meant (e.g. unreachable routes).

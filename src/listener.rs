@@ -186,7 +186,7 @@ impl Connections {
         let stream = paced::Paced::new(stream, phase.clone(), self.header_read_timeout);
         let connection = self
             .builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let watched = self.drain.watch(connection, phase);
         let name = self.name;

@@ -158,6 +158,20 @@ metrics! {
     ),
     /// Requests being handled now.
     inflight_requests: IntGauge = gauge("Requests being handled"),
+    /// `Upgrade` handshakes by route and result (`tunnelled`, `refused`
+    /// when the app answered other than 101, `failed`, `over_limit`).
+    upgrades_total: IntCounterVec = counter(
+        "Upgrade (WebSocket) handshakes by result",
+        &["route", "result"]
+    ),
+    /// Tunnels open now.
+    upgrade_tunnels_open: IntGauge = gauge("Upgrade (WebSocket) tunnels open"),
+    /// Tunnels closed, by why (`closed`, `error`, `idle`, `lifetime`,
+    /// `shutdown`).
+    upgrade_tunnels_closed_total: IntCounterVec = counter(
+        "Upgrade (WebSocket) tunnels closed, by reason",
+        &["reason"]
+    ),
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {

@@ -88,6 +88,8 @@ pub enum BypassReason {
     /// `If-Match`, `If-Unmodified-Since` or `If-Range`: preconditions the
     /// origin evaluates.
     Conditional,
+    /// An `Upgrade` handshake (WebSocket), tunnelled to the app.
+    Upgrade,
 }
 
 // === impl CacheStatus ===
@@ -168,7 +170,7 @@ impl NoCacheReason {
 
 impl BypassReason {
     /// Every reason, in declaration order.
-    pub const ALL: [BypassReason; 7] = [
+    pub const ALL: [BypassReason; 8] = [
         BypassReason::NoRoute,
         BypassReason::Disabled,
         BypassReason::Method,
@@ -176,6 +178,7 @@ impl BypassReason {
         BypassReason::RequestBody,
         BypassReason::Invalid,
         BypassReason::Conditional,
+        BypassReason::Upgrade,
     ];
 
     /// The `Cache-Status` detail and log field.
@@ -188,6 +191,7 @@ impl BypassReason {
             BypassReason::RequestBody => "request-body",
             BypassReason::Invalid => "invalid-request",
             BypassReason::Conditional => "conditional",
+            BypassReason::Upgrade => "upgrade",
         }
     }
 
@@ -202,6 +206,7 @@ impl BypassReason {
             BypassReason::RequestBody => "cachecar; fwd=bypass; detail=request-body",
             BypassReason::Invalid => "cachecar; fwd=bypass; detail=invalid-request",
             BypassReason::Conditional => "cachecar; fwd=bypass; detail=conditional",
+            BypassReason::Upgrade => "cachecar; fwd=bypass; detail=upgrade",
         }
     }
 }

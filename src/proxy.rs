@@ -67,6 +67,7 @@ pub(crate) mod policy;
 mod respond;
 mod serve;
 mod target;
+mod tunnel;
 pub(crate) mod upstream;
 
 use body::Body;
@@ -77,6 +78,8 @@ use key::Keyed;
 use pass::Pass;
 use respond::{Answer, Outcome};
 use serve::Serve;
+use tunnel::Tunnel;
+pub(crate) use tunnel::Tunnels;
 use upstream::{BoxError, Peer, Upstream};
 
 /// The caching proxy. Cheap to clone; one per process.
@@ -96,6 +99,8 @@ struct Core {
     coalescer: fill::Coalescer,
     /// What freshness is judged by.
     clock: Clock,
+    /// Open `Upgrade` tunnels.
+    tunnels: Tunnels,
 }
 
 /// [`Proxy`] as a hyper service for one client connection.
@@ -116,6 +121,8 @@ enum Path<B> {
     Pass(Pass),
     /// An unsafe method: forwarded, then it invalidates.
     Mutate(Request<B>, Normalized),
+    /// An `Upgrade` handshake: forwarded, and tunnelled after a `101`.
+    Upgrade(Tunnel),
     /// A cacheable GET or HEAD, keyed.
     Cache(Keyed),
 }
@@ -138,10 +145,11 @@ impl Proxy {
                 config,
                 cache,
                 forwarder: Forwarder::new(upstream, metrics.clone()),
-                metrics,
+                metrics: metrics.clone(),
                 unrouted: RouteMetrics::new(Arc::from("none")),
                 coalescer: fill::Coalescer::default(),
                 clock,
+                tunnels: Tunnels::new(metrics.clone()),
             }),
         }
     }
@@ -193,6 +201,11 @@ impl Proxy {
                 let answer = mutate::forward(&self.core, &config, request, &target, &client).await;
                 Ok(respond(&self, &config, answer))
             }),
+            Path::Upgrade(tunnel) => Box::pin(async move {
+                let _inflight = Inflight::enter(&self.core.metrics);
+                let answer = tunnel::forward(&self.core, &config, tunnel, &client).await;
+                Ok(respond(&self, &config, answer))
+            }),
             Path::Cache(keyed) => Box::pin(async move {
                 let _inflight = Inflight::enter(&self.core.metrics);
                 let answer = self.cacheable(&config, keyed, &client).await;
@@ -216,31 +229,28 @@ impl Proxy {
             Ok(target) => target,
             Err(e) => return Path::refused(e, None),
         };
+        // 3. route
+        let found = config.routes.find(&target.path);
+        if let Some(protocol) = tunnel::requested(&request, &config.upgrade) {
+            let route = found.map(|m| m.value.clone());
+            return Path::Upgrade(Tunnel::new(request, target, route, protocol));
+        }
         let method = request.method();
         if !method.is_safe() {
             return Path::Mutate(request, target);
         }
-        // 3. route
-        let found = config.routes.find(&target.path);
         let limits = &config.limits;
-        if *method != Method::GET && *method != Method::HEAD {
-            let route = found.map(|m| m.value.clone());
-            return Path::Pass(Pass::new(
-                request,
-                target,
-                route,
-                BypassReason::Method,
-                limits,
-            ));
-        }
-        let Some(m) = found else {
-            return Path::Pass(Pass::new(
-                request,
-                target,
-                None,
-                BypassReason::NoRoute,
-                limits,
-            ));
+        let cacheable = *method == Method::GET || *method == Method::HEAD;
+        let m = match (cacheable, found) {
+            (true, Some(m)) => m,
+            (_, found) => {
+                let reason = match cacheable {
+                    true => BypassReason::NoRoute,
+                    false => BypassReason::Method,
+                };
+                let route = found.map(|m| m.value.clone());
+                return Path::Pass(Pass::new(request, target, route, reason, limits));
+            }
         };
         let route = m.value.clone();
         if let Err(refusal) = guard::path(&target) {
@@ -282,6 +292,11 @@ impl Proxy {
         };
         answer.outcome.store = Some(store_took);
         answer
+    }
+
+    /// The open `Upgrade` tunnels, to wind down at shutdown.
+    pub(crate) fn tunnels(&self) -> &Tunnels {
+        &self.core.tunnels
     }
 
     /// Bumps `tokens` and counts the rules that asked for it (an admin

@@ -40,6 +40,18 @@ section! {
         limits: RawLimits = sub,
         security: RawSecurity = sub,
         hosts: RawHosts = sub,
+        upgrade: RawUpgrade = sub,
+    }
+}
+
+section! {
+    /// `upgrade:`
+    pub(crate) struct RawUpgrade {
+        enabled: Option<bool> = yaml::boolean,
+        protocols: Vec<Located<String>> = strings,
+        idle_timeout: Option<Located<Duration>> = at(yaml::duration),
+        max_lifetime: Option<Duration> = yaml::duration,
+        max_tunnels: Option<Located<u64>> = at(count(1_000_000)),
     }
 }
 

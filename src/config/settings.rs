@@ -27,6 +27,44 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
 }
 
+/// `upgrade`: HTTP/1.1 `Upgrade` handshakes (WebSocket) forwarded, and
+/// the connections spliced after the app's `101`.
+#[derive(Clone, Debug)]
+pub struct UpgradeConfig {
+    /// `false`: `Upgrade` is stripped like any hop-by-hop field.
+    pub enabled: bool,
+    /// Lower-case protocol names that may be tunnelled; `None`: any but
+    /// `h2c`.
+    pub protocols: Option<Vec<String>>,
+    /// A tunnel with no byte either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// A tunnel open this long is closed; `None`: no limit.
+    pub max_lifetime: Option<Duration>,
+    /// Tunnels open at once at most; handshakes past it are answered 503.
+    pub max_tunnels: usize,
+}
+
+impl UpgradeConfig {
+    /// Whether every protocol `Upgrade` lists (`websocket`,
+    /// `foo/2`) may be tunnelled. `h2c` never is: an HTTP/2 client speaks
+    /// it to cachecar with prior knowledge.
+    pub fn allows(&self, upgrade: &str) -> bool {
+        let mut names = upgrade
+            .split(',')
+            .map(|p| p.trim().split('/').next().unwrap_or_default().trim())
+            .peekable();
+        names.peek().is_some()
+            && names.all(|name| {
+                !name.is_empty()
+                    && !name.eq_ignore_ascii_case("h2c")
+                    && self
+                        .protocols
+                        .as_ref()
+                        .is_none_or(|listed| listed.iter().any(|l| l.eq_ignore_ascii_case(name)))
+            })
+    }
+}
+
 /// The admin listener.
 #[derive(Clone, Debug)]
 pub struct AdminConfig {

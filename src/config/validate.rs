@@ -96,6 +96,7 @@ pub(crate) fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig
         log: settings::log(&raw.log),
         limits: settings::limits(&raw.limits, p),
         security: settings::security(&raw.security, p),
+        upgrade: upstream::upgrade(&raw.upgrade, p),
         hosts,
         reload: ReloadConfig {
             watch: raw.reload.watch.unwrap_or(true),

@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, Version};
+use http::{Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
@@ -42,6 +42,9 @@ pub(super) struct Phase {
     closing: Arc<AtomicBool>,
     /// Interim responses waiting to be written.
     pub(super) interim: Arc<Queue>,
+    /// The service answered `101`: the connection is a tunnel's now, and
+    /// what is read is no request head.
+    upgraded: AtomicBool,
 }
 
 impl Phase {
@@ -114,7 +117,7 @@ impl<T: AsyncRead> AsyncRead for Paced<T> {
         let before = buf.filled().len();
         let polled = this.io.poll_read(cx, buf);
         let read = &buf.filled()[before..];
-        if read.is_empty() || *this.h2 {
+        if read.is_empty() || *this.h2 || this.phase.upgraded.load(Ordering::Acquire) {
             return polled;
         }
         if let Some(seen) = *this.preface {
@@ -265,8 +268,13 @@ where
         };
         if let Some(phase) = this.phase.take() {
             phase.interim.close();
+            let switched = matches!(&ready, Ok(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS);
+            if switched {
+                phase.upgraded.store(true, Ordering::Release);
+            }
             phase.answered.fetch_add(1, Ordering::AcqRel);
             if *this.h1
+                && !switched
                 && phase.closing.load(Ordering::Acquire)
                 && let Ok(response) = &mut ready
             {

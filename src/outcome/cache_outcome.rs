@@ -257,6 +257,7 @@ fn bypass_value(reason: BypassReason) -> HeaderValue {
         R::RequestBody => const_value!(R::RequestBody.cache_status()),
         R::Invalid => const_value!(R::Invalid.cache_status()),
         R::Conditional => const_value!(R::Conditional.cache_status()),
+        R::Upgrade => const_value!(R::Upgrade.cache_status()),
     }
 }
 

@@ -45,6 +45,13 @@ pub(crate) enum ProxyError {
     /// recorded now (`cache.redis.on_purge_failure: refuse`).
     #[error("write refused: its purge cannot be recorded now")]
     PurgeUnrecordable,
+    /// An `Upgrade` handshake past `upgrade.max_tunnels`.
+    #[error("too many open tunnels")]
+    TooManyTunnels,
+    /// The app switched to a protocol the client did not ask for, or
+    /// switched without naming one (RFC 9110 §15.2.2).
+    #[error("upstream switched protocols wrongly: {0}")]
+    BadSwitch(&'static str),
 }
 
 impl From<UpstreamError> for ProxyError {
@@ -64,7 +71,7 @@ impl ProxyError {
     pub(crate) fn into_response(self, route: &str) -> Response<Body> {
         let (status, text, close) = self.answer();
         match &self {
-            ProxyError::Upstream(_) | ProxyError::UpstreamBody(_) => {
+            ProxyError::Upstream(_) | ProxyError::UpstreamBody(_) | ProxyError::BadSwitch(_) => {
                 tracing::warn!(route, status = status.as_u16(), cause = %self, "upstream failed")
             }
             _ => {
@@ -72,7 +79,10 @@ impl ProxyError {
             }
         }
         let mut response = status_response(status, text);
-        if matches!(self, ProxyError::PurgeUnrecordable) {
+        if matches!(
+            self,
+            ProxyError::PurgeUnrecordable | ProxyError::TooManyTunnels
+        ) {
             // The probe that could let it through runs within a second.
             response
                 .headers_mut()
@@ -106,9 +116,14 @@ impl ProxyError {
             ProxyError::Upstream(UpstreamError::Timeout(_)) => {
                 (StatusCode::GATEWAY_TIMEOUT, UPSTREAM_TIMED_OUT, false)
             }
-            ProxyError::Upstream(_) | ProxyError::UpstreamBody(_) => {
+            ProxyError::Upstream(_) | ProxyError::UpstreamBody(_) | ProxyError::BadSwitch(_) => {
                 (StatusCode::BAD_GATEWAY, UPSTREAM_UNAVAILABLE, false)
             }
+            ProxyError::TooManyTunnels => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many open tunnels; retry\n",
+                false,
+            ),
             ProxyError::Collapsed(status) if *status == StatusCode::GATEWAY_TIMEOUT => {
                 (*status, UPSTREAM_TIMED_OUT, false)
             }

@@ -62,6 +62,31 @@ impl Forwarder {
         }
     }
 
+    /// Sends an `Upgrade` handshake on a connection of its own (never
+    /// retried: the app may have acted on it), counted and timed under
+    /// `route` like any exchange.
+    pub(super) async fn upgrade(
+        &self,
+        config: &RuntimeConfig,
+        request: Request<UpstreamBody>,
+        route: &RouteMetrics,
+    ) -> Exchanged {
+        let start = Instant::now();
+        let upstream = &config.upstream;
+        let result = self
+            .upstream
+            .send_upgrade(&upstream.authority, request, upstream.timeout)
+            .await;
+        let took = start.elapsed();
+        let class = match &result {
+            Ok(r) => UpstreamClass::Status(r.status().as_u16()),
+            Err(UpstreamError::Timeout(_)) => UpstreamClass::Timeout,
+            Err(_) => UpstreamClass::Error,
+        };
+        route.upstream(&self.metrics, class, took.as_secs_f64());
+        (result, took)
+    }
+
     /// One upstream exchange, counted and timed under `route`. Boxed: every
     /// async layer is a future moved into its caller's, and the exchange's
     /// is the largest part of each (docs/benchmarks.md, "What bounds each
@@ -114,6 +139,6 @@ where
     )))
 }
 
-fn empty_body() -> UpstreamBody {
+pub(super) fn empty_body() -> UpstreamBody {
     UnsyncBoxBody::new(http_body_util::Empty::new().map_err(|e| match e {}))
 }

@@ -105,6 +105,38 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// Sends an `Upgrade` handshake to `authority` on a connection of its
+    /// own, waiting at most `timeout` for the answer's headers. A `101`
+    /// keeps its `Upgrade` field (the tunnel's protocol); every other
+    /// hop-by-hop field is removed as usual.
+    ///
+    /// # Errors
+    ///
+    /// As [`Upstream::send`].
+    pub async fn send_upgrade(
+        &self,
+        authority: &Authority,
+        request: Request<UpstreamBody>,
+        timeout: Duration,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let exchange = self.pool.send_upgrade(authority, request);
+        match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => Err(UpstreamError::Timeout(timeout)),
+            Ok(Err(pool::Failure::Connect(e))) => Err(UpstreamError::Connect(e)),
+            Ok(Err(pool::Failure::Exchange(e))) => Err(UpstreamError::Failed(e)),
+            Ok(Ok(mut response)) => {
+                let protocol = response.headers_mut().remove(header::UPGRADE);
+                strip_hop_by_hop(response.headers_mut());
+                if let Some(protocol) = protocol {
+                    response.headers_mut().insert(header::UPGRADE, protocol);
+                }
+                Ok(response)
+            }
+        }
+    }
+}
+
 /// The client end of a connection: its IP, rendered once per connection
 /// for `X-Forwarded-For` (formatting an address per request costs more
 /// than the rest of the header work).

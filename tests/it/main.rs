@@ -20,4 +20,5 @@ mod semantics;
 mod shutdown;
 mod store_contract;
 mod support;
+mod upgrade;
 mod upstream;

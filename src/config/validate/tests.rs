@@ -393,3 +393,4 @@ fn fingerprints_change_with_sharing_rules_and_identity_source() {
 
 mod cache;
 mod hosts;
+mod upgrade;

@@ -5,9 +5,9 @@ use std::time::Duration;
 use http::Uri;
 
 use super::{address, nonzero};
-use crate::config::file::{RawAdmin, RawUpstream};
+use crate::config::file::{RawAdmin, RawUpgrade, RawUpstream};
 use crate::config::yaml::Problems;
-use crate::config::{AdminConfig, AdminToken, UpstreamConfig};
+use crate::config::{AdminConfig, AdminToken, UpgradeConfig, UpstreamConfig};
 
 /// Where cachecar listens for traffic unless told otherwise.
 pub(super) const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -93,4 +93,59 @@ pub(super) fn admin(raw: &RawAdmin, p: &mut Problems) -> Option<AdminConfig> {
         .filter(|t| !t.is_empty())
         .map(AdminToken::new);
     Some(AdminConfig { listen, token })
+}
+
+/// A WebSocket with neither messages nor pings for this long is closed:
+/// long enough for apps that ping every minute or so, short enough that
+/// a vanished peer does not hold a connection for hours.
+const DEFAULT_TUNNEL_IDLE: Duration = Duration::from_secs(300);
+/// Tunnels open at once, unless told otherwise.
+const DEFAULT_MAX_TUNNELS: usize = 10_000;
+
+/// `upgrade:`: which `Upgrade` protocols are tunnelled, and for how long.
+pub(super) fn upgrade(r: &RawUpgrade, p: &mut Problems) -> UpgradeConfig {
+    let mut listed = Vec::with_capacity(r.protocols.len());
+    let mut any = false;
+    for name in &r.protocols {
+        let value = name.value.trim();
+        let valid = !value.is_empty()
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"/,;\"()<>@[]{}?=:".contains(&b));
+        if value == "*" {
+            any = true;
+        } else if value.eq_ignore_ascii_case("h2c") {
+            p.at_loc(
+                Some(name.loc),
+                "upgrade.protocols",
+                "`h2c` is never tunnelled: HTTP/2 clients speak it to cachecar with prior knowledge",
+            );
+        } else if !valid {
+            let message = format!("`{value}` is not a protocol name such as `websocket`");
+            p.at_loc(Some(name.loc), "upgrade.protocols", message);
+        } else {
+            listed.push(value.to_ascii_lowercase());
+        }
+    }
+    if r.protocols.is_empty() {
+        listed.push("websocket".to_string());
+    }
+    UpgradeConfig {
+        enabled: r.enabled.unwrap_or(true),
+        protocols: (!any).then_some(listed),
+        idle_timeout: nonzero(
+            r.idle_timeout.as_ref(),
+            DEFAULT_TUNNEL_IDLE,
+            "upgrade.idle_timeout",
+            p,
+        ),
+        max_lifetime: r.max_lifetime.filter(|d| !d.is_zero()),
+        max_tunnels: usize::try_from(nonzero(
+            r.max_tunnels.as_ref(),
+            DEFAULT_MAX_TUNNELS as u64,
+            "upgrade.max_tunnels",
+            p,
+        ))
+        .unwrap_or(DEFAULT_MAX_TUNNELS),
+    }
 }

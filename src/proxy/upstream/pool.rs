@@ -253,16 +253,7 @@ impl Pool {
 
     /// A new connection to `authority`, its driver task spawned.
     async fn connect(&self, authority: &Authority) -> Result<SendRequest<UpstreamBody>, Failure> {
-        let stream = tokio::time::timeout(self.connect_timeout, tcp_connect(authority))
-            .await
-            .map_err(|_| {
-                Failure::Connect(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("connect timed out after {:?}", self.connect_timeout),
-                ))
-            })?
-            .map_err(Failure::Connect)?;
-        let _ = stream.set_nodelay(true);
+        let stream = self.dial(authority).await?;
         let (sender, connection) = http1::Builder::new()
             .max_buf_size(UPSTREAM_READ_BUFFER)
             .handshake(TokioIo::new(stream))
@@ -274,6 +265,48 @@ impl Pool {
             }
         });
         Ok(sender)
+    }
+
+    /// Sends an `Upgrade` handshake (RFC 9110 §7.8) on a new connection of
+    /// its own, never pooled: after a `101` the connection is the
+    /// tunnel's (`hyper::upgrade::on` on the response), otherwise it
+    /// closes once the answer has been read.
+    pub(super) async fn send_upgrade(
+        &self,
+        authority: &Authority,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let stream = self.dial(authority).await?;
+        let (mut sender, connection) = http1::Builder::new()
+            .max_buf_size(UPSTREAM_READ_BUFFER)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(Failure::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(cause = %e, "upstream upgrade connection ended with an error");
+            }
+        });
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(Failure::Exchange)?;
+        Ok(response.map(ResponseBody::unpooled))
+    }
+
+    /// A TCP connection to `authority` within the connect timeout.
+    async fn dial(&self, authority: &Authority) -> Result<TcpStream, Failure> {
+        let stream = tokio::time::timeout(self.connect_timeout, tcp_connect(authority))
+            .await
+            .map_err(|_| {
+                Failure::Connect(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect timed out after {:?}", self.connect_timeout),
+                ))
+            })?
+            .map_err(Failure::Connect)?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
     }
 }
 

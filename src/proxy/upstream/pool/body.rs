@@ -53,6 +53,15 @@ impl ResponseBody {
         body
     }
 
+    /// The body of a connection that is never pooled (an `Upgrade`
+    /// handshake's).
+    pub(super) fn unpooled(inner: Incoming) -> Self {
+        Self {
+            inner,
+            checkin: None,
+        }
+    }
+
     fn check_end(&mut self) {
         if http_body::Body::is_end_stream(&self.inner)
             && let Some(checkin) = self.checkin.take()
