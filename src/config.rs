@@ -24,10 +24,10 @@ mod validate;
 mod yaml;
 
 pub use settings::{
-    AdminConfig, AdminToken, CacheConfig, CoalesceConfig, HostsConfig, IdentityConfig,
+    AdminConfig, AdminToken, CacheConfig, CoalesceConfig, HostsConfig, HttpVersion, IdentityConfig,
     IdentitySource, L1Config, Limits, LogConfig, RedisNodes, RedisSettings, ReloadConfig,
-    SecurityConfig, ShutdownConfig, StoreKind, UpgradeConfig, UpstreamConfig, WarmupTarget,
-    host_matches,
+    SecurityConfig, ShutdownConfig, StoreKind, UpgradeConfig, UpstreamConfig, UpstreamTls,
+    WarmupTarget, host_matches,
 };
 pub use yaml::{Loc, Problem, parse_duration};
 

@@ -19,8 +19,11 @@ use crate::rules::{OriginCacheControl, Scope, StatusPattern};
 #[macro_use]
 mod section;
 
+mod upstream;
+
 pub(crate) use section::Located;
 use section::{at, choice, count, each, sections, sub, sub_at};
+pub(crate) use upstream::{RawAdmin, RawTls, RawUpgrade, RawUpstream};
 
 section! {
     /// The whole file.
@@ -41,17 +44,6 @@ section! {
         security: RawSecurity = sub,
         hosts: RawHosts = sub,
         upgrade: RawUpgrade = sub,
-    }
-}
-
-section! {
-    /// `upgrade:`
-    pub(crate) struct RawUpgrade {
-        enabled: Option<bool> = yaml::boolean,
-        protocols: Vec<Located<String>> = strings,
-        idle_timeout: Option<Located<Duration>> = at(yaml::duration),
-        max_lifetime: Option<Duration> = yaml::duration,
-        max_tunnels: Option<Located<u64>> = at(count(1_000_000)),
     }
 }
 
@@ -114,24 +106,6 @@ section! {
         access_sample: Option<f64> = yaml::fraction,
         slow_request: Option<Duration> = yaml::duration,
         query: Option<bool> = yaml::boolean,
-    }
-}
-
-section! {
-    /// `upstream:`
-    pub(crate) struct RawUpstream {
-        url: Option<Located<String>> = at(yaml::string),
-        connect_timeout: Option<Located<Duration>> = at(yaml::duration),
-        timeout: Option<Located<Duration>> = at(yaml::duration),
-        idle_timeout: Option<Located<Duration>> = at(yaml::duration),
-    }
-}
-
-section! {
-    /// `admin:`
-    pub(crate) struct RawAdmin {
-        listen: Option<Located<String>> = at(yaml::scalar_text),
-        token: Option<String> = yaml::scalar_text,
     }
 }
 

@@ -6,64 +6,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::HeaderName;
-use http::uri::Authority;
 
 pub use crate::cache::redis::{RedisNodes, RedisSettings};
+pub use upstream::{HttpVersion, UpgradeConfig, UpstreamConfig, UpstreamTls};
 
-/// Where the upstream is and how long to wait for it.
-#[derive(Clone, Debug)]
-pub struct UpstreamConfig {
-    /// The URL as configured, for `/status` and logs.
-    pub url: String,
-    /// `host:port` to connect to.
-    pub authority: Authority,
-    /// A path prefix from the URL (`http://app/base` -> `/base`), or empty.
-    pub base_path: String,
-    /// TCP connect timeout.
-    pub connect_timeout: Duration,
-    /// Time allowed until the upstream's response headers.
-    pub timeout: Duration,
-    /// How long an idle pooled connection is kept for reuse.
-    pub idle_timeout: Duration,
-}
-
-/// `upgrade`: HTTP/1.1 `Upgrade` handshakes (WebSocket) forwarded, and
-/// the connections spliced after the app's `101`.
-#[derive(Clone, Debug)]
-pub struct UpgradeConfig {
-    /// `false`: `Upgrade` is stripped like any hop-by-hop field.
-    pub enabled: bool,
-    /// Lower-case protocol names that may be tunnelled; `None`: any but
-    /// `h2c`.
-    pub protocols: Option<Vec<String>>,
-    /// A tunnel with no byte either way for this long is closed.
-    pub idle_timeout: Duration,
-    /// A tunnel open this long is closed; `None`: no limit.
-    pub max_lifetime: Option<Duration>,
-    /// Tunnels open at once at most; handshakes past it are answered 503.
-    pub max_tunnels: usize,
-}
-
-impl UpgradeConfig {
-    /// Whether every protocol `Upgrade` lists (`websocket`,
-    /// `foo/2`) may be tunnelled. `h2c` never is: an HTTP/2 client speaks
-    /// it to cachecar with prior knowledge.
-    pub fn allows(&self, upgrade: &str) -> bool {
-        let mut names = upgrade
-            .split(',')
-            .map(|p| p.trim().split('/').next().unwrap_or_default().trim())
-            .peekable();
-        names.peek().is_some()
-            && names.all(|name| {
-                !name.is_empty()
-                    && !name.eq_ignore_ascii_case("h2c")
-                    && self
-                        .protocols
-                        .as_ref()
-                        .is_none_or(|listed| listed.iter().any(|l| l.eq_ignore_ascii_case(name)))
-            })
-    }
-}
+mod upstream;
 
 /// The admin listener.
 #[derive(Clone, Debug)]

@@ -20,6 +20,7 @@ mod cache;
 mod invalidate;
 mod routes;
 mod settings;
+mod tls;
 mod upstream;
 
 pub(crate) use cache::redact_url;
@@ -64,7 +65,8 @@ fn unshared_user_keys(
 /// the parts it needs could be built; callers also check `p.is_empty()`.
 pub(crate) fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig> {
     let listen = address(raw.listen.as_ref(), upstream::DEFAULT_LISTEN, "listen", p);
-    let upstream = upstream::upstream(&raw.upstream, p);
+    let mut upstream_warnings = Vec::new();
+    let upstream = upstream::upstream(&raw.upstream, p, &mut upstream_warnings);
     let admin = upstream::admin(&raw.admin, p);
     let mut cache_warnings = Vec::new();
     let cache = cache::cache(&raw.cache, p, &mut cache_warnings);
@@ -74,6 +76,7 @@ pub(crate) fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig
     let (invalidations, plans) = invalidate::rules(&raw.invalidate, &routes, p);
     let (routes, mut warnings) = routes::table(routes, &plans, identity.as_ref(), p)?;
     warnings.extend(cache_warnings);
+    warnings.extend(upstream_warnings);
     warnings.extend(unshared_user_keys(&raw, cache.as_ref(), &routes));
     let invalidations = Invalidations::new(invalidations)
         .map_err(|e| p.at_loc(None, "invalidate", e.0))

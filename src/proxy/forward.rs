@@ -75,7 +75,7 @@ impl Forwarder {
         let upstream = &config.upstream;
         let result = self
             .upstream
-            .send_upgrade(&upstream.authority, request, upstream.timeout)
+            .send_upgrade(upstream, request, upstream.timeout)
             .await;
         let took = start.elapsed();
         let class = match &result {
@@ -101,9 +101,7 @@ impl Forwarder {
         // which would hold the request, and the exchange twice (as its
         // capture and as what it polls).
         let start = Instant::now();
-        let send = self
-            .upstream
-            .send(&upstream.authority, request, upstream.timeout);
+        let send = self.upstream.send(upstream, request, upstream.timeout);
         Box::pin(send.map(move |result| {
             let took = start.elapsed();
             let class = match &result {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::uri::{Authority, PathAndQuery};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 
@@ -88,15 +88,14 @@ impl Upstream {
     /// [`UpstreamError`], classified for the 502/504 decision.
     pub fn send<'a>(
         &'a self,
-        authority: &'a Authority,
+        target: &'a UpstreamConfig,
         request: Request<UpstreamBody>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Response<ResponseBody>, UpstreamError>> + Send + 'a {
-        let exchange = tokio::time::timeout(timeout, self.pool.send(authority, request));
+        let exchange = tokio::time::timeout(timeout, self.pool.send(target, request));
         exchange.map(move |result| match result {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
-            Ok(Err(pool::Failure::Connect(e))) => Err(UpstreamError::Connect(e)),
-            Ok(Err(pool::Failure::Exchange(e))) => Err(UpstreamError::Failed(e)),
+            Ok(Err(failure)) => Err(failure.into()),
             Ok(Ok(mut response)) => {
                 strip_hop_by_hop(response.headers_mut());
                 Ok(response)
@@ -116,15 +115,14 @@ impl Upstream {
     /// As [`Upstream::send`].
     pub async fn send_upgrade(
         &self,
-        authority: &Authority,
+        target: &UpstreamConfig,
         request: Request<UpstreamBody>,
         timeout: Duration,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
-        let exchange = self.pool.send_upgrade(authority, request);
+        let exchange = self.pool.send_upgrade(target, request);
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
-            Ok(Err(pool::Failure::Connect(e))) => Err(UpstreamError::Connect(e)),
-            Ok(Err(pool::Failure::Exchange(e))) => Err(UpstreamError::Failed(e)),
+            Ok(Err(failure)) => Err(failure.into()),
             Ok(Ok(mut response)) => {
                 let protocol = response.headers_mut().remove(header::UPGRADE);
                 strip_hop_by_hop(response.headers_mut());

@@ -5,6 +5,7 @@
 
 mod admin;
 mod cache_flow;
+mod certs;
 mod cli;
 mod coalescing;
 mod consistency;
@@ -22,3 +23,4 @@ mod store_contract;
 mod support;
 mod upgrade;
 mod upstream;
+mod upstream_tls;

@@ -47,8 +47,11 @@ fn rejects_missing_upstream() {
 }
 
 #[test]
-fn rejects_https_upstream() {
-    rejected("upstream: { url: \"https://app\" }\n", "uses https");
+fn rejects_tls_settings_without_https() {
+    rejected(
+        "upstream: { url: \"http://app\", tls: { server_name: app } }\n",
+        "https:// upstream.url only",
+    );
 }
 
 #[test]

@@ -4,10 +4,13 @@ use std::time::Duration;
 
 use http::Uri;
 
+use super::tls::{TlsInput, upstream_tls};
 use super::{address, nonzero};
 use crate::config::file::{RawAdmin, RawUpgrade, RawUpstream};
 use crate::config::yaml::Problems;
-use crate::config::{AdminConfig, AdminToken, UpgradeConfig, UpstreamConfig};
+use crate::config::{
+    AdminConfig, AdminToken, HttpVersion, UpgradeConfig, UpstreamConfig, UpstreamTls,
+};
 
 /// Where cachecar listens for traffic unless told otherwise.
 pub(super) const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -22,8 +25,13 @@ const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// on a connection the app is closing (the classic proxy 502).
 const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// `upstream:`: a plain `http://` URL of the app, and its timeouts.
-pub(super) fn upstream(r: &RawUpstream, p: &mut Problems) -> Option<UpstreamConfig> {
+/// `upstream:`: the URL of the app (`http://`, or `https://` with
+/// `upstream.tls`), the HTTP version, and its timeouts.
+pub(super) fn upstream(
+    r: &RawUpstream,
+    p: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> Option<UpstreamConfig> {
     let Some(url) = &r.url else {
         p.at_loc(
             None,
@@ -40,9 +48,16 @@ pub(super) fn upstream(r: &RawUpstream, p: &mut Problems) -> Option<UpstreamConf
             return None;
         }
     };
+    let authority = uri.authority()?.clone();
+    let http_version = r
+        .http_version
+        .as_ref()
+        .map_or(HttpVersion::Auto, |v| v.value);
+    let https = uri.scheme_str() == Some("https");
+    let tls = tls(r, authority.host(), https, http_version, p, warnings)?;
     Some(UpstreamConfig {
         url: url.value.clone(),
-        authority: uri.authority()?.clone(),
+        authority,
         base_path: uri.path().trim_end_matches('/').to_string(),
         connect_timeout: nonzero(
             r.connect_timeout.as_ref(),
@@ -62,17 +77,46 @@ pub(super) fn upstream(r: &RawUpstream, p: &mut Problems) -> Option<UpstreamConf
             "upstream.idle_timeout",
             p,
         ),
+        tls,
+        http_version,
     })
 }
 
-/// `url` as an upstream: `http://`, a host, no query string or
-/// credentials; else why not.
+/// The TLS settings of an `https://` upstream (`Some(None)` for
+/// `http://`); `None` when they cannot be used.
+fn tls(
+    r: &RawUpstream,
+    host: &str,
+    https: bool,
+    version: HttpVersion,
+    p: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> Option<Option<UpstreamTls>> {
+    match (&r.tls, https) {
+        (_, true) => {
+            let input = TlsInput {
+                raw: r.tls.as_ref(),
+                host,
+                version,
+            };
+            Some(Some(upstream_tls(&input, p, warnings)?))
+        }
+        (Some(tls), false) => {
+            let message = "applies to an https:// upstream.url only";
+            p.at_loc(Some(tls.loc), "upstream.tls", message);
+            Some(None)
+        }
+        (None, false) => Some(None),
+    }
+}
+
+/// `url` as an upstream: `http://` or `https://`, a host, no query string
+/// or credentials; else why not.
 fn checked_url(url: &str) -> Result<Uri, &'static str> {
     let uri = url.parse::<Uri>().map_err(|_| "is not a URL")?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err("uses https: cachecar speaks plain HTTP to the app beside it"),
-        _ => return Err("must start with http://"),
+        Some("http" | "https") => {}
+        _ => return Err("must start with http:// or https://"),
     }
     let Some(authority) = uri.authority() else {
         return Err("has no host");

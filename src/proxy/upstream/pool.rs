@@ -1,4 +1,5 @@
-//! Keep-alive connections to the upstream, over hyper's `conn::http1`.
+//! Keep-alive connections to the upstream, over hyper's `conn::http1`, or
+//! one shared HTTP/2 connection when the app speaks it (`connect`).
 //!
 //! hyper-util's pooled client costs more per request than the exchange on
 //! a loopback sidecar: a spawned task per request to put the connection
@@ -15,28 +16,33 @@
 //! - a request the connection never sent (closed while idle) is sent again
 //!   on another one; one that was sent is the caller's to retry.
 //!
+//! An HTTP/2 connection carries every request at once: it is kept while
+//! open and shared, and a new one is made when it closes.
+//!
 //! Each connection is driven by its own task. The upstream can change on
-//! reload: the pool belongs to one authority at a time and is emptied when
-//! requests start naming another.
+//! reload: the pool belongs to one upstream (address, TLS settings,
+//! version) at a time and is emptied when requests start naming another.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, FutureExt, ready};
-use http::uri::Authority;
-use http::{Request, Response};
+use http::header;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use hyper::client::conn::{http1, http2};
 
 use super::UpstreamBody;
+use crate::config::UpstreamConfig;
 
 mod body;
+mod connect;
 
 use body::Checkin;
 pub use body::ResponseBody;
+use connect::Sender;
 
 /// Idle connections kept at most; more are closed when they come back.
 const MAX_IDLE: usize = 1024;
@@ -53,17 +59,19 @@ pub(super) struct Pool {
 
 struct Idle {
     /// The upstream the connections lead to.
-    authority: Option<Authority>,
-    /// Counts changes of `authority`: a connection comes back only to the
-    /// epoch it was taken in (a number to compare, not an authority to
-    /// clone and carry in every response body).
+    target: Option<UpstreamConfig>,
+    /// Counts changes of `target`: a connection comes back only to the
+    /// epoch it was taken in (a number to compare, not a target to clone
+    /// and carry in every response body).
     epoch: u64,
-    /// Most recently used last.
+    /// HTTP/1.1 connections, most recently used last.
     conns: Vec<IdleConn>,
+    /// The HTTP/2 connection, shared by every request while it is open.
+    h2: Option<http2::SendRequest<UpstreamBody>>,
 }
 
 struct IdleConn {
-    sender: SendRequest<UpstreamBody>,
+    sender: http1::SendRequest<UpstreamBody>,
     since: Instant,
 }
 
@@ -73,6 +81,15 @@ pub(super) enum Failure {
     Connect(std::io::Error),
     /// The exchange failed on a connection.
     Exchange(hyper::Error),
+}
+
+impl From<Failure> for super::UpstreamError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Connect(e) => super::UpstreamError::Connect(e),
+            Failure::Exchange(e) => super::UpstreamError::Failed(e),
+        }
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -88,9 +105,10 @@ impl Pool {
     pub(super) fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
         let pool = Arc::new(Self {
             idle: Mutex::new(Idle {
-                authority: None,
+                target: None,
                 epoch: 0,
                 conns: Vec::new(),
+                h2: None,
             }),
             connect_timeout,
             idle_timeout,
@@ -101,42 +119,40 @@ impl Pool {
         pool
     }
 
-    /// Sends `request` (origin-form URI, `Host` set) to `authority` on a
+    /// Sends `request` (origin-form URI, `Host` set) to `target` on a
     /// pooled or new connection.
     ///
-    /// On a pooled connection ready for it (the usual case) the request is
-    /// handed to the connection before the future is made, and the future
-    /// is a combinator around hyper's: it holds what the answer needs and
-    /// no more. As an `async fn` it would hold the request three times, all
-    /// copied when the exchange is boxed: an `async fn` keeps its arguments
-    /// for its whole life, and an `async` block holds a future it awaits
-    /// twice, as its capture and as what it polls.
+    /// On a pooled HTTP/1.1 connection ready for it (the usual case) the
+    /// request is handed to the connection before the future is made, and
+    /// the future is a combinator around hyper's: it holds what the answer
+    /// needs and no more. As an `async fn` it would hold the request three
+    /// times, all copied when the exchange is boxed: an `async fn` keeps
+    /// its arguments for its whole life, and an `async` block holds a
+    /// future it awaits twice, as its capture and as what it polls.
     pub(super) fn send<'a>(
         self: &'a Arc<Self>,
-        authority: &'a Authority,
+        target: &'a UpstreamConfig,
         request: Request<UpstreamBody>,
     ) -> impl Future<Output = Result<Response<ResponseBody>, Failure>> + Send + 'a {
-        let (epoch, pooled) = self.checkout(authority);
+        let (epoch, pooled) = self.checkout(target);
         match pooled {
-            Some(mut sender) if sender.is_ready() => {
+            Some(Sender::Http1(mut sender)) if sender.is_ready() => {
                 let response = sender.try_send_request(request);
                 Either::Left(response.then(move |result| match result {
                     Ok(response) => Either::Left(ready(Ok(self.answer(epoch, sender, response)))),
                     Err(mut e) => match e.take_message() {
                         // Never written: the connection closed as we took it.
-                        Some(unsent) => Either::Right(Box::pin(
-                            self.send_waiting(authority, epoch, unsent, None),
-                        )),
+                        Some(unsent) => {
+                            Either::Right(Box::pin(self.send_waiting(target, epoch, unsent, None)))
+                        }
                         None => Either::Left(ready(Err(Failure::Exchange(e.into_error())))),
                     },
                 }))
             }
             // Boxed: rare (no pooled connection, or one not ready yet, which
-            // is waited for), and its future would otherwise be carried in
-            // every request's.
-            pooled => Either::Right(Box::pin(
-                self.send_waiting(authority, epoch, request, pooled),
-            )),
+            // is waited for, or HTTP/2), and its future would otherwise be
+            // carried in every request's.
+            pooled => Either::Right(Box::pin(self.send_waiting(target, epoch, request, pooled))),
         }
     }
 
@@ -145,7 +161,7 @@ impl Pool {
     fn answer(
         self: &Arc<Self>,
         epoch: u64,
-        sender: SendRequest<UpstreamBody>,
+        sender: http1::SendRequest<UpstreamBody>,
         response: Response<Incoming>,
     ) -> Response<ResponseBody> {
         let checkin = Checkin {
@@ -162,10 +178,10 @@ impl Pool {
     /// turn out closed.
     async fn send_waiting(
         self: &Arc<Self>,
-        authority: &Authority,
+        target: &UpstreamConfig,
         mut epoch: u64,
         mut request: Request<UpstreamBody>,
-        mut pooled: Option<SendRequest<UpstreamBody>>,
+        mut pooled: Option<Sender>,
     ) -> Result<Response<ResponseBody>, Failure> {
         // Pooled connections first; the last try always on a new one.
         let mut attempts = 1;
@@ -174,18 +190,22 @@ impl Pool {
                 if attempts >= MAX_RESENDS {
                     return None;
                 }
-                let (now, pooled) = self.checkout(authority);
+                let (now, pooled) = self.checkout(target);
                 epoch = now;
                 pooled
             });
             attempts += 1;
             let reused = pooled.is_some();
-            let mut sender = match pooled {
+            let sender = match pooled {
                 Some(sender) => sender,
                 // Boxed: connecting is rare, and its future (resolve,
                 // connect, handshake) would otherwise be carried, and
                 // copied, in every request's.
-                None => Box::pin(self.connect(authority)).await?,
+                None => Box::pin(self.connect(target, epoch)).await?,
+            };
+            let mut sender = match sender {
+                Sender::Http1(sender) => sender,
+                Sender::Http2(sender) => return send_h2(sender, target, request).await,
             };
             if let Err(e) = sender.ready().await {
                 if reused {
@@ -204,15 +224,27 @@ impl Pool {
         }
     }
 
-    /// The most recently used open connection to `authority`, if any, and
-    /// the epoch a connection to it is taken in.
-    fn checkout(&self, authority: &Authority) -> (u64, Option<SendRequest<UpstreamBody>>) {
+    /// The shared HTTP/2 connection or the most recently used open
+    /// HTTP/1.1 connection to `target`, if any, and the epoch a connection
+    /// to it is taken in.
+    fn checkout(&self, target: &UpstreamConfig) -> (u64, Option<Sender>) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if !idle.authority.as_ref().is_some_and(|a| same(a, authority)) {
-            idle.authority = Some(authority.clone());
+        if !idle
+            .target
+            .as_ref()
+            .is_some_and(|t| t.same_connections(target))
+        {
+            idle.target = Some(target.clone());
             idle.epoch += 1;
             idle.conns.clear();
+            idle.h2 = None;
             return (idle.epoch, None);
+        }
+        if let Some(h2) = &idle.h2 {
+            if !h2.is_closed() {
+                return (idle.epoch, Some(Sender::Http2(h2.clone())));
+            }
+            idle.h2 = None;
         }
         let now = Instant::now();
         while let Some(conn) = idle.conns.pop() {
@@ -224,12 +256,12 @@ impl Pool {
                 idle.conns.clear();
                 return (idle.epoch, None);
             }
-            return (idle.epoch, Some(conn.sender));
+            return (idle.epoch, Some(Sender::Http1(conn.sender)));
         }
         (idle.epoch, None)
     }
 
-    fn checkin(&self, epoch: u64, sender: SendRequest<UpstreamBody>) {
+    fn checkin(&self, epoch: u64, sender: http1::SendRequest<UpstreamBody>) {
         if sender.is_closed() {
             return;
         }
@@ -251,100 +283,72 @@ impl Pool {
             .retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < timeout);
     }
 
-    /// A new connection to `authority`, its driver task spawned.
-    async fn connect(&self, authority: &Authority) -> Result<SendRequest<UpstreamBody>, Failure> {
-        let stream = self.dial(authority).await?;
-        let (sender, connection) = http1::Builder::new()
-            .max_buf_size(UPSTREAM_READ_BUFFER)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(Failure::Exchange)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(cause = %e, "upstream connection ended with an error");
+    /// A new connection to `target` (taken in `epoch`); an HTTP/2 one is
+    /// also kept for every request after.
+    async fn connect(&self, target: &UpstreamConfig, epoch: u64) -> Result<Sender, Failure> {
+        let sender = connect::connect(target, self.connect_timeout, false).await?;
+        if let Sender::Http2(h2) = &sender {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.epoch == epoch {
+                idle.h2 = Some(h2.clone());
             }
-        });
+        }
         Ok(sender)
     }
 
-    /// Sends an `Upgrade` handshake (RFC 9110 §7.8) on a new connection of
-    /// its own, never pooled: after a `101` the connection is the
-    /// tunnel's (`hyper::upgrade::on` on the response), otherwise it
-    /// closes once the answer has been read.
+    /// Sends an `Upgrade` handshake (RFC 9110 §7.8) on a new HTTP/1.1
+    /// connection of its own, never pooled: after a `101` the connection
+    /// is the tunnel's (`hyper::upgrade::on` on the response), otherwise
+    /// it closes once the answer has been read.
     pub(super) async fn send_upgrade(
         &self,
-        authority: &Authority,
+        target: &UpstreamConfig,
         request: Request<UpstreamBody>,
     ) -> Result<Response<ResponseBody>, Failure> {
-        let stream = self.dial(authority).await?;
-        let (mut sender, connection) = http1::Builder::new()
-            .max_buf_size(UPSTREAM_READ_BUFFER)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(Failure::Exchange)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(cause = %e, "upstream upgrade connection ended with an error");
-            }
-        });
+        let Sender::Http1(mut sender) =
+            connect::connect(target, self.connect_timeout, true).await?
+        else {
+            unreachable!("an upgrade connection is always HTTP/1.1");
+        };
         let response = sender
             .send_request(request)
             .await
             .map_err(Failure::Exchange)?;
         Ok(response.map(ResponseBody::unpooled))
     }
-
-    /// A TCP connection to `authority` within the connect timeout.
-    async fn dial(&self, authority: &Authority) -> Result<TcpStream, Failure> {
-        let stream = tokio::time::timeout(self.connect_timeout, tcp_connect(authority))
-            .await
-            .map_err(|_| {
-                Failure::Connect(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("connect timed out after {:?}", self.connect_timeout),
-                ))
-            })?
-            .map_err(Failure::Connect)?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
-    }
 }
 
-/// The most an upstream connection's read buffer grows to. hyper's
-/// default (about 400 KiB) grows with each large body and is kept for the
-/// connection's life: with hundreds of pooled connections that is more
-/// memory than the cache. A body larger than this is read in more pieces.
-const UPSTREAM_READ_BUFFER: usize = 32 << 10;
-
-/// Whether two authorities are spelled the same. `Authority`'s own `==`
-/// ignores case byte by byte, which costs more than the rest of a checkout;
-/// both sides come from the config, so a differently cased spelling only
-/// means a reload changed it (and the pool starts over).
-fn same(a: &Authority, b: &Authority) -> bool {
-    a.as_str() == b.as_str()
-}
-
-/// Connects to the first address of `authority` that accepts.
-async fn tcp_connect(authority: &Authority) -> std::io::Result<TcpStream> {
-    let port = authority.port_u16().unwrap_or(80);
-    let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let mut last = None;
-    for addr in tokio::net::lookup_host((host, port)).await? {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = Some(e),
-        }
+/// Sends `request` on the shared HTTP/2 connection `sender`, as HTTP/2
+/// wants it: the target in absolute form (`:scheme`, `:authority` from
+/// `Host`), no `Host` field.
+async fn send_h2(
+    mut sender: http2::SendRequest<UpstreamBody>,
+    target: &UpstreamConfig,
+    mut request: Request<UpstreamBody>,
+) -> Result<Response<ResponseBody>, Failure> {
+    let host = request.headers_mut().remove(header::HOST);
+    let authority = host
+        .as_ref()
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        .unwrap_or_else(|| target.authority.clone());
+    let scheme = if target.tls.is_some() {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.scheme = Some(scheme);
+    parts.authority = Some(authority);
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
     }
-    Err(last.unwrap_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{host} resolves to no address"),
-        )
-    }))
+    *request.version_mut() = Version::HTTP_2;
+    sender.ready().await.map_err(Failure::Exchange)?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(Failure::Exchange)?;
+    Ok(response.map(ResponseBody::unpooled))
 }
 
 async fn reap(pool: Weak<Pool>, idle_timeout: Duration) {
