@@ -93,13 +93,16 @@ fn store_status(cache: &Cache, config: &RuntimeConfig) -> serde_json::Value {
         status["l1_in_use"] = json!(subscribed);
     }
     if let Some(redis) = &config.cache.redis {
-        let (cluster, nodes) = match &redis.nodes {
-            RedisNodes::Single(_) => (false, 1),
-            RedisNodes::Cluster(urls) => (true, urls.len()),
+        let (mode, nodes) = match &redis.nodes {
+            RedisNodes::Single(_) => ("single", 1),
+            RedisNodes::Cluster(urls) => ("cluster", urls.len()),
+            RedisNodes::Sentinel { nodes, .. } => ("sentinel", nodes.len()),
         };
         status["redis"] = json!({
-            "cluster": cluster,
+            "mode": mode,
+            "cluster": mode == "cluster",
             "seed_nodes": nodes,
+            "tls": redis.tls.is_some(),
             "key_prefix": redis.key_prefix,
             "timeout_ms": redis.timeout.as_millis() as u64,
         });

@@ -21,7 +21,8 @@
 //!
 //! Failing open: every call is bounded by `timeout` and goes through the
 //! circuit breaker; a background prober re-admits Redis when it answers.
-//! Connections come from deadpool-redis; commands use clones of its
+//! Connections come from a deadpool pool over redis-rs' clients (`client`:
+//! one server, Cluster or Sentinel, TLS); commands use clones of its
 //! multiplexed connections ("lanes"), because a pool checkout costs a PING.
 
 use std::sync::atomic::AtomicUsize;
@@ -40,12 +41,15 @@ use super::{
 use crate::metrics::Metrics;
 use scripts::Scripts;
 
+mod client;
 mod conn;
 mod counters;
 mod pubsub;
 mod replay;
 mod scripts;
+mod sentinel;
 
+pub use client::{RedisAuth, RedisTls};
 pub use counters::fresh_generation;
 pub(crate) use pubsub::{InvalidationListener, subscribe};
 
@@ -62,13 +66,26 @@ pub enum RedisNodes {
     Single(String),
     /// Redis Cluster seed nodes.
     Cluster(Vec<String>),
+    /// The master the sentinels at `nodes` know as `master`, database `db`.
+    Sentinel {
+        /// The master's name in the sentinels' configuration.
+        master: String,
+        /// The sentinels' URLs.
+        nodes: Vec<String>,
+        /// The database on the master.
+        db: i64,
+    },
 }
 
 /// `cache.redis`, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// Server or cluster nodes.
+    /// Server, cluster or sentinel nodes.
     pub nodes: RedisNodes,
+    /// Credentials for the data nodes.
+    pub auth: RedisAuth,
+    /// CA and client certificate for `rediss://`.
+    pub tls: Option<RedisTls>,
     /// Connections (lanes) to keep.
     pub pool_size: usize,
     /// Bound on every command, including getting a connection.
@@ -129,7 +146,7 @@ pub struct RedisStore {
 
 struct Inner {
     settings: RedisSettings,
-    pools: conn::Pools,
+    pool: client::Pool,
     lanes: Vec<Mutex<Option<conn::Conn>>>,
     next_lane: AtomicUsize,
     breaker: Breaker,
@@ -162,7 +179,7 @@ impl RedisStore {
                 lanes: (0..settings.pool_size.max(1))
                     .map(|_| Mutex::new(None))
                     .collect(),
-                pools: conn::pools(&settings)?,
+                pool: conn::pool(&settings)?,
                 settings,
                 next_lane: AtomicUsize::new(0),
                 breaker: Breaker::new(
@@ -176,6 +193,7 @@ impl RedisStore {
                 fenced: metrics.invalidations_total.with_label_values(&["outage"]),
             }),
         };
+        sentinel::watch(&store, shutdown.clone());
         store.spawn_prober(shutdown);
         Ok(store)
     }

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::housekeeper::Housekeeper;
 use super::memory::{RecordCache, record_cache, split_budget};
-use super::redis::{InvalidationListener, RedisNodes, RedisStore, subscribe};
+use super::redis::{InvalidationListener, RedisStore, subscribe};
 use super::{
     CacheKey, FillLock, Hasher, Lookup, Record, Store, StoreError, StoreHealth, Token, Usage,
 };
@@ -83,12 +83,8 @@ impl TieredStore {
             }),
         });
         let settings = redis.settings();
-        let urls = match &settings.nodes {
-            RedisNodes::Single(url) => vec![url.clone()],
-            RedisNodes::Cluster(urls) => urls.clone(),
-        };
         let ping_timeout = settings.timeout.max(Duration::from_millis(250));
-        subscribe(urls, redis.channel(), ping_timeout, l1.clone(), shutdown);
+        subscribe(redis.clone(), ping_timeout, l1.clone(), shutdown);
         Self { redis, l1 }
     }
 

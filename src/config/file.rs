@@ -13,14 +13,15 @@ use std::time::Duration;
 
 use super::StoreKind;
 use super::yaml::{self, Loc, MapReader, Node, Problems};
-use crate::cache::redis::OnPurgeFailure;
 use crate::rules::{OriginCacheControl, Scope, StatusPattern};
 
 #[macro_use]
 mod section;
 
+mod redis;
 mod upstream;
 
+pub(crate) use redis::{RawRedis, RawRedisTls, RawSentinel};
 pub(crate) use section::Located;
 use section::{at, choice, count, each, sections, sub, sub_at};
 pub(crate) use upstream::{RawAdmin, RawTls, RawUpgrade, RawUpstream};
@@ -133,20 +134,6 @@ section! {
 }
 
 section! {
-    /// `cache.redis:`
-    pub(crate) struct RawRedis {
-        url: Option<String> = yaml::string,
-        cluster: Vec<String> = plain_strings,
-        pool_size: Option<u64> = count(10_000),
-        timeout: Option<Duration> = yaml::duration,
-        key_prefix: Option<String> = yaml::string,
-        fence_after_outage: Option<bool> = yaml::boolean,
-        on_purge_failure: Option<OnPurgeFailure> = choice(&ON_PURGE_FAILURE),
-        purge_wait: Option<Duration> = yaml::duration,
-    }
-}
-
-section! {
     /// `cache.l1:`
     pub(crate) struct RawL1 {
         max_bytes: Option<u64> = yaml::byte_size,
@@ -253,12 +240,6 @@ const ORIGIN_MODES: [(&str, OriginCacheControl); 2] = [
     ("override", OriginCacheControl::Override),
 ];
 const SCOPES: [(&str, Scope); 2] = [("public", Scope::Public), ("user", Scope::User)];
-const ON_PURGE_FAILURE: [(&str, OnPurgeFailure); 3] = [
-    ("wait", OnPurgeFailure::Wait),
-    ("answer", OnPurgeFailure::Answer),
-    ("refuse", OnPurgeFailure::Refuse),
-];
-
 /// Decodes the located tree, recording every problem in `p`.
 pub(crate) fn decode(root: &Node, p: &mut Problems) -> RawConfig {
     sub(root, "", p)

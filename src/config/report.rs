@@ -82,6 +82,9 @@ fn redis(config: &RuntimeConfig, out: &mut String) {
     let target = match &redis.nodes {
         RedisNodes::Single(url) => redact_url(url),
         RedisNodes::Cluster(urls) => format!("cluster of {} seed nodes", urls.len()),
+        RedisNodes::Sentinel { master, nodes, db } => {
+            format!("master `{master}` (db {db}) of {} sentinels", nodes.len())
+        }
     };
     let l1 = if config.cache.store == StoreKind::Tiered {
         format!(

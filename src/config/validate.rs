@@ -18,12 +18,13 @@ use crate::rules::{Route, RouteTable, Scope};
 
 mod cache;
 mod invalidate;
+mod redis;
 mod routes;
 mod settings;
 mod tls;
 mod upstream;
 
-pub(crate) use cache::redact_url;
+pub(crate) use redis::redact_url;
 #[cfg(test)]
 use settings::DEFAULT_SLOW_REQUEST;
 

@@ -14,6 +14,7 @@ mod invalidation;
 mod metrics;
 mod pool;
 mod prometheus;
+mod redis_connect;
 mod redis_server;
 mod redis_store;
 mod reload;

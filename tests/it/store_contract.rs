@@ -52,6 +52,8 @@ fn body_of(record: &Option<Record>) -> Option<Bytes> {
 fn settings(nodes: RedisNodes) -> RedisSettings {
     RedisSettings {
         nodes,
+        auth: Default::default(),
+        tls: None,
         pool_size: 2,
         timeout: Duration::from_millis(500),
         key_prefix: PREFIX.into(),

@@ -9,13 +9,8 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Value};
 
-use super::{RedisNodes, RedisSettings, RedisStore};
+use super::{RedisSettings, RedisStore, client};
 use crate::cache::StoreError;
-
-pub(super) enum Pools {
-    Single(deadpool_redis::Pool),
-    Cluster(deadpool_redis::cluster::Pool),
-}
 
 /// A multiplexed connection of either kind; clones share the socket.
 #[derive(Clone)]
@@ -52,34 +47,22 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// The pool of `settings`: one server's or a cluster's.
-pub(super) fn pools(settings: &RedisSettings) -> Result<Pools, StoreError> {
-    let t = Some(settings.timeout);
-    let timeouts = deadpool_redis::Timeouts {
-        wait: t,
-        create: t,
-        recycle: t,
-    };
-    let pool_config = deadpool_redis::PoolConfig {
-        max_size: settings.pool_size,
-        timeouts,
-        ..Default::default()
-    };
-    let runtime = Some(deadpool_redis::Runtime::Tokio1);
+/// The pool that makes `settings`' connections.
+pub(super) fn pool(settings: &RedisSettings) -> Result<client::Pool, StoreError> {
     let invalid =
         |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("invalid redis settings: {e}"));
-    Ok(match &settings.nodes {
-        RedisNodes::Single(url) => {
-            let mut config = deadpool_redis::Config::from_url(url.clone());
-            config.pool = Some(pool_config);
-            Pools::Single(config.create_pool(runtime).map_err(|e| invalid(&e))?)
-        }
-        RedisNodes::Cluster(urls) => {
-            let mut config = deadpool_redis::cluster::Config::from_urls(urls.clone());
-            config.pool = Some(pool_config);
-            Pools::Cluster(config.create_pool(runtime).map_err(|e| invalid(&e))?)
-        }
-    })
+    let clients = client::Clients::new(settings).map_err(|e| invalid(&e))?;
+    let t = Some(settings.timeout);
+    client::Pool::builder(client::Manager(clients))
+        .max_size(settings.pool_size)
+        .timeouts(deadpool::managed::Timeouts {
+            wait: t,
+            create: t,
+            recycle: t,
+        })
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| invalid(&e))
 }
 
 impl RedisStore {
@@ -89,14 +72,8 @@ impl RedisStore {
         if let Some(conn) = self.lane(lane).clone() {
             return Ok((lane, conn));
         }
-        let fresh = match &self.inner.pools {
-            Pools::Single(p) => Conn::Single(deadpool_redis::Connection::take(
-                p.get().await.map_err(pool_error)?,
-            )),
-            Pools::Cluster(p) => Conn::Cluster(deadpool_redis::cluster::Connection::take(
-                p.get().await.map_err(pool_error)?,
-            )),
-        };
+        let fresh =
+            deadpool::managed::Object::take(self.inner.pool.get().await.map_err(pool_error)?);
         *self.lane(lane) = Some(fresh.clone());
         Ok((lane, fresh))
     }
@@ -146,13 +123,18 @@ impl RedisStore {
         }
     }
 
+    /// Lets every lane go: the next commands connect afresh.
+    pub(super) fn drop_lanes(&self) {
+        for lane in 0..self.inner.lanes.len() {
+            *self.lane(lane) = None;
+        }
+    }
+
     fn fail(&self, lane: Option<usize>) {
         if self.inner.breaker.failure() {
             // Redis went away or froze: every lane's socket is suspect.
             // The probe and the first calls after it connect afresh.
-            for lane in 0..self.inner.lanes.len() {
-                *self.lane(lane) = None;
-            }
+            self.drop_lanes();
         } else if let Some(lane) = lane {
             *self.lane(lane) = None;
         }
@@ -206,9 +188,9 @@ fn is_unusable(e: &RedisError) -> bool {
     )
 }
 
-fn pool_error(e: deadpool_redis::PoolError) -> RedisError {
+fn pool_error(e: deadpool::managed::PoolError<RedisError>) -> RedisError {
     match e {
-        deadpool_redis::PoolError::Backend(e) => e,
+        deadpool::managed::PoolError::Backend(e) => e,
         other => RedisError::from(std::io::Error::other(other.to_string())),
     }
 }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{RedisError, Value};
+
+use super::RedisStore;
 use tokio_util::sync::CancellationToken;
 
 /// What [`subscribe`] tells the listening store.
@@ -20,12 +22,12 @@ pub trait InvalidationListener: Send + Sync + 'static {
     fn lost(&self);
 }
 
-/// Keeps a subscription to `channel` on one of `urls` (trying each in
-/// turn), pinging it every second so a frozen Redis counts as down, and
-/// reports to `listener` until `shutdown`.
+/// Keeps a subscription to `store`'s invalidation channel (on a cluster,
+/// trying each node in turn; under Sentinel, on the current master),
+/// pinging it every second so a frozen Redis counts as down, and reports to
+/// `listener` until `shutdown`.
 pub fn subscribe(
-    urls: Vec<String>,
-    channel: String,
+    store: RedisStore,
     ping_timeout: Duration,
     listener: Arc<dyn InvalidationListener>,
     shutdown: CancellationToken,
@@ -36,8 +38,17 @@ pub fn subscribe(
             if shutdown.is_cancelled() {
                 return;
             }
-            let url = &urls[attempt % urls.len()];
-            match listen(url, &channel, ping_timeout, &*listener, &shutdown).await {
+            let channel = store.channel();
+            match listen(
+                &store,
+                attempt,
+                &channel,
+                ping_timeout,
+                &*listener,
+                &shutdown,
+            )
+            .await
+            {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => tracing::debug!(cause = %e, "invalidation subscription failed"),
             }
@@ -53,7 +64,8 @@ pub fn subscribe(
 }
 
 async fn listen(
-    url: &str,
+    store: &RedisStore,
+    attempt: usize,
     channel: &str,
     ping_timeout: Duration,
     listener: &dyn InvalidationListener,
@@ -63,7 +75,9 @@ async fn listen(
     let timeout = |e: tokio::time::error::Elapsed| {
         RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, e))
     };
-    let client = redis::Client::open(url)?;
+    let client = tokio::time::timeout(ping_timeout, store.pubsub_client(attempt))
+        .await
+        .map_err(timeout)??;
     let mut pubsub = tokio::time::timeout(ping_timeout, client.get_async_pubsub())
         .await
         .map_err(timeout)??;
@@ -87,5 +101,14 @@ async fn listen(
                 tokio::time::timeout(ping_timeout, sink.ping::<Value>()).await.map_err(timeout)??;
             }
         }
+    }
+}
+
+impl RedisStore {
+    /// A client for the invalidation channel's subscription, on the
+    /// `attempt`-th try.
+    async fn pubsub_client(&self, attempt: usize) -> redis::RedisResult<redis::Client> {
+        let clients = &self.inner.pool.manager().0;
+        clients.for_pubsub(&self.inner.settings, attempt).await
     }
 }

@@ -6,10 +6,9 @@ use std::time::Duration;
 use http::{HeaderName, header};
 
 use super::nonzero;
-use crate::cache::redis::OnPurgeFailure;
-use crate::config::file::{Located, RawCache, RawRedis};
-use crate::config::yaml::{Loc, Problems};
-use crate::config::{CacheConfig, CoalesceConfig, L1Config, RedisNodes, RedisSettings, StoreKind};
+use crate::config::file::RawCache;
+use crate::config::yaml::Problems;
+use crate::config::{CacheConfig, CoalesceConfig, L1Config, RedisSettings, StoreKind};
 use crate::rules::Targeted;
 
 /// Memory store bound.
@@ -22,25 +21,11 @@ const DEFAULT_MAX_BODY_BYTES: u64 = 8 << 20;
 const DEFAULT_MAX_VARIANTS: usize = 16;
 /// How long a coalesced request waits for the leader before going upstream.
 const DEFAULT_COALESCE_WAIT: Duration = Duration::from_secs(5);
-/// Connections to Redis. Each is multiplexed, and fewer connections batch
-/// more commands per write: with wrk here, 1-2 lanes gave ~37k hits/s and 8
-/// gave ~29k (docs/redis.md). Two, so one slow socket is not everything.
-const DEFAULT_REDIS_POOL_SIZE: usize = 2;
-/// Redis is on the same network; longer than this and the upstream is the
-/// faster way to answer.
-const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
-/// How long a write waits for its purge to reach Redis by default: longer
-/// than a blip (the breaker opens after three failed commands and the
-/// prober replays within its first probe), short enough that a client
-/// does not give up on the write.
-const DEFAULT_PURGE_WAIT: Duration = Duration::from_secs(2);
 /// The targeted cache-control field (RFC 9213) only cachecar reads.
 const DEFAULT_TARGETED_FIELD: &str = "cachecar-cache-control";
 /// The targeted field of RFC 9213 §3, for CDNs: cachecar is one, as far as
 /// the app is concerned.
 const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
-/// Prefix of every Redis key.
-const DEFAULT_KEY_PREFIX: &str = "cachecar:";
 /// L1 bound of the tiered store.
 const DEFAULT_L1_MAX_BYTES: u64 = 64 << 20;
 /// Longest L1 trusts what it learned without asking Redis.
@@ -152,124 +137,7 @@ fn redis(
         ));
         return None;
     }
-    redis_settings(section, p)
-}
-
-/// A `cache.redis` section that a store uses.
-fn redis_settings(section: &Located<RawRedis>, p: &mut Problems) -> Option<RedisSettings> {
-    let (loc, r) = (section.loc, &section.value);
-    let nodes = redis_nodes(r, loc, p)?;
-    let pool_size = match r.pool_size {
-        Some(0) => {
-            p.at_loc(Some(loc), "cache.redis.pool_size", "must be at least 1");
-            return None;
-        }
-        Some(n) => n as usize,
-        None => DEFAULT_REDIS_POOL_SIZE,
-    };
-    let timeout = match r.timeout {
-        Some(t) if t.is_zero() => {
-            let problem = "must be greater than zero";
-            p.at_loc(Some(loc), "cache.redis.timeout", problem);
-            return None;
-        }
-        Some(t) => t,
-        None => DEFAULT_REDIS_TIMEOUT,
-    };
-    let key_prefix = r
-        .key_prefix
-        .clone()
-        .unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_string());
-    if key_prefix.contains(|c: char| c.is_whitespace() || c.is_control()) {
-        let problem = format!("`{key_prefix}` must not contain spaces or control characters");
-        p.at_loc(Some(loc), "cache.redis.key_prefix", problem);
-        return None;
-    }
-    Some(RedisSettings {
-        nodes,
-        pool_size,
-        timeout,
-        key_prefix,
-        fence_after_outage: r.fence_after_outage.unwrap_or(true),
-        on_purge_failure: r.on_purge_failure.unwrap_or(OnPurgeFailure::Wait),
-        purge_wait: r.purge_wait.unwrap_or(DEFAULT_PURGE_WAIT),
-    })
-}
-
-/// One server (`url`) or a cluster's seed nodes (`cluster`), not both.
-fn redis_nodes(r: &RawRedis, loc: Loc, p: &mut Problems) -> Option<RedisNodes> {
-    match (&r.url, r.cluster.as_slice()) {
-        (Some(url), []) => {
-            redis_url(url, "cache.redis.url", false, loc, p)?;
-            Some(RedisNodes::Single(url.clone()))
-        }
-        (None, [_, ..]) => {
-            let mut ok = true;
-            for url in &r.cluster {
-                ok &= redis_url(url, "cache.redis.cluster", true, loc, p).is_some();
-            }
-            ok.then(|| RedisNodes::Cluster(r.cluster.clone()))
-        }
-        (Some(_), [_, ..]) => {
-            p.at_loc(
-                Some(loc),
-                "cache.redis",
-                "give either `url` (one server) or `cluster` (seed nodes), not both",
-            );
-            None
-        }
-        (None, []) => {
-            p.at_loc(
-                Some(loc),
-                "cache.redis",
-                "needs `url: redis://host:6379/0` or `cluster: [redis://host:7000, ...]`",
-            );
-            None
-        }
-    }
-}
-
-/// Checks that `url` is one redis-rs can connect to without TLS.
-fn redis_url(url: &str, path: &str, cluster: bool, loc: Loc, p: &mut Problems) -> Option<()> {
-    use redis::IntoConnectionInfo;
-    let shown = redact_url(url);
-    let scheme = url.split_once("://").map_or("", |(s, _)| s);
-    let why = match scheme {
-        "rediss" | "valkeys" => {
-            Some("uses TLS, which this build of cachecar does not speak".to_string())
-        }
-        "redis" | "valkey" => None,
-        "unix" | "redis+unix" if !cluster => None,
-        _ if cluster => Some("must start with redis://".to_string()),
-        _ => Some("must start with redis:// (or unix:// for a socket)".to_string()),
-    };
-    let why = why.or_else(|| {
-        url.into_connection_info()
-            .err()
-            .map(|e| format!("is not a Redis URL: {}", e.detail().unwrap_or("invalid")))
-    });
-    match why {
-        Some(why) => {
-            p.at_loc(Some(loc), path, format!("`{shown}` {why}"));
-            None
-        }
-        None => Some(()),
-    }
-}
-
-/// `url` with any password replaced, for messages.
-pub(crate) fn redact_url(url: &str) -> String {
-    match (url.split_once("://"), url.rfind('@')) {
-        (Some((scheme, rest)), Some(at)) if at > scheme.len() => {
-            let host = &url[at + 1..];
-            let user = rest[..at - scheme.len() - 3]
-                .split(':')
-                .next()
-                .unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_string(),
-    }
+    super::redis::settings(section, p)
 }
 
 /// `cache.l1`: only the `tiered` store has one.

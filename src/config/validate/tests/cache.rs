@@ -35,6 +35,68 @@ fn redis_store_takes_url_or_cluster_with_defaults() {
     assert!(c.coalesce.across_instances);
 }
 
+#[test]
+fn redis_takes_sentinel_tls_and_credentials() {
+    let file = std::env::temp_dir().join(format!("cachecar-pw-{}", std::process::id()));
+    std::fs::write(&file, "s3cret\n").unwrap();
+    let c = cache_config(&format!(
+        "  store: redis\n  redis:\n    sentinel: {{ master: main, nodes: [\"rediss://s1:26379\", \"rediss://s2:26379\"], db: 2 }}\n    username: app\n    password_file: {}\n    tls: {{ insecure_skip_verify: true }}\n",
+        file.display()
+    ));
+    let _ = std::fs::remove_file(&file);
+    let r = c.redis.unwrap();
+    assert_eq!(
+        r.nodes,
+        RedisNodes::Sentinel {
+            master: "main".into(),
+            nodes: vec!["rediss://s1:26379".into(), "rediss://s2:26379".into()],
+            db: 2
+        }
+    );
+    assert_eq!(r.auth.username.as_deref(), Some("app"));
+    assert_eq!(
+        r.auth.password.as_deref(),
+        Some("s3cret"),
+        "the newline is not the password's"
+    );
+    assert!(r.tls.as_ref().is_some_and(|t| t.insecure));
+    assert!(!format!("{r:?}").contains("s3cret"), "never printed");
+    let plain = cache_config("  store: redis\n  redis: { url: \"rediss://a:6380/0\" }\n");
+    assert_eq!(
+        plain.redis.unwrap().tls,
+        None,
+        "system CAs without a tls section"
+    );
+}
+
+#[test]
+fn rejects_bad_redis_tls_and_credentials() {
+    let cases = [
+        (
+            "url: \"redis://a\", tls: { insecure_skip_verify: true }",
+            "applies to rediss:// URLs only",
+        ),
+        (
+            "url: \"rediss://a\", tls: { ca_file: /nonexistent.pem }",
+            "/nonexistent.pem",
+        ),
+        (
+            "url: \"redis://a\", password: x, password_file: /p",
+            "not both",
+        ),
+        (
+            "url: \"redis://a\", password_file: /nonexistent",
+            "password_file",
+        ),
+    ];
+    for (redis, needle) in cases {
+        rejected(
+            &format!("{MINIMAL}cache:\n  store: redis\n  redis: {{ {redis} }}\n"),
+            needle,
+        );
+    }
+}
+
 /// A store that needs Redis without it, or a Redis section it cannot use.
 #[test]
 fn rejects_missing_or_ambiguous_redis_sections() {
@@ -46,7 +108,19 @@ fn rejects_missing_or_ambiguous_redis_sections() {
         ("  store: tiered\n  redis: {}\n", "needs `url: redis://"),
         (
             "  store: redis\n  redis: { url: \"redis://a\", cluster: [\"redis://b\"] }\n",
-            "not both",
+            "give one of",
+        ),
+        (
+            "  store: redis\n  redis: { sentinel: { nodes: [\"redis://s:26379\"] } }\n",
+            "sentinel.master: required",
+        ),
+        (
+            "  store: redis\n  redis: { sentinel: { master: m } }\n",
+            "sentinel.nodes: required",
+        ),
+        (
+            "  store: redis\n  redis: { sentinel: { master: m, nodes: [\"redis://a:1\", \"rediss://b:2\"] } }\n",
+            "all `redis://` or all `rediss://`",
         ),
     ];
     for (cache, needle) in cases {
@@ -61,10 +135,6 @@ fn rejects_bad_redis_settings() {
         (
             "  store: redis\n  redis: { url: \"http://a\" }\n",
             "must start with redis://",
-        ),
-        (
-            "  store: redis\n  redis: { url: \"rediss://a\" }\n",
-            "uses TLS",
         ),
         (
             "  store: redis\n  redis: { url: \"redis://a:notaport\" }\n",
