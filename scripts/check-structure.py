@@ -25,7 +25,7 @@ MAX_FN_LINES = 50
 
 # Top to bottom: a module may import its own layer and the layers below.
 LAYERS = [
-    ["main", "app", "admin", "demo", "warmup", "reload", "listener", "shutdown"],
+    ["main", "app", "admin", "demo", "warmup", "reload", "listener", "shutdown", "telemetry"],
     ["proxy"],
     ["config"],
     ["rules"],

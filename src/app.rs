@@ -34,14 +34,11 @@ use crate::proxy::Proxy;
 use crate::proxy::interim::Interim;
 use crate::proxy::upstream::{BoxError, Upstream};
 use crate::reload::Reloader;
-use crate::shutdown::Readiness;
+use crate::shutdown::{Readiness, WRITE_GRACE, finish_writes};
 use crate::warmup;
 
 /// How long the admin listener may take to close after the proxy drained.
 const ADMIN_GRACE: Duration = Duration::from_secs(1);
-/// How long background cache writes get to finish at shutdown: entries
-/// already fetched are worth a moment, not a hung exit.
-const WRITE_GRACE: Duration = Duration::from_secs(2);
 /// Readiness waits at most this long for the start-up warmup; past it the
 /// warmup goes on in the background (a hung app must not keep the pod out
 /// of service forever).
@@ -209,23 +206,6 @@ impl App {
         finish_writes(&self.cache).await;
         admin.stop().await;
         tracing::info!(clean, "cachecar stopped");
-    }
-}
-
-/// Gives pending cache writes and purges a moment to reach the store, and
-/// says what is left.
-async fn finish_writes(cache: &Cache) {
-    let unwritten = cache.drain(WRITE_GRACE).await;
-    if unwritten > 0 {
-        tracing::warn!(unwritten, "stopping with cache writes still pending");
-    }
-    let unpurged = cache.drain_purges(WRITE_GRACE).await;
-    if unpurged > 0 {
-        tracing::error!(
-            tokens = unpurged,
-            "stopping with purges that never reached redis: another replica serves what \
-             they ended until it fences after the outage, or the entries expire"
-        );
     }
 }
 

@@ -26,8 +26,8 @@ mod yaml;
 pub use settings::{
     AdminConfig, AdminToken, CacheConfig, CoalesceConfig, HostsConfig, HttpVersion, IdentityConfig,
     IdentitySource, L1Config, Limits, LogConfig, RedisNodes, RedisSettings, ReloadConfig,
-    SecurityConfig, ShutdownConfig, StoreKind, UpgradeConfig, UpstreamConfig, UpstreamTls,
-    WarmupTarget, host_matches,
+    SecurityConfig, ShutdownConfig, StoreKind, TracesConfig, UpgradeConfig, UpstreamConfig,
+    UpstreamTls, WarmupTarget, host_matches,
 };
 pub use yaml::{Loc, Problem, parse_duration};
 
@@ -64,6 +64,8 @@ pub struct RuntimeConfig {
     pub security: SecurityConfig,
     /// `Upgrade` (WebSocket) tunnels.
     pub upgrade: UpgradeConfig,
+    /// OpenTelemetry traces (restart to change).
+    pub traces: TracesConfig,
     /// Where the config came from and its content hash.
     pub source: ConfigSource,
     /// Things that are allowed but probably not meant (e.g. unreachable routes).

@@ -11,7 +11,8 @@
 //! (`scripts/check-structure.py` checks it):
 //!
 //! ```text
-//!  app admin listener reload warmup demo shutdown   process: wiring, lifecycle, edges
+//!  app admin listener reload warmup demo shutdown   process: wiring, lifecycle, edges,
+//!  telemetry                                        trace export
 //!  proxy                                            the request spine and its phases
 //!  config                                           the YAML file -> RuntimeConfig
 //!  rules                                            routes, normalization, purge plans
@@ -67,6 +68,7 @@ pub mod proxy;
 pub mod reload;
 pub mod rules;
 pub mod shutdown;
+pub mod telemetry;
 pub(crate) mod warmup;
 
 pub use app::{App, AppError};

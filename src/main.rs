@@ -16,7 +16,9 @@ use cachecar::demo::{self, DemoApi};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// mimalloc: under the miss path's churn (entries of similar sizes
 /// allocated and evicted from several threads) glibc's per-thread arenas
@@ -92,16 +94,17 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_tracing(cli.log_format, &cli.log_filter) {
+    if let Err(e) = EnvFilter::try_new(&cli.log_filter) {
         eprintln!("cachecar: invalid --log-filter / RUST_LOG: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
-    match cli.command.as_ref().unwrap_or(&Command::Run) {
+    let command = cli.command.as_ref().unwrap_or(&Command::Run);
+    if !matches!(command, Command::Run) && init_tracing(cli.log_format, &cli.log_filter).is_err() {
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match command {
         Command::Check => check(cli.config.as_deref()),
-        Command::Run => match load(cli.config.as_deref()) {
-            Ok(config) => run_async(serve(config)),
-            Err(code) => code,
-        },
+        Command::Run => run(&cli),
         Command::Demo {
             listen,
             admin_listen,
@@ -113,15 +116,64 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    init_tracing_with(format, filter, None)
+}
+
+/// The subscriber: logs to stderr under `filter`, and the spans of
+/// `cachecar::otel` to `otel` when traces are exported.
+fn init_tracing_with(
+    format: LogFormat,
+    filter: &str,
+    otel: Option<OtelLayer>,
+) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(filter)?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    }
-    .map_err(|e| anyhow::anyhow!(e))
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Pretty => logs.boxed(),
+        LogFormat::Json => logs.json().flatten_event(true).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(otel.map(|layer| layer.with_filter(cachecar::telemetry::only_ours())))
+        .with(logs.with_filter(filter))
+        .try_init()?;
+    Ok(())
+}
+
+/// The trace layer, over the subscriber's registry.
+type OtelLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// `run`: the config is read before the logs start (its errors are
+/// printed as they are), so that trace export, which needs the runtime,
+/// is part of the subscriber from its first span.
+fn run(cli: &Cli) -> ExitCode {
+    let config = match load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let (format, filter) = (cli.log_format, cli.log_filter.clone());
+    run_async(async move {
+        let traces = match config.traces.enabled {
+            true => Some(cachecar::telemetry::start::<Registry>(&config.traces)?),
+            false => None,
+        };
+        let (traces, otel) = match traces {
+            Some((traces, layer)) => (Some(traces), Some(Box::new(layer) as OtelLayer)),
+            None => (None, None),
+        };
+        init_tracing_with(format, &filter, otel)
+            .map_err(|e| anyhow::anyhow!("invalid --log-filter / RUST_LOG: {e}"))?;
+        if traces.is_some() {
+            let t = &config.traces;
+            tracing::info!(endpoint = %t.endpoint, ratio = t.sample_ratio, "exporting traces");
+        }
+        let result = serve(config).await;
+        if let Some(traces) = traces {
+            // Blocking (it waits for the last export), and the exporter runs
+            // on this runtime: off the runtime's own threads.
+            let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+        }
+        result
+    })
 }
 
 fn config_path(path: Option<&Path>) -> Result<&Path, ExitCode> {

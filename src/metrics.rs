@@ -7,7 +7,7 @@
 //! hosts or users: cardinality is bounded by the config.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 mod route;
@@ -166,6 +166,11 @@ metrics! {
     ),
     /// Tunnels open now.
     upgrade_tunnels_open: IntGauge = gauge("Upgrade (WebSocket) tunnels open"),
+    /// Spans not exported because the export queue was full
+    /// (`traces.max_queue`).
+    trace_spans_dropped_total: IntCounter = process_wide(spans_dropped),
+    /// Span export requests to the collector, by result (`ok`, `failed`).
+    trace_exports_total: IntCounterVec = process_wide(exports),
     /// Tunnels closed, by why (`closed`, `error`, `idle`, `lifetime`,
     /// `shutdown`).
     upgrade_tunnels_closed_total: IntCounterVec = counter(
@@ -176,6 +181,53 @@ metrics! {
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
     IntCounterVec::new(Opts::new(name, help).namespace("cachecar"), labels)
+}
+
+/// The trace exporter's counters. Trace export is the process's, set up
+/// before any `App` (whose registries each export these same counters).
+#[derive(Clone, Debug)]
+pub struct TraceCounters {
+    /// `trace_spans_dropped_total`.
+    pub dropped: IntCounter,
+    /// `trace_exports_total{result}`.
+    pub exports: IntCounterVec,
+}
+
+/// The process's [`TraceCounters`].
+pub fn trace_counters() -> &'static TraceCounters {
+    static COUNTERS: std::sync::OnceLock<TraceCounters> = std::sync::OnceLock::new();
+    COUNTERS.get_or_init(|| TraceCounters {
+        dropped: IntCounter::with_opts(
+            Opts::new(
+                "trace_spans_dropped_total",
+                "Spans dropped: the trace export queue was full",
+            )
+            .namespace("cachecar"),
+        )
+        .expect("a valid counter"),
+        exports: counter(
+            "trace_exports_total",
+            "Span export requests to the trace collector, by result",
+            &["result"],
+        )
+        .expect("a valid counter"),
+    })
+}
+
+/// One of the process-wide counters, by a [`TraceCounters`] field.
+fn process_wide<T>(_name: &str, field: fn(&TraceCounters) -> &T) -> Result<T, prometheus::Error>
+where
+    T: Clone,
+{
+    Ok(field(trace_counters()).clone())
+}
+
+fn spans_dropped(c: &TraceCounters) -> &IntCounter {
+    &c.dropped
+}
+
+fn exports(c: &TraceCounters) -> &IntCounterVec {
+    &c.exports
 }
 
 fn histogram(

@@ -66,6 +66,7 @@ mod pass;
 pub(crate) mod policy;
 mod respond;
 mod serve;
+mod span;
 mod target;
 mod tunnel;
 pub(crate) mod upstream;
@@ -101,6 +102,8 @@ struct Core {
     clock: Clock,
     /// Open `Upgrade` tunnels.
     tunnels: Tunnels,
+    /// `traces.enabled`: requests get spans.
+    traces: bool,
 }
 
 /// [`Proxy`] as a hyper service for one client connection.
@@ -140,16 +143,18 @@ impl Proxy {
         metrics: Arc<Metrics>,
         clock: Clock,
     ) -> Self {
+        let traces = config.load().traces.enabled;
         Self {
             core: Arc::new(Core {
                 config,
                 cache,
-                forwarder: Forwarder::new(upstream, metrics.clone()),
+                forwarder: Forwarder::new(upstream, metrics.clone(), traces),
                 metrics: metrics.clone(),
                 unrouted: RouteMetrics::new(Arc::from("none")),
                 coalescer: fill::Coalescer::default(),
                 clock,
                 tunnels: Tunnels::new(metrics.clone()),
+                traces,
             }),
         }
     }
@@ -176,17 +181,20 @@ impl Proxy {
         let client = client.judged(&config.security).asking(request_id.clone());
         // Boxed: it lives across the whole request, and every path's future
         // would otherwise carry (and copy when boxed) its few hundred bytes.
-        let seen = Box::new(log::Seen::take(
+        let mut seen = Box::new(log::Seen::take(
             &request,
             request_id,
             client.addr(),
             client.trusted(),
         ));
+        let traced = self.core.traces;
+        seen.span = span::request(traced, &method, request.headers(), client.addr());
+        let span = traced.then(|| seen.span.clone());
         let respond = move |proxy: &Proxy, config: &RuntimeConfig, answer| {
             // 8. respond: cache headers, metrics, the access log.
             respond::finish(&proxy.core, config, (&method, &seen), answer, started)
         };
-        match self.admit(&config, client.trusted(), request) {
+        let handling: Handling = match self.admit(&config, client.trusted(), request) {
             Path::Answered(answer) => {
                 let response = respond(&self, &config, answer);
                 Box::pin(std::future::ready(Ok(response)))
@@ -211,7 +219,8 @@ impl Proxy {
                 let answer = self.cacheable(&config, keyed, &client).await;
                 Ok(respond(&self, &config, answer))
             }),
-        }
+        };
+        in_span(handling, span)
     }
 
     /// Phases 1 to 4: where `request` goes, and what it needs there.
@@ -271,7 +280,12 @@ impl Proxy {
         let core = &self.core;
         // 5. lookup
         let looked = Instant::now();
-        let found = lookup::find(&core.cache, &keyed.key, &keyed.parts.headers).await;
+        let lookup = lookup::find(&core.cache, &keyed.key, &keyed.parts.headers);
+        let found = if core.traces {
+            tracing::Instrument::instrument(lookup, span::child("cache lookup")).await
+        } else {
+            lookup.await
+        };
         let store_took = looked.elapsed();
         // 6. serve
         let asks = serve::Asks::of(&keyed.parts.headers);
@@ -311,6 +325,14 @@ impl Proxy {
         rules: &[Arc<str>],
     ) -> Result<(), StoreError> {
         mutate::invalidate(&self.core, &mut tokens, rules).await
+    }
+}
+
+/// `handling` in the request's `span`, when it has one.
+fn in_span(handling: Handling, span: Option<tracing::Span>) -> Handling {
+    match span {
+        Some(span) => Box::pin(tracing::Instrument::instrument(handling, span)),
+        None => handling,
     }
 }
 

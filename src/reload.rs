@@ -304,6 +304,7 @@ fn carry_over(old: &RuntimeConfig, new: &mut RuntimeConfig) -> Vec<&'static str>
     keep!("cache.l1", cache.l1);
     keep!("reload", reload);
     keep!("limits", limits);
+    keep!("traces", traces);
     changed
 }
 

@@ -6,6 +6,13 @@
 //! requests get `shutdown.grace_period` to finish (`App::run`).
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use crate::cache::Cache;
+
+/// How long background cache writes get to finish at shutdown: entries
+/// already fetched are worth a moment, not a hung exit.
+pub(crate) const WRITE_GRACE: Duration = Duration::from_secs(2);
 
 /// What `/readyz` answers.
 #[derive(Debug, Default)]
@@ -76,6 +83,23 @@ pub async fn signal() -> std::io::Result<&'static str> {
     {
         tokio::signal::ctrl_c().await?;
         Ok("Ctrl-C")
+    }
+}
+
+/// Gives pending cache writes and purges a moment to reach the store, and
+/// says what is left.
+pub(crate) async fn finish_writes(cache: &Cache) {
+    let unwritten = cache.drain(WRITE_GRACE).await;
+    if unwritten > 0 {
+        tracing::warn!(unwritten, "stopping with cache writes still pending");
+    }
+    let unpurged = cache.drain_purges(WRITE_GRACE).await;
+    if unpurged > 0 {
+        tracing::error!(
+            tokens = unpurged,
+            "stopping with purges that never reached redis: another replica serves what \
+             they ended until it fences after the outage, or the entries expire"
+        );
     }
 }
 

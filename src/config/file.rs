@@ -24,7 +24,7 @@ mod upstream;
 pub(crate) use redis::{RawRedis, RawRedisTls, RawSentinel};
 pub(crate) use section::Located;
 use section::{at, choice, count, each, sections, sub, sub_at};
-pub(crate) use upstream::{RawAdmin, RawTls, RawUpgrade, RawUpstream};
+pub(crate) use upstream::{RawAdmin, RawTls, RawTraces, RawUpgrade, RawUpstream};
 
 section! {
     /// The whole file.
@@ -45,6 +45,7 @@ section! {
         security: RawSecurity = sub,
         hosts: RawHosts = sub,
         upgrade: RawUpgrade = sub,
+        traces: RawTraces = sub,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::HeaderName;
 
 pub use crate::cache::redis::{RedisNodes, RedisSettings};
-pub use upstream::{HttpVersion, UpgradeConfig, UpstreamConfig, UpstreamTls};
+pub use upstream::{HttpVersion, TracesConfig, UpgradeConfig, UpstreamConfig, UpstreamTls};
 
 mod upstream;
 

@@ -66,18 +66,17 @@ fn unshared_user_keys(
 /// the parts it needs could be built; callers also check `p.is_empty()`.
 pub(crate) fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig> {
     let listen = address(raw.listen.as_ref(), upstream::DEFAULT_LISTEN, "listen", p);
-    let mut upstream_warnings = Vec::new();
-    let upstream = upstream::upstream(&raw.upstream, p, &mut upstream_warnings);
+    // Said before the route table's warnings.
+    let mut early_warnings = Vec::new();
+    let upstream = upstream::upstream(&raw.upstream, p, &mut early_warnings);
     let admin = upstream::admin(&raw.admin, p);
-    let mut cache_warnings = Vec::new();
-    let cache = cache::cache(&raw.cache, p, &mut cache_warnings);
+    let cache = cache::cache(&raw.cache, p, &mut early_warnings);
     let identity = settings::identity(&raw.identity, p);
     let targeted = cache::targeted(&raw.cache, p);
     let routes = routes::routes(&raw.routes, &raw.defaults, &targeted, p);
     let (invalidations, plans) = invalidate::rules(&raw.invalidate, &routes, p);
     let (routes, mut warnings) = routes::table(routes, &plans, identity.as_ref(), p)?;
-    warnings.extend(cache_warnings);
-    warnings.extend(upstream_warnings);
+    warnings.extend(early_warnings);
     warnings.extend(unshared_user_keys(&raw, cache.as_ref(), &routes));
     let invalidations = Invalidations::new(invalidations)
         .map_err(|e| p.at_loc(None, "invalidate", e.0))
@@ -101,6 +100,7 @@ pub(crate) fn validate(raw: RawConfig, p: &mut Problems) -> Option<RuntimeConfig
         limits: settings::limits(&raw.limits, p),
         security: settings::security(&raw.security, p),
         upgrade: upstream::upgrade(&raw.upgrade, p),
+        traces: upstream::traces(&raw.traces, p),
         hosts,
         reload: ReloadConfig {
             watch: raw.reload.watch.unwrap_or(true),

@@ -181,7 +181,13 @@ impl Fill {
             match coalescer.join(self.key.hash, self.stamp()) {
                 Join::Leader(flight) => self.lead(flight).await,
                 Join::Follower(follower) => {
-                    let waited = follower.wait(coalesce.wait_timeout).await;
+                    let wait = follower.wait(coalesce.wait_timeout);
+                    let waited = if core.traces {
+                        let span = super::span::child("coalesce wait");
+                        tracing::Instrument::instrument(wait, span).await
+                    } else {
+                        wait.await
+                    };
                     match self.follow(&waited) {
                         Some(fetched) => fetched,
                         None => {
@@ -200,7 +206,9 @@ impl Fill {
         let route = self.route.name.clone();
         // The fill is boxed so the task's future is small: spawning moves
         // it into the task, and tokio moves a task's future at least once.
-        let task = tokio::spawn(async move {
+        // In the request's span: the task's upstream exchange is its child.
+        let span = tracing::Span::current();
+        let fill = async move {
             let fetched = if self.config.cache.coalesce.across_instances {
                 Box::pin(self.fetch_across()).await
             } else {
@@ -208,7 +216,8 @@ impl Fill {
             };
             flight.complete(fetched.shared());
             fetched
-        });
+        };
+        let task = tokio::spawn(tracing::Instrument::instrument(fill, span));
         match task.await {
             Ok(fetched) => fetched,
             Err(e) => {

@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 
 use super::body::{BodyLimit, Guarded, Pace};
+use super::span;
 use super::upstream::{
     self, BoxError, ResponseBody, Upstream, UpstreamBody, UpstreamError, UpstreamRequest,
 };
@@ -28,11 +29,17 @@ pub(crate) type Exchanged = (Result<Response<ResponseBody>, UpstreamError>, Dura
 pub(super) struct Forwarder {
     upstream: Upstream,
     metrics: Arc<Metrics>,
+    /// `traces.enabled`: each exchange gets a span, passed to the app.
+    traces: bool,
 }
 
 impl Forwarder {
-    pub(super) fn new(upstream: Upstream, metrics: Arc<Metrics>) -> Self {
-        Self { upstream, metrics }
+    pub(super) fn new(upstream: Upstream, metrics: Arc<Metrics>, traces: bool) -> Self {
+        Self {
+            upstream,
+            metrics,
+            traces,
+        }
     }
 
     /// Sends `request` upstream (normalized target, cleaned headers,
@@ -73,10 +80,15 @@ impl Forwarder {
     ) -> Exchanged {
         let start = Instant::now();
         let upstream = &config.upstream;
-        let result = self
+        let mut request = request;
+        let authority = upstream.authority.as_str();
+        let span = span::upstream(self.traces, &mut request, authority);
+        let send = self
             .upstream
-            .send_upgrade(upstream, request, upstream.timeout)
-            .await;
+            .send_upgrade(upstream, request, upstream.timeout);
+        let result = tracing::Instrument::instrument(send, span.clone()).await;
+        let _entered = span.enter();
+        span::upstream_answered(self.traces, result.as_ref().ok().map(|r| r.status()));
         let took = start.elapsed();
         let class = match &result {
             Ok(r) => UpstreamClass::Status(r.status().as_u16()),
@@ -93,7 +105,7 @@ impl Forwarder {
     /// path").
     fn exchange<'a>(
         &'a self,
-        request: Request<UpstreamBody>,
+        mut request: Request<UpstreamBody>,
         upstream: &'a UpstreamConfig,
         route: &'a RouteMetrics,
     ) -> Pin<Box<impl Future<Output = Exchanged> + 'a>> {
@@ -101,18 +113,27 @@ impl Forwarder {
         // which would hold the request, and the exchange twice (as its
         // capture and as what it polls).
         let start = Instant::now();
+        let authority = upstream.authority.as_str();
+        let span = span::upstream(self.traces, &mut request, authority);
         let send = self.upstream.send(upstream, request, upstream.timeout);
-        Box::pin(send.map(move |result| {
-            let took = start.elapsed();
-            let class = match &result {
-                Ok(r) => UpstreamClass::Status(r.status().as_u16()),
-                Err(UpstreamError::Timeout(_)) => UpstreamClass::Timeout,
-                Err(e) if BodyLimit::find(e).is_some() => UpstreamClass::ClientAborted,
-                Err(_) => UpstreamClass::Error,
-            };
-            route.upstream(&self.metrics, class, took.as_secs_f64());
-            (result, took)
-        }))
+        let traced = self.traces;
+        let send = send.map(move |result| {
+            span::upstream_answered(traced, result.as_ref().ok().map(|r| r.status()));
+            result
+        });
+        Box::pin(
+            tracing::Instrument::instrument(send, span).map(move |result| {
+                let took = start.elapsed();
+                let class = match &result {
+                    Ok(r) => UpstreamClass::Status(r.status().as_u16()),
+                    Err(UpstreamError::Timeout(_)) => UpstreamClass::Timeout,
+                    Err(e) if BodyLimit::find(e).is_some() => UpstreamClass::ClientAborted,
+                    Err(_) => UpstreamClass::Error,
+                };
+                route.upstream(&self.metrics, class, took.as_secs_f64());
+                (result, took)
+            }),
+        )
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) struct Seen {
     /// The peer, and the `X-Forwarded-For` a trusted one sent.
     peer: IpAddr,
     forwarded_for: Option<HeaderValue>,
+    /// The request's span (none without traces).
+    pub(crate) span: tracing::Span,
 }
 
 impl Seen {
@@ -54,6 +56,7 @@ impl Seen {
             forwarded_for: trusted
                 .then(|| headers.get(&X_FORWARDED_FOR).cloned())
                 .flatten(),
+            span: tracing::Span::none(),
         }
     }
 

@@ -78,6 +78,10 @@ pub(super) fn finish(
     }
     let took = started.elapsed();
     let series = core.series(outcome.route.as_deref());
+    let route = outcome.route.as_deref();
+    let template = route.map(|r| (&*r.name, r.template.as_str()));
+    let status = outcome.cache.status.as_str();
+    super::span::finish(&seen.span, method, template, status, response.status());
     let m = &core.metrics;
     series.request(m, method, outcome.cache.status, took.as_secs_f64());
     if let Some(reason) = outcome.cache.not_stored_reason() {

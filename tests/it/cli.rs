@@ -316,3 +316,5 @@ mod access_log;
 mod check;
 
 mod memory;
+
+mod traces;

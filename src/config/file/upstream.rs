@@ -1,5 +1,5 @@
 //! The sections about what cachecar talks to: `upstream:` (with its
-//! `tls:`), `admin:` and `upgrade:`.
+//! `tls:`), `admin:`, `upgrade:` and `traces:` (the trace collector).
 
 use std::time::Duration;
 
@@ -47,6 +47,18 @@ section! {
         idle_timeout: Option<Located<Duration>> = at(yaml::duration),
         max_lifetime: Option<Duration> = yaml::duration,
         max_tunnels: Option<Located<u64>> = at(count(1_000_000)),
+    }
+}
+
+section! {
+    /// `traces:`
+    pub(crate) struct RawTraces {
+        enabled: Option<bool> = yaml::boolean,
+        endpoint: Option<Located<String>> = at(yaml::string),
+        sample_ratio: Option<f64> = yaml::fraction,
+        service_name: Option<Located<String>> = at(yaml::string),
+        max_queue: Option<Located<u64>> = at(count(1_000_000)),
+        timeout: Option<Located<Duration>> = at(yaml::duration),
     }
 }
 

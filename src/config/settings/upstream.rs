@@ -101,3 +101,21 @@ impl UpgradeConfig {
             })
     }
 }
+
+/// `traces`: OpenTelemetry spans over OTLP/HTTP.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracesConfig {
+    /// Off by default: no span is made.
+    pub enabled: bool,
+    /// The collector's OTLP/HTTP traces URL (`.../v1/traces`).
+    pub endpoint: String,
+    /// Share of new traces (no sampled parent) recorded; a client's
+    /// sampling decision is followed.
+    pub sample_ratio: f64,
+    /// `service.name` of every span.
+    pub service_name: String,
+    /// Spans waiting for export at most; more are dropped and counted.
+    pub max_queue: usize,
+    /// Bound of one export request.
+    pub timeout: Duration,
+}

@@ -6,10 +6,10 @@ use http::Uri;
 
 use super::tls::{TlsInput, upstream_tls};
 use super::{address, nonzero};
-use crate::config::file::{RawAdmin, RawUpgrade, RawUpstream};
+use crate::config::file::{RawAdmin, RawTraces, RawUpgrade, RawUpstream};
 use crate::config::yaml::Problems;
 use crate::config::{
-    AdminConfig, AdminToken, HttpVersion, UpgradeConfig, UpstreamConfig, UpstreamTls,
+    AdminConfig, AdminToken, HttpVersion, TracesConfig, UpgradeConfig, UpstreamConfig, UpstreamTls,
 };
 
 /// Where cachecar listens for traffic unless told otherwise.
@@ -191,5 +191,60 @@ pub(super) fn upgrade(r: &RawUpgrade, p: &mut Problems) -> UpgradeConfig {
             p,
         ))
         .unwrap_or(DEFAULT_MAX_TUNNELS),
+    }
+}
+
+/// An OpenTelemetry Collector beside the pod (an agent or sidecar), its
+/// OTLP/HTTP port.
+const DEFAULT_TRACES_ENDPOINT: &str = "http://127.0.0.1:4318/v1/traces";
+/// Spans waiting for export at most (the SDK's default).
+const DEFAULT_TRACES_QUEUE: usize = 2048;
+/// Bound of one export request.
+const DEFAULT_TRACES_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `traces:`: where spans go, and how many.
+pub(super) fn traces(r: &RawTraces, p: &mut Problems) -> TracesConfig {
+    let endpoint = match &r.endpoint {
+        None => DEFAULT_TRACES_ENDPOINT.to_owned(),
+        Some(e) => match e.value.parse::<Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {
+                // A base URL gets the OTLP/HTTP traces path (as the
+                // OTEL_EXPORTER_OTLP_ENDPOINT convention has it).
+                if matches!(uri.path(), "" | "/") {
+                    format!("{}/v1/traces", e.value.trim_end_matches('/'))
+                } else {
+                    e.value.clone()
+                }
+            }
+            _ => {
+                let message = format!(
+                    "`{}` is not an http:// URL of a collector's OTLP/HTTP port, e.g. http://otel-collector:4318",
+                    e.value
+                );
+                p.at_loc(Some(e.loc), "traces.endpoint", message);
+                DEFAULT_TRACES_ENDPOINT.to_owned()
+            }
+        },
+    };
+    TracesConfig {
+        enabled: r.enabled.unwrap_or(false),
+        endpoint,
+        sample_ratio: r.sample_ratio.unwrap_or(1.0),
+        service_name: r
+            .service_name
+            .as_ref()
+            .map_or_else(|| "cachecar".to_owned(), |n| n.value.clone()),
+        max_queue: nonzero(
+            r.max_queue.as_ref(),
+            DEFAULT_TRACES_QUEUE as u64,
+            "traces.max_queue",
+            p,
+        ) as usize,
+        timeout: nonzero(
+            r.timeout.as_ref(),
+            DEFAULT_TRACES_TIMEOUT,
+            "traces.timeout",
+            p,
+        ),
     }
 }
