@@ -66,7 +66,9 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
-        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS);
+        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
+        // WebSocket over HTTP/2 (RFC 8441), tunnelled per `upgrade`.
+        .enable_connect_protocol();
     builder
 }
 

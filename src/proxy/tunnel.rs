@@ -21,7 +21,7 @@ use hyper::upgrade::OnUpgrade;
 use super::body::Body;
 use super::forward::empty_body;
 use super::respond::{Answer, Outcome};
-use super::upstream::{self, Peer, UpstreamRequest};
+use super::upstream::{self, Peer, UpstreamBody, UpstreamRequest};
 use super::{Core, ProxyError};
 use crate::config::{RuntimeConfig, UpgradeConfig};
 use crate::metrics::RouteMetrics;
@@ -42,6 +42,9 @@ pub(super) struct Tunnel {
     protocol: HeaderValue,
     /// The client's connection, once hyper has written our `101`.
     client: OnUpgrade,
+    /// An HTTP/2 extended `CONNECT` (RFC 8441), sent to the app as an
+    /// HTTP/1.1 WebSocket handshake and answered `200`.
+    h2: bool,
 }
 
 /// The `Upgrade` of a handshake `request` that `config` lets through, or
@@ -50,7 +53,13 @@ pub(super) fn requested<B: http_body::Body>(
     request: &Request<B>,
     config: &UpgradeConfig,
 ) -> Option<HeaderValue> {
-    if !config.enabled || request.version() != Version::HTTP_11 || request.method() != Method::GET {
+    if !config.enabled {
+        return None;
+    }
+    if request.version() == Version::HTTP_2 {
+        return extended_connect(request, config);
+    }
+    if request.version() != Version::HTTP_11 || request.method() != Method::GET {
         return None;
     }
     let headers = request.headers();
@@ -64,6 +73,17 @@ pub(super) fn requested<B: http_body::Body>(
     (connection_upgrade && allowed && request.body().is_end_stream()).then(|| protocol.clone())
 }
 
+/// RFC 8441 §4: an HTTP/2 `CONNECT` whose `:protocol` is `websocket`
+/// (the one protocol it defines a mapping to HTTP/1.1 for).
+fn extended_connect<B>(request: &Request<B>, config: &UpgradeConfig) -> Option<HeaderValue> {
+    if request.method() != Method::CONNECT {
+        return None;
+    }
+    let protocol = request.extensions().get::<hyper::ext::Protocol>()?.as_str();
+    let websocket = protocol.eq_ignore_ascii_case("websocket") && config.allows(protocol);
+    websocket.then(|| HeaderValue::from_static("websocket"))
+}
+
 impl Tunnel {
     /// The handshake `request` asking for `protocol`.
     pub(super) fn new<B>(
@@ -73,8 +93,11 @@ impl Tunnel {
         protocol: HeaderValue,
     ) -> Self {
         let client = hyper::upgrade::on(&mut request);
+        // An extended CONNECT's body is the tunnel, which hyper keeps for
+        // the upgrade; what is dropped here is empty.
         let (parts, _) = request.into_parts();
         Self {
+            h2: parts.version == Version::HTTP_2,
             parts,
             target,
             route,
@@ -102,17 +125,7 @@ pub(super) async fn forward(
         let response = ProxyError::TooManyTunnels.into_response(series.name());
         return Answer::new(response, outcome);
     };
-    let request = UpstreamRequest {
-        method: &tunnel.parts.method,
-        uri: &tunnel.parts.uri,
-        headers: &tunnel.parts.headers,
-        target: &tunnel.target,
-        client,
-    };
-    let mut handshake = upstream::request(&request, config, empty_body());
-    let headers = handshake.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, tunnel.protocol.clone());
+    let handshake = handshake(&tunnel, config, client);
     let (result, took) = core.forwarder.upgrade(config, handshake, series).await;
     outcome.upstream = Some(took);
     let response = match result {
@@ -124,7 +137,7 @@ pub(super) async fn forward(
             count(core, series, "refused");
             response.map(Body::Stream)
         }
-        Ok(response) => match switched(response, &tunnel.protocol) {
+        Ok(response) => match switched(response, &tunnel.protocol, tunnel.h2) {
             Ok((response, app)) => {
                 count(core, series, "tunnelled");
                 core.tunnels
@@ -140,12 +153,40 @@ pub(super) async fn forward(
     Answer::new(response, outcome)
 }
 
+/// The handshake the app gets: the client's, with `Upgrade` and
+/// `Connection: upgrade` (hop-by-hop, so removed as the request was
+/// cleaned) put back; from HTTP/2, as HTTP/1.1's `GET` with a key.
+fn handshake(tunnel: &Tunnel, config: &RuntimeConfig, client: &Peer) -> Request<UpstreamBody> {
+    let method = if tunnel.h2 {
+        &Method::GET
+    } else {
+        &tunnel.parts.method
+    };
+    let request = UpstreamRequest {
+        method,
+        uri: &tunnel.parts.uri,
+        headers: &tunnel.parts.headers,
+        target: &tunnel.target,
+        client,
+    };
+    let mut handshake = upstream::request(&request, config, empty_body());
+    let headers = handshake.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, tunnel.protocol.clone());
+    if tunnel.h2 {
+        // RFC 8441 §5: the key and its accept belong to HTTP/1.1 alone.
+        headers.insert(header::SEC_WEBSOCKET_KEY, websocket_key());
+    }
+    handshake
+}
+
 /// The app's `101` as the client gets it (`Connection: upgrade` and the
-/// protocol it switched to), and the app's side of the tunnel; or why the
-/// switch cannot be passed on.
+/// protocol it switched to; over HTTP/2, a `200` without either), and the
+/// app's side of the tunnel; or why the switch cannot be passed on.
 fn switched(
     mut response: Response<super::upstream::ResponseBody>,
     asked: &HeaderValue,
+    h2: bool,
 ) -> Result<(Response<Body>, OnUpgrade), ProxyError> {
     let Some(protocol) = response.headers().get(header::UPGRADE) else {
         return Err(ProxyError::BadSwitch("101 without Upgrade"));
@@ -162,10 +203,24 @@ fn switched(
     }
     let app = hyper::upgrade::on(&mut response);
     let (mut parts, _) = response.into_parts();
-    parts
-        .headers
-        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if h2 {
+        parts.status = StatusCode::OK;
+        parts.headers.remove(header::UPGRADE);
+        parts.headers.remove(header::SEC_WEBSOCKET_ACCEPT);
+    } else {
+        let upgrade = HeaderValue::from_static("upgrade");
+        parts.headers.insert(header::CONNECTION, upgrade);
+    }
     Ok((Response::from_parts(parts, Body::Empty), app))
+}
+
+/// A `Sec-WebSocket-Key`: 16 random bytes in base64 (RFC 6455 §4.1).
+fn websocket_key() -> HeaderValue {
+    use base64::Engine;
+    let key: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+    let text = base64::engine::general_purpose::STANDARD.encode(key);
+    HeaderValue::from_str(&text)
+        .unwrap_or_else(|_| HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="))
 }
 
 /// Counts one handshake of `series`'s route by `result`.

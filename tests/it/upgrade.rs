@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::*;
 
+mod h2;
 mod limits;
 
 /// A WebSocket app: `/ws` and `/api/live` echo every text and binary
