@@ -249,6 +249,10 @@ fn redis_url(url: &str, path: &str, nodes: Nodes, loc: Loc, p: &mut Problems) ->
     let why = match (scheme, nodes) {
         ("redis" | "valkey" | "rediss" | "valkeys", _) => None,
         ("unix" | "redis+unix", Nodes::Single) => None,
+        ("redis+sentinel" | "rediss+sentinel" | "sentinel", _) => Some(
+            "a Sentinel URL: write `cache.redis.sentinel` {master, nodes} instead (docs/redis.md, \"Sentinel\")"
+                .to_string(),
+        ),
         (_, Nodes::Single) => {
             Some("must start with redis://, rediss:// (TLS) or unix:// (a socket)".to_string())
         }

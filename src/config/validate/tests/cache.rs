@@ -137,6 +137,10 @@ fn rejects_bad_redis_settings() {
             "must start with redis://",
         ),
         (
+            "  store: redis\n  redis: { url: \"redis+sentinel://s:26379/mymaster\" }\n",
+            "write `cache.redis.sentinel`",
+        ),
+        (
             "  store: redis\n  redis: { url: \"redis://a:notaport\" }\n",
             "is not a Redis URL",
         ),
