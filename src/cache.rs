@@ -31,7 +31,7 @@ pub mod memory;
 pub mod redis;
 pub mod tiered;
 
-pub use entry::{Entry, Freshness, Record, Variants};
+pub use entry::{Entry, Freshness, Record, Tags, Variants};
 pub(crate) use headers::{SERVED_EXTRA, detached_headers, detached_value, normalized_field};
 pub(crate) use instrumented::AfterWrite;
 pub(crate) use instrumented::Cache;
@@ -52,6 +52,11 @@ pub struct Lookup {
     pub record: Option<Record>,
     /// Current generation of each token of the key, in token order.
     pub generations: Vec<u64>,
+    /// Current generation of each of the found response's tags, in its
+    /// tags' order; filled by `Cache::lookup` when the store left it empty.
+    pub tag_generations: Vec<u64>,
+    /// The current tag epoch ([`Token::tag_epoch`]), to stamp a fill with.
+    pub tag_epoch: u64,
 }
 
 /// A storage backend failed. Never fails a request: a failed read is a miss,
@@ -94,6 +99,15 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// The caller logs and counts the error; the response is unaffected.
     async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), StoreError>;
+
+    /// The current generations of `tokens`, creating absent counters as
+    /// `lookup` does: for a response's tags, and for stamping a fill's tags.
+    /// Read from where purges land (a tiered store asks Redis), in order.
+    ///
+    /// # Errors
+    ///
+    /// As `lookup`'s: the caller treats it as a miss, or does not store.
+    async fn current(&self, tokens: &[Token]) -> Result<Vec<u64>, StoreError>;
 
     /// Called after a successful mutation or an admin purge: gives each token
     /// a new generation, so every entry depending on any of them stops

@@ -104,6 +104,14 @@ metrics! {
     /// Invalidation rules applied, by rule label (`self` for RFC 9111 §4.4,
     /// `admin` for admin purges).
     invalidations_total: IntCounterVec = counter("Invalidations applied, by rule", &["rule"]),
+    /// Tags purged, by rule (`admin` for the admin API).
+    tag_purges_total: IntCounterVec = counter("Tags purged, by rule (admin: the admin API)", &["rule"]),
+    /// Tags of the app's tag headers not kept, by why: over
+    /// `cache.tags.max_per_entry` (`count`) or `max_length` (`length`).
+    tags_dropped_total: IntCounterVec = counter(
+        "Tags from the app's tag headers not kept: beyond max_per_entry (count) or longer than max_length (length)",
+        &["reason"]
+    ),
     /// Writes whose purge did not reach the store at first, by what
     /// became of them (`cache.redis.on_purge_failure`).
     purge_failures_total: IntCounterVec = counter(

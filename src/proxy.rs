@@ -314,7 +314,7 @@ impl Proxy {
     }
 
     /// Bumps `tokens` and counts the rules that asked for it (an admin
-    /// purge, or a mutation).
+    /// purge, or a mutation), and those that purge tags.
     ///
     /// # Errors
     ///
@@ -323,8 +323,9 @@ impl Proxy {
         &self,
         mut tokens: Vec<Token>,
         rules: &[Arc<str>],
+        tag_rules: &[Arc<str>],
     ) -> Result<(), StoreError> {
-        mutate::invalidate(&self.core, &mut tokens, rules).await
+        mutate::invalidate(&self.core, &mut tokens, rules, tag_rules).await
     }
 }
 

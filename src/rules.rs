@@ -10,6 +10,8 @@
 //! - `route`: a compiled cache rule ([`Route`]).
 //! - `purge`: purge targets compiled into per-route plans, which turn a
 //!   mutation into the generation tokens it bumps.
+//! - `tags`: tag templates (`conversation:{id}`) and the reading of the
+//!   app's tag headers.
 //!
 //! Below the proxy and the config, above the stores: a rule names tokens
 //! (`cache::Token`) and carries its metric series (`metrics::RouteMetrics`).
@@ -18,8 +20,10 @@ pub mod normalize;
 pub(crate) mod purge;
 pub(crate) mod route;
 pub(crate) mod table;
+pub(crate) mod tags;
 pub(crate) mod template;
 
 pub use route::Route;
 pub(crate) use route::{KeySpec, OriginCacheControl, QueryKey, Scope, StatusPattern, Targeted};
 pub use table::RouteTable;
+pub(crate) use tags::{TagHeaders, TagTemplate};

@@ -1,7 +1,8 @@
-//! `POST /admin/purge` with `{"targets": ["GET /path", ...]}`: bumps the
-//! generations the targets name, across users, query strings and variants.
-//! A concrete target drops that URL; `{name}` matches any one segment and a
-//! final `*` the rest of the path.
+//! `POST /admin/purge` with `{"targets": ["GET /path", ...]}` and/or
+//! `{"tags": ["user:7", ...]}`: bumps the generations the targets and tags
+//! name, across users, query strings and variants. A concrete target drops
+//! that URL; `{name}` matches any one segment and a final `*` the rest of
+//! the path; a tag drops every entry carrying it.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use crate::config::RuntimeConfig;
 use crate::proxy::body::Body;
 use crate::proxy::upstream::BoxError;
 use crate::rules::purge::PurgeTarget;
+use crate::rules::tags;
 
 /// Largest `/admin/purge` body accepted.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -27,7 +29,10 @@ const MAX_PURGE_TARGETS: usize = 1_000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PurgeRequest {
+    #[serde(default)]
     targets: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 /// The tokens of a purge, what each target reaches, or why one cannot.
@@ -43,18 +48,20 @@ impl Admin {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        let targets = match read(request).await {
-            Ok(targets) => targets,
+        let asked = match read(request).await {
+            Ok(asked) => asked,
             Err(refused) => return refused,
         };
-        let plan = plan(&self.inner.config.load(), &targets);
+        let plan = plan(&self.inner.config.load(), &asked);
         if !plan.errors.is_empty() {
             let errors = json!({ "errors": plan.errors });
             return json_response(StatusCode::UNPROCESSABLE_ENTITY, &errors);
         }
         let proxy = &self.inner.proxy;
+        let admin: [Arc<str>; 1] = [Arc::from("admin")];
+        let tag_rules: &[Arc<str>] = if asked.tags.is_empty() { &[] } else { &admin };
         if proxy
-            .invalidate(plan.tokens, &[Arc::from("admin")])
+            .invalidate(plan.tokens, &admin, tag_rules)
             .await
             .is_err()
         {
@@ -68,13 +75,17 @@ impl Admin {
                 },
             );
         }
-        tracing::info!(targets = targets.len(), "admin purge");
+        tracing::info!(
+            targets = asked.targets.len(),
+            tags = asked.tags.len(),
+            "admin purge"
+        );
         json_response(StatusCode::OK, &json!({ "purged": plan.report }))
     }
 }
 
-/// The request's targets, or the 400 that answers it.
-async fn read<B>(request: Request<B>) -> Result<Vec<String>, Response<Body>>
+/// The request's targets and tags, or the 400 that answers it.
+async fn read<B>(request: Request<B>) -> Result<PurgeRequest, Response<Body>>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -90,19 +101,22 @@ where
     let parsed: PurgeRequest = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => {
-            let message = format!("expected {{\"targets\": [\"GET /path\", ...]}}: {e}\n");
+            let message = format!(
+                "expected {{\"targets\": [\"GET /path\", ...], \"tags\": [\"tag\", ...]}}: {e}\n"
+            );
             return Err(text(StatusCode::BAD_REQUEST, &message));
         }
     };
-    if parsed.targets.is_empty() || parsed.targets.len() > MAX_PURGE_TARGETS {
-        let message = format!("give between 1 and {MAX_PURGE_TARGETS} targets\n");
+    let asked = parsed.targets.len() + parsed.tags.len();
+    if asked == 0 || asked > MAX_PURGE_TARGETS {
+        let message = format!("give between 1 and {MAX_PURGE_TARGETS} targets and tags\n");
         return Err(text(StatusCode::BAD_REQUEST, &message));
     }
-    Ok(parsed.targets)
+    Ok(parsed)
 }
 
-/// What `targets` purge under `config`'s routes.
-fn plan(config: &RuntimeConfig, targets: &[String]) -> Plan {
+/// What the targets and tags of `asked` purge under `config`'s routes.
+fn plan(config: &RuntimeConfig, asked: &PurgeRequest) -> Plan {
     let routes = || {
         config
             .routes
@@ -115,7 +129,16 @@ fn plan(config: &RuntimeConfig, targets: &[String]) -> Plan {
         report: Vec::new(),
         errors: Vec::new(),
     };
-    for text in targets {
+    for tag in &asked.tags {
+        match tags::check(tag) {
+            Ok(()) => {
+                plan.tokens.push(Token::tag(tag));
+                plan.report.push(json!({ "tag": tag }));
+            }
+            Err(e) => plan.errors.push(json!({ "tag": tag, "error": e })),
+        }
+    }
+    for text in &asked.targets {
         let target = match PurgeTarget::parse(text, None) {
             Ok(t) => t,
             Err(e) => {

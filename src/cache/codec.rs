@@ -14,11 +14,11 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::headers::{SERVED_EXTRA, compact};
-use super::{Entry, Freshness, KeyHash, Record, Variants};
+use super::{Entry, Freshness, KeyHash, Record, Tags, Variants};
 
 const MAGIC: &[u8; 2] = b"CC";
 /// Bumped whenever the layout changes; older values then read as misses.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const KIND_RESPONSE: u8 = 1;
 const KIND_VARIANTS: u8 = 2;
 
@@ -69,6 +69,16 @@ fn encode_entry(e: &Entry, out: &mut BytesMut) {
     out.put_u8(u8::from(f.must_revalidate) | u8::from(f.shareable_with_auth) << 1);
     put_len(out, e.generations.len());
     for g in &e.generations {
+        out.put_u64(*g);
+    }
+    // Tags, then their generations: an unstamped entry (which no store
+    // should write) has fewer generations than tags and reads as a miss.
+    put_len(out, e.tags.names.len());
+    for tag in &e.tags.names {
+        put_bytes(out, tag.as_bytes());
+    }
+    put_len(out, e.tags.generations.len());
+    for g in &e.tags.generations {
         out.put_u64(*g);
     }
     put_len(out, e.vary.len());
@@ -139,6 +149,7 @@ fn decode_entry(r: &mut Reader) -> Option<Entry> {
         shareable_with_auth: flags & 2 != 0,
     };
     let generations = (0..r.len()?).map(|_| r.u64()).collect::<Option<Vec<_>>>()?;
+    let tags = decode_tags(r)?;
     let vary = decode_vary(r)?;
     let headers = decode_headers(r)?;
     let body_len = r.u32()? as usize;
@@ -152,6 +163,22 @@ fn decode_entry(r: &mut Reader) -> Option<Entry> {
         freshness,
         vary,
         generations,
+        tags,
+    })
+}
+
+fn decode_tags(r: &mut Reader) -> Option<Tags> {
+    let names = (0..r.len()?)
+        .map(|_| {
+            let b = r.bytes()?;
+            Some(std::str::from_utf8(&b).ok()?.into())
+        })
+        .collect::<Option<Vec<Box<str>>>>()?;
+    let generations = (0..r.len()?).map(|_| r.u64()).collect::<Option<Vec<_>>>()?;
+    (generations.len() == names.len()).then_some(Tags {
+        names,
+        generations,
+        epoch: None,
     })
 }
 
@@ -266,6 +293,11 @@ mod tests {
                 (HeaderName::from_static("x-tenant"), None),
             ],
             generations: vec![1, u64::MAX, 42],
+            tags: Tags {
+                names: vec!["user:7".into(), "docs".into()],
+                generations: vec![3, 9],
+                epoch: None,
+            },
         }
     }
 
@@ -291,6 +323,15 @@ mod tests {
         );
         assert_eq!(back.vary, e.vary);
         assert_eq!(back.generations, e.generations);
+        assert_eq!(back.tags, e.tags);
+    }
+
+    #[test]
+    fn unstamped_tags_never_read_back() {
+        let mut e = entry();
+        e.tags = Tags::pending(vec!["a".into()], 5);
+        let bytes = encode(&Record::Response(Arc::new(e)));
+        assert!(decode(Bytes::from(bytes)).is_none());
     }
 
     #[test]

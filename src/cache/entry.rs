@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::KeyHash;
 use super::headers::normalized_field;
+use super::{KeyHash, Token};
 
 /// One stored response.
 #[derive(Clone, Debug)]
@@ -30,6 +30,50 @@ pub struct Entry {
     pub vary: Vec<(HeaderName, Option<HeaderValue>)>,
     /// Generations of the key's tokens when the fill started, in token order.
     pub generations: Vec<u64>,
+    /// The tags the app gave the response, with their generations.
+    pub tags: Tags,
+}
+
+/// The tags (surrogate keys) an entry carries from the app's tag header,
+/// and the generation each tag's token had when the entry was stored
+/// (docs/architecture.md, "Tags"). Tags a route derives from captures are
+/// key tokens instead, known before the request is sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tags {
+    /// Tag values, sorted, without duplicates.
+    pub names: Vec<Box<str>>,
+    /// The generation of each tag's token when stored, in `names` order;
+    /// empty until stamped.
+    pub generations: Vec<u64>,
+    /// Until stamped: the tag epoch the fill's lookup read. The store stamps
+    /// the entry only if the epoch is still that, and drops it otherwise.
+    pub epoch: Option<u64>,
+}
+
+impl Tags {
+    /// Unstamped tags `names` of a fill whose lookup read `epoch`.
+    pub fn pending(names: Vec<Box<str>>, epoch: u64) -> Self {
+        Self {
+            names,
+            generations: Vec::new(),
+            epoch: Some(epoch),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The tokens of the tags, in `names` order.
+    pub fn tokens(&self) -> Vec<Token> {
+        self.names.iter().map(|n| Token::tag(n)).collect()
+    }
+
+    /// The tag epoch to stamp against, while the tags await stamping.
+    pub fn unstamped(&self) -> Option<u64> {
+        self.epoch.filter(|_| !self.names.is_empty())
+    }
 }
 
 /// How long a stored response may be used (RFC 9111 §4.2), decided once
@@ -121,6 +165,7 @@ impl Entry {
             freshness: Freshness::for_duration(now, keep),
             vary: Vec::new(),
             generations,
+            tags: Tags::default(),
         }
     }
 
@@ -160,7 +205,8 @@ impl Entry {
             .chain(self.vary.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))))
             .map(|(k, v)| k.as_str().len() + v.len() + PER_HEADER)
             .sum();
-        (PER_ENTRY + self.body.len() + headers + self.generations.len() * 8) as u64
+        let tags: usize = self.tags.names.iter().map(|t| t.len() + 24).sum();
+        (PER_ENTRY + self.body.len() + headers + tags + self.generations.len() * 8) as u64
     }
 
     /// Whether the request presents the same values (normalized) for the

@@ -167,7 +167,16 @@ impl Cache {
     /// As the store's, after counting it.
     pub async fn lookup(&self, key: &CacheKey) -> Result<Lookup, StoreError> {
         let start = Instant::now();
-        let result = self.store.lookup(key).await;
+        let mut result = self.store.lookup(key).await;
+        if let Ok(found) = &mut result
+            && let Some(Record::Response(e)) = &found.record
+            && found.tag_generations.len() != e.tags.names.len()
+        {
+            match self.store.current(&e.tags.tokens()).await {
+                Ok(generations) => found.tag_generations = generations,
+                Err(e) => result = Err(e),
+            }
+        }
         self.observe(Op::Lookup, start, result.as_ref().err());
         result
     }
@@ -179,7 +188,11 @@ impl Cache {
     /// As the store's, after counting it.
     pub async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), StoreError> {
         let start = Instant::now();
-        let result = self.store.insert(key, record).await;
+        let result = match self.stamped(key, record).await {
+            Ok(Some(record)) => self.store.insert(key, record).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
         self.observe(Op::Insert, start, result.as_ref().err());
         result
     }
@@ -197,6 +210,13 @@ impl Cache {
         // purge is answered reads a count no earlier flight carries.
         self.purges.fetch_add(1, Ordering::AcqRel);
         let start = Instant::now();
+        if tokens.iter().any(Token::is_tag) {
+            // The epoch strictly before the tags (see `stamped`). If its
+            // bump fails it waits for replay, and until then no tagged fill
+            // is stamped, so the tags may go on.
+            let epoch = std::slice::from_ref(Token::tag_epoch());
+            let _ = self.store.bump(epoch).await;
+        }
         let result = self.store.bump(tokens).await;
         self.observe(Op::Bump, start, result.as_ref().err());
         result
@@ -268,6 +288,8 @@ impl Cache {
     }
 }
 
+mod stamp;
+
 #[cfg(test)]
 mod tests {
     use std::time::SystemTime;
@@ -290,6 +312,9 @@ mod tests {
         }
         async fn lookup(&self, _: &CacheKey) -> Result<Lookup, StoreError> {
             Ok(Lookup::default())
+        }
+        async fn current(&self, tokens: &[Token]) -> Result<Vec<u64>, StoreError> {
+            Ok(vec![0; tokens.len()])
         }
         async fn insert(&self, _: &CacheKey, _: Record) -> Result<(), StoreError> {
             let _permit = self.release.acquire().await;

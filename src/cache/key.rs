@@ -63,6 +63,29 @@ impl Token {
         Token(s.into())
     }
 
+    /// The token of every entry carrying `tag` (a surrogate key: from the
+    /// app's tag header, or from the route's `tags`).
+    pub fn tag(tag: &str) -> Self {
+        let mut s = String::with_capacity(tag.len() + 2);
+        s.push_str("t:");
+        s.push_str(tag);
+        Token(s.into())
+    }
+
+    /// The tag epoch: bumped before the tokens of every tag purge, and read
+    /// by every lookup, so a fill whose tags were purged while it was in
+    /// flight can tell (docs/architecture.md, "Tags"). No entry depends on it.
+    pub fn tag_epoch() -> &'static Self {
+        static EPOCH: std::sync::LazyLock<Token> =
+            std::sync::LazyLock::new(|| Token("tags".into()));
+        &EPOCH
+    }
+
+    /// Whether this is a tag's token.
+    pub fn is_tag(&self) -> bool {
+        self.0.starts_with("t:")
+    }
+
     /// The token's text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -124,5 +147,7 @@ mod tests {
             Token::binding("c", [("id", "1"), ("m", "2")])
         );
         assert_eq!(Token::url("/a/b").as_str(), "u:/a/b");
+        assert_eq!(Token::tag("user:7").as_str(), "t:user:7");
+        assert!(Token::tag("x").is_tag() && !Token::tag_epoch().is_tag());
     }
 }

@@ -150,10 +150,20 @@ impl Store for MemoryStore {
         // Entry first, generations second: a purge landing in between makes
         // the generations newer than the entry's, which reads as a miss.
         let record = self.entries.get(&key.hash);
+        let tag_generations = match &record {
+            Some(Record::Response(e)) if !e.tags.is_empty() => self.generations(&e.tags.tokens()),
+            _ => Vec::new(),
+        };
         Ok(Lookup {
             record,
             generations: self.generations(&key.tokens),
+            tag_generations,
+            tag_epoch: self.generations.get(Token::tag_epoch()),
         })
+    }
+
+    async fn current(&self, tokens: &[Token]) -> Result<Vec<u64>, StoreError> {
+        Ok(self.generations(tokens))
     }
 
     async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), StoreError> {

@@ -48,88 +48,18 @@ mod pubsub;
 mod replay;
 mod scripts;
 mod sentinel;
+mod settings;
 
 pub use client::{RedisAuth, RedisTls};
 pub use counters::fresh_generation;
 pub(crate) use pubsub::{InvalidationListener, subscribe};
+pub use settings::{OnPurgeFailure, RedisNodes, RedisSettings};
 
 /// At most this many clean-up deletes (of undecodable values) at once.
 const MAX_PENDING_DELETES: usize = 16;
 /// The value a fill lock takes when the filled response was not cacheable:
 /// other instances then go upstream without waiting (hit-for-miss).
 const UNCACHEABLE: &str = "uncacheable";
-
-/// Where Redis is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RedisNodes {
-    /// One server (or a proxy in front of several).
-    Single(String),
-    /// Redis Cluster seed nodes.
-    Cluster(Vec<String>),
-    /// The master the sentinels at `nodes` know as `master`, database `db`.
-    Sentinel {
-        /// The master's name in the sentinels' configuration.
-        master: String,
-        /// The sentinels' URLs.
-        nodes: Vec<String>,
-        /// The database on the master.
-        db: i64,
-    },
-}
-
-/// `cache.redis`, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RedisSettings {
-    /// Server, cluster or sentinel nodes.
-    pub nodes: RedisNodes,
-    /// Credentials for the data nodes.
-    pub auth: RedisAuth,
-    /// CA and client certificate for `rediss://`.
-    pub tls: Option<RedisTls>,
-    /// Connections (lanes) to keep.
-    pub pool_size: usize,
-    /// Bound on every command, including getting a connection.
-    pub timeout: Duration,
-    /// Prefix of every key and of the channel.
-    pub key_prefix: String,
-    /// Once Redis is back after this instance found it unreachable, end
-    /// every entry stored before (the fence): another instance's purges
-    /// may have been lost meanwhile.
-    pub fence_after_outage: bool,
-    /// What a write whose purge cannot reach Redis gets.
-    pub on_purge_failure: OnPurgeFailure,
-    /// How long a write waits for its purge to be recorded (`wait` and
-    /// `refuse`).
-    pub purge_wait: Duration,
-}
-
-/// `cache.redis.on_purge_failure`: what a write that matches an
-/// invalidation rule gets when its purge cannot reach Redis. The app has
-/// already done the write by then; the question is when its client hears
-/// of it, and what other replicas may serve meanwhile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnPurgeFailure {
-    /// Answered at once; other replicas may serve what the purge ends until
-    /// it is replayed.
-    Answer,
-    /// Answered once the purge is recorded (replayed), or after
-    /// `purge_wait` as with `answer`.
-    Wait,
-    /// As `wait`, and while Redis is known to be unreachable (circuit open)
-    /// such a write is refused with 503 before it reaches the app.
-    Refuse,
-}
-
-impl OnPurgeFailure {
-    /// The config word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnPurgeFailure::Answer => "answer",
-            OnPurgeFailure::Wait => "wait",
-            OnPurgeFailure::Refuse => "refuse",
-        }
-    }
-}
 
 /// How often a write waiting for its purge checks whether it was replayed.
 const RECORDED_POLL: Duration = Duration::from_millis(20);
@@ -276,19 +206,30 @@ impl Store for RedisStore {
         let entry_key = self.entry_key(key);
         let mut mget = redis::cmd("MGET");
         mget.arg(&entry_key);
-        for token in &key.tokens {
+        // The key's counters, then the tag epoch.
+        let tokens: Vec<&Token> = key.tokens.iter().chain([Token::tag_epoch()]).collect();
+        for token in &tokens {
             mget.arg(self.gen_key(token));
         }
         let mut values: Vec<Option<Vec<u8>>> = self.query(mget).await?;
-        if values.len() != key.tokens.len() + 1 {
+        if values.len() != tokens.len() + 1 {
             return Err(StoreError::Unavailable("unexpected MGET reply".into()));
         }
-        let generations = self.generations(&key.tokens, &values[1..]).await?;
+        let mut generations = self.generations(&tokens, &values[1..]).await?;
+        let tag_epoch = generations.pop().unwrap_or_default();
+        // A response's tags are only known once the entry is: `Cache::lookup`
+        // reads them (`current`) in a second call.
         let record = self.record(key, entry_key, values[0].take());
         Ok(Lookup {
             record,
             generations,
+            tag_generations: Vec::new(),
+            tag_epoch,
         })
+    }
+
+    async fn current(&self, tokens: &[Token]) -> Result<Vec<u64>, StoreError> {
+        self.current_generations(tokens).await
     }
 
     async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), StoreError> {

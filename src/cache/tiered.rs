@@ -33,6 +33,9 @@ use super::{
     CacheKey, FillLock, Hasher, Lookup, Record, Store, StoreError, StoreHealth, Token, Usage,
 };
 
+/// A tag epoch L1 does not know. Redis values are time-based and far below.
+const UNKNOWN: u64 = u64::MAX;
+
 /// The tiered store. Cheap to clone.
 #[derive(Clone)]
 pub struct TieredStore {
@@ -48,6 +51,9 @@ struct L1 {
     subscribed: AtomicBool,
     /// Moves on every invalidation, resync or loss.
     epoch: AtomicU64,
+    /// The tag epoch learned from Redis ([`UNKNOWN`] when not known): read
+    /// by every lookup, so kept out of `known`.
+    tag_epoch: AtomicU64,
     hasher: std::collections::hash_map::RandomState,
     /// Expires entries and learned generations off the request path.
     _housekeeper: Option<Housekeeper>,
@@ -76,6 +82,7 @@ impl TieredStore {
             known,
             subscribed: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
+            tag_epoch: AtomicU64::new(UNKNOWN),
             hasher: Default::default(),
             _housekeeper: Housekeeper::start(move || {
                 e.run_pending_tasks();
@@ -102,12 +109,16 @@ impl L1 {
     fn forget(&self, tokens: impl IntoIterator<Item = impl AsRef<str>>) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         for t in tokens {
+            if t.as_ref() == Token::tag_epoch().as_str() {
+                self.tag_epoch.store(UNKNOWN, Ordering::Release);
+            }
             self.known.invalidate(&self.token_id(t.as_ref()));
         }
     }
 
     fn reset(&self, subscribed: bool) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.tag_epoch.store(UNKNOWN, Ordering::Release);
         self.subscribed.store(subscribed, Ordering::Release);
         self.known.invalidate_all();
     }
@@ -120,21 +131,33 @@ impl L1 {
             .collect()
     }
 
-    /// A lookup answered entirely from L1, if possible.
+    /// A lookup answered entirely from L1, if possible: every token the
+    /// entry depends on (the key's, its tags', the tag epoch) has a known
+    /// generation, and the entry was filled under those.
     fn lookup(&self, key: &CacheKey) -> Option<Lookup> {
         if !self.subscribed.load(Ordering::Acquire) {
             return None;
         }
         let record = self.entries.get(&key.hash)?;
         let generations = self.known_generations(&key.tokens)?;
-        if let Record::Response(e) = &record
-            && e.generations != generations
-        {
-            return None;
+        let tag_epoch = Some(self.tag_epoch.load(Ordering::Acquire)).filter(|e| *e != UNKNOWN)?;
+        let mut tag_generations = Vec::new();
+        if let Record::Response(e) = &record {
+            if e.generations != generations {
+                return None;
+            }
+            if !e.tags.is_empty() {
+                tag_generations = self.known_generations(&e.tags.tokens())?;
+                if tag_generations != e.tags.generations {
+                    return None;
+                }
+            }
         }
         Some(Lookup {
             record: Some(record),
             generations,
+            tag_generations,
+            tag_epoch,
         })
     }
 
@@ -143,11 +166,20 @@ impl L1 {
         if !self.subscribed.load(Ordering::Acquire) || self.epoch.load(Ordering::Acquire) != epoch {
             return;
         }
-        for (t, g) in key.tokens.iter().zip(&lookup.generations) {
+        let tags = match &lookup.record {
+            Some(Record::Response(e)) => e.tags.tokens(),
+            _ => Vec::new(),
+        };
+        self.tag_epoch.store(lookup.tag_epoch, Ordering::Release);
+        let learned = (key.tokens.iter().zip(&lookup.generations))
+            .chain(tags.iter().zip(&lookup.tag_generations));
+        for (t, g) in learned {
             self.known.insert(self.token_id(t.as_str()), *g);
         }
         let valid = match &lookup.record {
-            Some(Record::Response(e)) => e.generations == lookup.generations,
+            Some(Record::Response(e)) => {
+                e.generations == lookup.generations && e.tags.generations == lookup.tag_generations
+            }
             Some(Record::Variants(_)) => true,
             None => false,
         };
@@ -188,9 +220,20 @@ impl Store for TieredStore {
             return Ok(hit);
         }
         let epoch = self.l1.epoch.load(Ordering::Acquire);
-        let lookup = self.redis.lookup(key).await?;
+        let mut lookup = self.redis.lookup(key).await?;
+        if let Some(Record::Response(e)) = &lookup.record
+            && !e.tags.is_empty()
+        {
+            lookup.tag_generations = self.redis.current(&e.tags.tokens()).await?;
+        }
         self.l1.learn(key, &lookup, epoch);
         Ok(lookup)
+    }
+
+    async fn current(&self, tokens: &[Token]) -> Result<Vec<u64>, StoreError> {
+        // From Redis, never from what L1 learned: stamping a fill must see
+        // every purge that has landed (docs/architecture.md, "Tags").
+        self.redis.current(tokens).await
     }
 
     async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), StoreError> {

@@ -124,6 +124,17 @@ section! {
         coalesce: Option<Located<RawCoalesce>> = sub_at,
         targeted_field: Option<Located<String>> = at(yaml::scalar_text),
         cdn_cache_control: Option<bool> = yaml::boolean,
+        tags: Option<Located<RawTags>> = sub_at,
+    }
+}
+
+section! {
+    /// `cache.tags:`
+    pub(crate) struct RawTags {
+        headers: Option<Vec<Located<String>>> = optional_strings,
+        strip: Option<bool> = yaml::boolean,
+        max_per_entry: Option<Located<u64>> = at(count(10_000)),
+        max_length: Option<Located<u64>> = at(count(65_536)),
     }
 }
 
@@ -181,6 +192,7 @@ section! {
         key: RawKey = sub,
         store_private: Option<Located<bool>> = at(yaml::boolean),
         share_authenticated: Option<Located<bool>> = at(yaml::boolean),
+        tags: Vec<Located<String>> = strings,
     }
     with policy: RawPolicy
 }
@@ -200,6 +212,7 @@ section! {
         name: Option<Located<String>> = at(yaml::string),
         r#match: Option<Located<String>> = at(yaml::string),
         purge: Vec<Located<String>> = strings,
+        purge_tags: Vec<Located<String>> = strings,
     }
 }
 
@@ -249,6 +262,12 @@ pub(crate) fn decode(root: &Node, p: &mut Problems) -> RawConfig {
 /// A list of strings, each with its place.
 fn strings(node: &Node, path: &str, p: &mut Problems) -> Vec<Located<String>> {
     each(at(yaml::string))(node, path, p)
+}
+
+/// A list of strings that may be given empty: `Some([])` turns a default
+/// list off, where an absent key keeps it.
+fn optional_strings(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<Located<String>>> {
+    Some(strings(node, path, p))
 }
 
 /// A list of strings.

@@ -283,6 +283,9 @@ fn invalidations(config: &RuntimeConfig, out: &mut String) {
                 let _ = writeln!(out, "      -> {}", describe(plan));
             }
         }
+        for tag in &rule.tags {
+            let _ = writeln!(out, "    tag {}  -> every entry tagged so", tag.as_str());
+        }
     }
     let _ = writeln!(
         out,

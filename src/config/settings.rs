@@ -44,6 +44,8 @@ pub struct CacheConfig {
     pub redis: Option<RedisSettings>,
     /// `cache.l1`, for the `tiered` store.
     pub l1: L1Config,
+    /// `cache.tags`: the app's tag headers.
+    pub tags: crate::rules::TagHeaders,
 }
 
 impl CacheConfig {

@@ -41,6 +41,7 @@ mod across;
 mod coalesce;
 mod fetch;
 mod store;
+mod tags;
 
 pub(super) use coalesce::Coalescer;
 use coalesce::{Flight, Join, Shared, Stamp, Waited};
@@ -57,6 +58,8 @@ pub(super) struct Fill {
     /// Generations read before the upstream request; `None` if the store
     /// failed, in which case nothing is stored.
     generations: Option<Vec<u64>>,
+    /// The tag epoch read with them, to stamp the response's tags against.
+    tag_epoch: u64,
     /// The `Vary` index seen at the primary key, if any.
     index: Option<Arc<Variants>>,
     target: Normalized,
@@ -134,9 +137,9 @@ impl Fill {
         } = asks;
         let mut headers = parts.headers;
         conditional::strip_client_conditions(&mut headers);
-        let (generations, index) = match found {
-            Some(f) => (Some(f.generations), f.index),
-            None => (None, None),
+        let (generations, tag_epoch, index) = match found {
+            Some(f) => (Some(f.generations), f.tag_epoch, f.index),
+            None => (None, 0, None),
         };
         Box::new(Self {
             core: core.clone(),
@@ -144,6 +147,7 @@ impl Fill {
             route,
             key,
             generations,
+            tag_epoch,
             index,
             target,
             method: parts.method,
@@ -239,6 +243,7 @@ impl Fill {
     fn stamp(&self) -> Stamp {
         Stamp {
             generations: self.generations.clone(),
+            tag_epoch: self.tag_epoch,
             purges: self.core.cache.purges(),
         }
     }

@@ -322,9 +322,10 @@ fn field(m: &mut Material, bytes: &[u8]) {
     m.extend_from_slice(bytes);
 }
 
-/// The route token, one binding token per binding set, the URL token.
+/// The route token, one binding token per binding set, the URL token, one
+/// tag token per route tag.
 fn tokens(route: &Route, captures: &Captures<'_, '_>, target: &Normalized) -> Vec<Token> {
-    let mut tokens = Vec::with_capacity(2 + route.binding_sets.len());
+    let mut tokens = Vec::with_capacity(2 + route.binding_sets.len() + route.tags.len());
     tokens.push(route.token.clone());
     for set in &route.binding_sets {
         tokens.push(Token::binding(
@@ -334,6 +335,9 @@ fn tokens(route: &Route, captures: &Captures<'_, '_>, target: &Normalized) -> Ve
         ));
     }
     tokens.push(Token::url(&target.path));
+    for tag in &route.tags {
+        tokens.push(Token::tag(&tag.render(captures)));
+    }
     tokens
 }
 

@@ -20,6 +20,10 @@ use crate::cache::{Cache, CacheKey, Entry, KeyHash, Record, Variants};
 pub(crate) struct Found {
     /// Current generations of the key's tokens (to stamp a fill with).
     pub generations: Vec<u64>,
+    /// The tag epoch read with them (to stamp a fill's tags against).
+    pub tag_epoch: u64,
+    /// Current generations of the found entry's tags.
+    pub tag_generations: Vec<u64>,
     /// The `Vary` index at the primary key, if the response varies.
     pub index: Option<Arc<Variants>>,
     /// The stored response for this request's variant, if any.
@@ -69,6 +73,8 @@ pub(crate) async fn find(cache: &Cache, key: &CacheKey, headers: &HeaderMap) -> 
     let primary = cache.lookup(key).await.ok()?;
     let mut found = Found {
         generations: primary.generations,
+        tag_epoch: primary.tag_epoch,
+        tag_generations: primary.tag_generations,
         ..Found::default()
     };
     match primary.record {
@@ -88,6 +94,7 @@ pub(crate) async fn find(cache: &Cache, key: &CacheKey, headers: &HeaderMap) -> 
             {
                 found.entry = Some(entry);
                 found.entry_key = Some(variant);
+                found.tag_generations = l.tag_generations;
             }
             found.index = Some(index);
         }
@@ -110,7 +117,9 @@ pub(crate) fn usable(
     } else if now >= entry.freshness.keep_until {
         // A store may hold it a moment past its keep time; it is over.
         Some(NotUsable::Absent)
-    } else if entry.generations != found.generations {
+    } else if entry.generations != found.generations
+        || entry.tags.generations != found.tag_generations
+    {
         Some(NotUsable::Invalidated)
     } else if credentials && !entry.freshness.shareable_with_auth {
         Some(NotUsable::Credentials)

@@ -75,7 +75,10 @@ where
             tokens.extend(own);
             rules.push(Arc::from("self"));
         }
-        if invalidate(core, &mut tokens, &rules).await.is_err() {
+        if invalidate(core, &mut tokens, &rules, &purge.tag_rules)
+            .await
+            .is_err()
+        {
             after_failed_purge(core, config, &tokens).await;
         }
     }
@@ -133,7 +136,7 @@ async fn after_failed_purge(core: &Core, config: &RuntimeConfig, tokens: &[Token
 }
 
 /// Bumps `tokens` (sorted and deduplicated in place) and counts the rules
-/// that asked for it.
+/// that asked for it, and those of them that purge tags.
 ///
 /// # Errors
 ///
@@ -142,6 +145,7 @@ pub(super) async fn invalidate(
     core: &Core,
     tokens: &mut Vec<Token>,
     rules: &[Arc<str>],
+    tag_rules: &[Arc<str>],
 ) -> Result<(), StoreError> {
     tokens.sort();
     tokens.dedup();
@@ -152,6 +156,12 @@ pub(super) async fn invalidate(
     for rule in rules {
         core.metrics
             .invalidations_total
+            .with_label_values(&[rule])
+            .inc();
+    }
+    for rule in tag_rules {
+        core.metrics
+            .tag_purges_total
             .with_label_values(&[rule])
             .inc();
     }

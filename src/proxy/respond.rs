@@ -76,6 +76,10 @@ pub(super) fn finish(
     {
         response.headers_mut().remove(own);
     }
+    // The app's tags are for caches (`cache.tags.strip`).
+    if outcome.upstream.is_some() {
+        config.cache.tags.strip_from(response.headers_mut());
+    }
     let took = started.elapsed();
     let series = core.series(outcome.route.as_deref());
     let route = outcome.route.as_deref();

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use http::Method;
 
 use super::table::{Captures, RouteTable};
+use super::tags::TagTemplate;
 use super::template::{PatternError, Segment, Template, split_pattern};
 use crate::cache::Token;
 
@@ -79,6 +80,8 @@ pub struct InvalidationRule {
     pub template: Template,
     /// Each purge target as written, with its plans.
     pub targets: Vec<(Box<str>, Vec<PurgePlan>)>,
+    /// `purge_tags`: the tags this mutation purges.
+    pub tags: Vec<TagTemplate>,
 }
 
 /// All invalidation rules, grouped by method.
@@ -94,6 +97,8 @@ pub struct Purge {
     pub tokens: Vec<Token>,
     /// Rule labels, for `invalidations_total{rule}`.
     pub rules: Vec<Arc<str>>,
+    /// Labels of the rules that purge tags, for `tag_purges_total{rule}`.
+    pub tag_rules: Vec<Arc<str>>,
 }
 
 // === impl PurgeTarget ===
@@ -350,6 +355,15 @@ impl Invalidations {
                 purge
                     .tokens
                     .extend(plans.iter().filter_map(|p| p.token(&m.captures)));
+            }
+            if !m.value.tags.is_empty() {
+                let tags = m
+                    .value
+                    .tags
+                    .iter()
+                    .map(|t| Token::tag(&t.render(&m.captures)));
+                purge.tokens.extend(tags);
+                purge.tag_rules.push(m.value.label.clone());
             }
         }
         purge.tokens.sort();

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
+use super::tags::TagTemplate;
 use super::template::Template;
 use crate::cache::Token;
 use crate::metrics::RouteMetrics;
@@ -47,6 +48,9 @@ pub struct Route {
     pub store_private: bool,
     /// `scope: public` only: requests with credentials share the cache.
     pub share_authenticated: bool,
+    /// `tags`: tags every entry of the route carries, from its captures;
+    /// each adds a tag token to the route's keys.
+    pub tags: Vec<TagTemplate>,
     /// Capture-name lists that purge targets bind on this route; each adds a
     /// binding token to the route's keys.
     pub binding_sets: Vec<Vec<Box<str>>>,

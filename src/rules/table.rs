@@ -187,6 +187,11 @@ impl<'t, 'p> Captures<'t, 'p> {
         self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
 
+    /// Captures from `(name, value)` pairs, for tests and tools.
+    pub fn from_pairs(pairs: Vec<(&'t str, &'p str)>) -> Self {
+        Self(pairs)
+    }
+
     /// All captures in template order.
     pub fn iter(&self) -> impl Iterator<Item = (&'t str, &'p str)> + '_ {
         self.0.iter().copied()

@@ -22,6 +22,7 @@ mod semantics;
 mod shutdown;
 mod store_contract;
 mod support;
+mod tags;
 mod upgrade;
 mod upstream;
 mod upstream_tls;

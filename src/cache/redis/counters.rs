@@ -16,7 +16,7 @@ impl RedisStore {
     /// with a fresh value unless another instance just did.
     pub(super) async fn generations(
         &self,
-        tokens: &[Token],
+        tokens: &[&Token],
         values: &[Option<Vec<u8>>],
     ) -> Result<Vec<u64>, StoreError> {
         let read: Vec<Option<u64>> = values
@@ -30,7 +30,7 @@ impl RedisStore {
             .iter()
             .zip(&read)
             .filter(|(_, g)| g.is_none())
-            .map(|(t, _)| t)
+            .map(|(t, _)| *t)
             .collect();
         let mut created = if missing.is_empty() {
             Vec::new()
@@ -49,6 +49,32 @@ impl RedisStore {
                     .unwrap_or_else(fresh_generation)
             })
             .collect())
+    }
+
+    /// The current generations of `tokens`, read with one `MGET` (creating
+    /// absent counters), unless a purge of one of them awaits replay.
+    pub(super) async fn current_generations(
+        &self,
+        tokens: &[Token],
+    ) -> Result<Vec<u64>, StoreError> {
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.inner.pending.any(tokens) {
+            return Err(StoreError::Unavailable(
+                "a purge of this tag is waiting for redis".into(),
+            ));
+        }
+        let mut mget = redis::cmd("MGET");
+        for token in tokens {
+            mget.arg(self.gen_key(token));
+        }
+        let values: Vec<Option<Vec<u8>>> = self.query(mget).await?;
+        if values.len() != tokens.len() {
+            return Err(StoreError::Unavailable("unexpected MGET reply".into()));
+        }
+        let tokens: Vec<&Token> = tokens.iter().collect();
+        self.generations(&tokens, &values).await
     }
 
     /// `script(g:{token}, fresh generation)` for each of `tokens`, all sent

@@ -6,10 +6,10 @@ use std::time::Duration;
 use http::{HeaderName, header};
 
 use super::nonzero;
-use crate::config::file::RawCache;
+use crate::config::file::{Located, RawCache};
 use crate::config::yaml::Problems;
 use crate::config::{CacheConfig, CoalesceConfig, L1Config, RedisSettings, StoreKind};
-use crate::rules::Targeted;
+use crate::rules::{TagHeaders, TagTemplate, Targeted};
 
 /// Memory store bound.
 const DEFAULT_MEMORY_MAX_BYTES: u64 = 256 << 20;
@@ -76,7 +76,62 @@ pub(super) fn cache(
         coalesce: coalesce(c, store, p),
         redis: redis(c, store, p, warnings),
         l1: l1(c, store, p, warnings),
+        tags: tags(c, p),
     })
+}
+
+/// The tag headers read unless `cache.tags.headers` says otherwise: Fastly's
+/// and Varnish xkey's `Surrogate-Key`, and Cloudflare's `Cache-Tag`.
+const DEFAULT_TAG_HEADERS: [&str; 2] = ["surrogate-key", "cache-tag"];
+/// Most tags kept per entry (Fastly allows about this many in 16 KB).
+const DEFAULT_MAX_TAGS: usize = 64;
+/// Longest tag kept, in bytes.
+const DEFAULT_MAX_TAG_LENGTH: usize = 256;
+
+/// `cache.tags`.
+fn tags(c: &RawCache, p: &mut Problems) -> TagHeaders {
+    let section = c.tags.as_ref().map(|l| &l.value);
+    let names = match section.and_then(|s| s.headers.as_ref()) {
+        None => DEFAULT_TAG_HEADERS
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect(),
+        Some(list) => list
+            .iter()
+            .filter_map(|n| {
+                HeaderName::from_bytes(n.value.trim().as_bytes())
+                    .map_err(|_| {
+                        let why = format!("`{}` is not a header name", n.value);
+                        p.at_loc(Some(n.loc), "cache.tags.headers", why);
+                    })
+                    .ok()
+            })
+            .collect(),
+    };
+    let bound = |v: Option<&Located<u64>>, default: usize, key: &str, p: &mut Problems| match v {
+        Some(l) if l.value == 0 => {
+            p.at_loc(Some(l.loc), key, "must be at least 1");
+            default
+        }
+        Some(l) => l.value as usize,
+        None => default,
+    };
+    TagHeaders {
+        names,
+        strip: section.and_then(|s| s.strip).unwrap_or(true),
+        max_per_entry: bound(
+            section.and_then(|s| s.max_per_entry.as_ref()),
+            DEFAULT_MAX_TAGS,
+            "cache.tags.max_per_entry",
+            p,
+        ),
+        max_length: bound(
+            section.and_then(|s| s.max_length.as_ref()),
+            DEFAULT_MAX_TAG_LENGTH,
+            "cache.tags.max_length",
+            p,
+        ),
+    }
 }
 
 /// `cache.coalesce`; across instances only with a shared store.
@@ -202,4 +257,21 @@ pub(super) fn targeted(c: &RawCache, p: &mut Problems) -> Arc<Targeted> {
         fields.push(HeaderName::from_static(CDN_CACHE_CONTROL));
     }
     Arc::new(Targeted { fields, own })
+}
+
+/// `tags` of a route or `purge_tags` of a rule: each `{name}` one of
+/// `captures`.
+pub(super) fn tag_templates(
+    raw: &[Located<String>],
+    captures: &[&str],
+    at: &str,
+    p: &mut Problems,
+) -> Vec<TagTemplate> {
+    raw.iter()
+        .filter_map(|t| {
+            TagTemplate::parse(&t.value, captures)
+                .map_err(|e| p.at_loc(Some(t.loc), at, e.0))
+                .ok()
+        })
+        .collect()
 }

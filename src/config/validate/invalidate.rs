@@ -56,19 +56,23 @@ fn rule(
         let problem = format!("`{label}` is used by an earlier rule");
         p.at_loc(Some(loc), &format!("{path}.name"), problem);
     }
-    if r.purge.is_empty() {
+    if r.purge.is_empty() && r.purge_tags.is_empty() {
         p.at_loc(
             Some(r.loc),
             &format!("{path}.purge"),
-            "required: the GET requests this mutation makes stale",
+            "required (or `purge_tags`): the GET requests this mutation makes stale",
         );
     }
     let targets = targets(r, &format!("{path}.purge"), &template, routes, p);
+    let captures: Vec<&str> = template.params().collect();
+    let tags =
+        super::cache::tag_templates(&r.purge_tags, &captures, &format!("{path}.purge_tags"), p);
     Some(InvalidationRule {
         label: label.into(),
         method,
         template,
         targets,
+        tags,
     })
 }
 

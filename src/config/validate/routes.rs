@@ -75,6 +75,13 @@ fn route(
     let key = key_spec(r, path, p);
     let (store_private, share_authenticated) = sharing(r, path, scope, p);
     let freshness = freshness(r, path, defaults, p);
+    let tags = match &template {
+        Some(t) => {
+            let captures: Vec<&str> = t.params().collect();
+            super::cache::tag_templates(&r.tags, &captures, &format!("{path}.tags"), p)
+        }
+        None => Vec::new(),
+    };
     let name: Arc<str> = name?.into();
     Some(Route {
         metrics: RouteMetrics::new(name.clone()),
@@ -92,6 +99,7 @@ fn route(
         key: key?,
         store_private,
         share_authenticated,
+        tags,
         binding_sets: Vec::new(),
         fingerprint: [0; 32],
     })
@@ -345,6 +353,9 @@ fn fingerprint(route: &Route, identity: Option<&IdentityConfig>) -> [u8; 32] {
     }
     for set in &route.binding_sets {
         field(set.join(",").as_bytes());
+    }
+    for tag in &route.tags {
+        field(format!("tag:{}", tag.as_str()).as_bytes());
     }
     // Who may share an entry: turning these off must not leave entries
     // stored under the looser rule readable.

@@ -396,4 +396,5 @@ fn fingerprints_change_with_sharing_rules_and_identity_source() {
 
 mod cache;
 mod hosts;
+mod tags;
 mod upgrade;

@@ -56,12 +56,14 @@ struct Slot {
 }
 
 /// What a fill's data is current against: the generations of the key's
-/// tokens its lookup read (`None` when the store could not say), and how
-/// many purges this process had made when it joined. Equal stamps mean no
-/// purge of the key's tokens came between the two.
+/// tokens its lookup read (`None` when the store could not say), the tag
+/// epoch, and how many purges this process had made when it joined. Equal
+/// stamps mean no purge of the key's tokens or of any tag came between the
+/// two.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp {
     pub generations: Option<Vec<u64>>,
+    pub tag_epoch: u64,
     pub purges: u64,
 }
 

@@ -144,6 +144,8 @@ impl Fill {
             conditional::merge_304(&stale.headers, &cache::detached_headers(not_modified));
         headers.remove(header::AGE);
         self.strip_own_field(&mut headers);
+        // The entry keeps the tags it was stored with.
+        self.config.cache.tags.strip_from(&mut headers);
         let outcome = CacheOutcome::revalidated(self.why.fwd);
         let (entry, outcome) = match policy::decide(&self.route, ex, stale.status, &headers) {
             Ok(freshness) => {
@@ -275,6 +277,7 @@ impl Fill {
         headers.remove(header::AGE);
         self.strip_own_field(&mut headers);
         strip_qualified(&mut headers);
+        let tags = self.take_tags(&mut headers);
         Entry {
             key: self.key.hash,
             status: head.status,
@@ -284,6 +287,7 @@ impl Fill {
             freshness,
             vary: Vec::new(),
             generations: self.generations.clone().unwrap_or_default(),
+            tags,
         }
     }
 }
@@ -308,6 +312,9 @@ fn revised(
         freshness,
         vary: stale.vary.clone(),
         generations,
+        // Stamped when the stale entry was stored, and current when it was
+        // found: a tag purge since ends the renewed entry too.
+        tags: stale.tags.clone(),
     }
 }
 

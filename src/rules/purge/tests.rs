@@ -1,4 +1,5 @@
 use super::*;
+use crate::rules::tags::TagTemplate;
 
 fn routes(templates: &[&str]) -> Vec<(Template, Arc<str>)> {
     templates
@@ -153,6 +154,7 @@ fn every_matching_rule_applies() {
             method: Method::PUT,
             template,
             targets: vec![(target.as_str().into(), ps)],
+            tags: vec![TagTemplate::parse(&format!("{label}:{{id}}"), &["id"]).unwrap()],
         })
     };
     let inv = Invalidations::new(vec![
@@ -164,7 +166,12 @@ fn every_matching_rule_applies() {
     assert_eq!(purge.rules, vec![Arc::from("one"), Arc::from("two")]);
     assert_eq!(
         purge.tokens,
-        vec![Token::binding("r0", [("id", "9")]), Token::route("r1")]
+        vec![
+            Token::binding("r0", [("id", "9")]),
+            Token::route("r1"),
+            Token::tag("one:9"),
+            Token::tag("two:9"),
+        ]
     );
     assert!(inv.purge(&Method::DELETE, "/api/c/9").tokens.is_empty());
 }

@@ -7,6 +7,7 @@ fn key(n: u8) -> KeyHash {
 fn stamp(purges: u64) -> Stamp {
     Stamp {
         generations: Some(vec![7, 9]),
+        tag_epoch: 3,
         purges,
     }
 }
@@ -94,6 +95,7 @@ async fn a_request_with_another_stamp_leads_a_new_flight() {
     };
     let other = Stamp {
         generations: Some(vec![7, 10]),
+        tag_epoch: 3,
         purges: 1,
     };
     let Join::Leader(_third) = c.join(key(6), other) else {
@@ -101,9 +103,11 @@ async fn a_request_with_another_stamp_leads_a_new_flight() {
     };
     let unknown = Stamp {
         generations: None,
+        tag_epoch: 3,
         purges: 1,
     };
     assert!(matches!(c.join(key(6), unknown), Join::Leader(_)));
+
     // The newest flight is the one to join; the old one ends without
     // taking it out of the registry, and its followers get its outcome.
     drop(new);
@@ -120,4 +124,23 @@ async fn a_request_with_another_stamp_leads_a_new_flight() {
         Waited::Done(Shared::Failed(_))
     ));
     drop(newest);
+}
+
+#[test]
+fn a_request_after_a_tag_purge_leads_a_new_flight() {
+    let c = Coalescer::default();
+    let Join::Leader(_first) = c.join(key(8), stamp(1)) else {
+        panic!("the first leads")
+    };
+    let tags_purged = Stamp {
+        tag_epoch: 4,
+        ..stamp(1)
+    };
+    let Join::Leader(_second) = c.join(key(8), tags_purged.clone()) else {
+        panic!("a tag purge since the flight began leads")
+    };
+    assert!(
+        matches!(c.join(key(8), tags_purged), Join::Follower(_)),
+        "a request stamped like the newest flight joins it"
+    );
 }
