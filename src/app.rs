@@ -285,6 +285,9 @@ fn loaded(config: &RuntimeConfig, metrics: &Metrics) {
 fn register_routes(config: &RuntimeConfig, metrics: &Metrics) {
     for route in config.routes.values() {
         route.metrics.register(metrics);
+        if route.mode == crate::rules::Mode::Shadow {
+            route.metrics.shadow(metrics);
+        }
     }
 }
 

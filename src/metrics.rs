@@ -11,9 +11,12 @@ use prometheus::{
 };
 
 mod route;
+mod shadow;
 
 pub(crate) use route::RouteMetrics;
 pub(crate) use route::UpstreamClass;
+pub use shadow::ShadowCounts;
+pub(crate) use shadow::ShadowResult;
 
 /// Request latency buckets: from a memory hit (tens of µs) to a slow origin.
 const REQUEST_BUCKETS: &[f64] = &[
@@ -104,6 +107,18 @@ metrics! {
     /// Invalidation rules applied, by rule label (`self` for RFC 9111 §4.4,
     /// `admin` for admin purges).
     invalidations_total: IntCounterVec = counter("Invalidations applied, by rule", &["rule"]),
+    /// Requests on routes in `mode: shadow`, by what the cache would have
+    /// done: `match`, `mismatch` (a hit that differs from the app),
+    /// `miss`, `uncompared` (a hit whose app body was too large to compare).
+    shadow_requests_total: IntCounterVec = counter(
+        "Requests on shadow routes, by what the cache would have done: match, mismatch, miss, uncompared",
+        &["route", "result"]
+    ),
+    /// Would-be hits that differ from the app's answer.
+    shadow_mismatches_total: IntCounterVec = counter(
+        "Shadow routes: would-be hits that differ from what the app answered",
+        &["route"]
+    ),
     /// Tags purged, by rule (`admin` for the admin API).
     tag_purges_total: IntCounterVec = counter("Tags purged, by rule (admin: the admin API)", &["rule"]),
     /// Tags of the app's tag headers not kept, by why: over

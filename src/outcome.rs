@@ -90,6 +90,9 @@ pub enum BypassReason {
     Conditional,
     /// An `Upgrade` handshake (WebSocket), tunnelled to the app.
     Upgrade,
+    /// A route in `mode: shadow` with a fresh stored response: the app
+    /// answers, and the two are compared.
+    Shadow,
 }
 
 // === impl CacheStatus ===
@@ -170,7 +173,7 @@ impl NoCacheReason {
 
 impl BypassReason {
     /// Every reason, in declaration order.
-    pub const ALL: [BypassReason; 8] = [
+    pub const ALL: [BypassReason; 9] = [
         BypassReason::NoRoute,
         BypassReason::Disabled,
         BypassReason::Method,
@@ -179,6 +182,7 @@ impl BypassReason {
         BypassReason::Invalid,
         BypassReason::Conditional,
         BypassReason::Upgrade,
+        BypassReason::Shadow,
     ];
 
     /// The `Cache-Status` detail and log field.
@@ -192,6 +196,7 @@ impl BypassReason {
             BypassReason::Invalid => "invalid-request",
             BypassReason::Conditional => "conditional",
             BypassReason::Upgrade => "upgrade",
+            BypassReason::Shadow => "shadow",
         }
     }
 
@@ -207,6 +212,7 @@ impl BypassReason {
             BypassReason::Invalid => "cachecar; fwd=bypass; detail=invalid-request",
             BypassReason::Conditional => "cachecar; fwd=bypass; detail=conditional",
             BypassReason::Upgrade => "cachecar; fwd=bypass; detail=upgrade",
+            BypassReason::Shadow => "cachecar; fwd=bypass; detail=shadow",
         }
     }
 }

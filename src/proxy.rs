@@ -19,7 +19,8 @@
 //!    allows it (refreshing it in the background within
 //!    `stale-while-revalidate`), else
 //! 7. **fill** (`fill`): coalesced with concurrent fills, fetched (or
-//!    revalidated), stored.
+//!    revalidated), stored. A route in `mode: shadow` (`shadow`) answers
+//!    from the app in 6 and 7, comparing it with what would have served.
 //! 8. **respond** (`respond`): `Cache-Status` and `X-Cache`, metrics, the
 //!    access log.
 //!
@@ -46,8 +47,8 @@ use crate::clock::Clock;
 use crate::config::{ConfigHandle, RuntimeConfig};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::outcome::{BypassReason, CacheOutcome};
-use crate::rules::Route;
 use crate::rules::normalize::Normalized;
+use crate::rules::{Mode, Route};
 use interim::Interim;
 
 pub(crate) mod body;
@@ -66,6 +67,7 @@ mod pass;
 pub(crate) mod policy;
 mod respond;
 mod serve;
+mod shadow;
 mod span;
 mod target;
 mod tunnel;
@@ -102,6 +104,8 @@ struct Core {
     clock: Clock,
     /// Open `Upgrade` tunnels.
     tunnels: Tunnels,
+    /// Recent writes, named when shadow mode finds a mismatch.
+    writes: shadow::RecentWrites,
     /// `traces.enabled`: requests get spans.
     traces: bool,
 }
@@ -154,6 +158,7 @@ impl Proxy {
                 coalescer: fill::Coalescer::default(),
                 clock,
                 tunnels: Tunnels::new(metrics.clone()),
+                writes: shadow::RecentWrites::default(),
                 traces,
             }),
         }
@@ -290,6 +295,12 @@ impl Proxy {
         // 6. serve
         let asks = serve::Asks::of(&keyed.parts.headers);
         let now = core.clock.now();
+        if keyed.route.mode == Mode::Shadow {
+            let shadowed = shadow::answer(core, config, keyed, found, asks, client, now);
+            let mut answer = Box::pin(shadowed).await;
+            answer.outcome.store = Some(store_took);
+            return answer;
+        }
         let mut answer = match serve::decide(found.as_ref(), &keyed, &asks, now) {
             Serve::Answered(answer) => answer,
             Serve::Refresh(answer, stale) => {

@@ -10,6 +10,8 @@
 //! - `route`: a compiled cache rule ([`Route`]).
 //! - `purge`: purge targets compiled into per-route plans, which turn a
 //!   mutation into the generation tokens it bumps.
+//! - `shadow`: a route's `mode`, and how shadow mode compares what the
+//!   cache would have served with what the app answered.
 //! - `tags`: tag templates (`conversation:{id}`) and the reading of the
 //!   app's tag headers.
 //!
@@ -19,11 +21,13 @@
 pub mod normalize;
 pub(crate) mod purge;
 pub(crate) mod route;
+pub(crate) mod shadow;
 pub(crate) mod table;
 pub(crate) mod tags;
 pub(crate) mod template;
 
 pub use route::Route;
 pub(crate) use route::{KeySpec, OriginCacheControl, QueryKey, Scope, StatusPattern, Targeted};
+pub(crate) use shadow::Mode;
 pub use table::RouteTable;
 pub(crate) use tags::{TagHeaders, TagTemplate};

@@ -7,6 +7,7 @@ use crate::cache::Cache;
 use crate::config::{RedisNodes, RuntimeConfig};
 use crate::proxy::body::Body;
 use crate::reload::{Reloaded, Reloader, Trigger};
+use crate::rules::Mode;
 use http::{Response, StatusCode};
 
 impl Admin {
@@ -36,6 +37,7 @@ impl Admin {
                     "enabled": config.cache.enabled,
                     "store": store_status(&self.inner.cache, &config),
                 },
+                "shadow": shadow_status(&config),
             }),
         )
     }
@@ -77,6 +79,34 @@ impl Admin {
             ),
         }
     }
+}
+
+/// Each route in `mode: shadow`: what the cache would have done with its
+/// requests since the config was loaded, and how often it would have been
+/// wrong (docs/invalidation.md, "Shadow mode").
+fn shadow_status(config: &RuntimeConfig) -> serde_json::Value {
+    let ratio = |part: u64, whole: u64| match whole {
+        0 => serde_json::Value::Null,
+        _ => json!(part as f64 / whole as f64),
+    };
+    let routes: Vec<serde_json::Value> = config
+        .routes
+        .values()
+        .iter()
+        .filter(|r| r.mode == Mode::Shadow)
+        .map(|r| {
+            let c = r.metrics.shadow_counts().unwrap_or_default();
+            json!({
+                "route": &*r.name,
+                "requests": c.requests,
+                "would_be_hits": c.would_hit,
+                "mismatches": c.mismatches,
+                "would_be_hit_ratio": ratio(c.would_hit, c.requests),
+                "mismatch_ratio": ratio(c.mismatches, c.would_hit),
+            })
+        })
+        .collect();
+    json!(routes)
 }
 
 /// The store part of `/status`. No addresses: `/status` needs no token.

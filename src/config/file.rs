@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::StoreKind;
 use super::yaml::{self, Loc, MapReader, Node, Problems};
-use crate::rules::{OriginCacheControl, Scope, StatusPattern};
+use crate::rules::{Mode, OriginCacheControl, Scope, StatusPattern};
 
 #[macro_use]
 mod section;
@@ -171,6 +171,16 @@ section! {
         origin_cache_control: Option<OriginCacheControl> = choice(&ORIGIN_MODES),
         status_ttl: Option<Located<Vec<(StatusPattern, RawTtl)>>> = at(status_ttls),
         keep_stale: Option<Located<Duration>> = at(yaml::duration),
+        mode: Option<Mode> = choice(&MODES),
+        shadow: Option<Located<RawShadow>> = sub_at,
+    }
+}
+
+section! {
+    /// `shadow:` of `defaults` or a route.
+    pub(crate) struct RawShadow {
+        headers: Option<Vec<Located<String>>> = optional_strings,
+        ignore_json_fields: Vec<Located<String>> = strings,
     }
 }
 
@@ -249,6 +259,7 @@ const STORES: [(&str, StoreKind); 3] = [
     ("redis", StoreKind::Redis),
     ("tiered", StoreKind::Tiered),
 ];
+const MODES: [(&str, Mode); 2] = [("cache", Mode::Cache), ("shadow", Mode::Shadow)];
 const ORIGIN_MODES: [(&str, OriginCacheControl); 2] = [
     ("respect", OriginCacheControl::Respect),
     ("override", OriginCacheControl::Override),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::validate::redact_url;
 use super::{RedisNodes, RuntimeConfig, StoreKind};
 use crate::rules::purge::{PurgePlan, ValueSrc};
-use crate::rules::{Route, Scope};
+use crate::rules::{Mode, Route, Scope};
 
 /// Renders the report.
 pub fn render(config: &RuntimeConfig) -> String {
@@ -240,9 +240,13 @@ fn routes(config: &RuntimeConfig, out: &mut String) {
                 Scope::Public if r.share_authenticated => "public+auth".to_string(),
                 s => s.as_str().to_string(),
             };
+            let name = match r.mode {
+                Mode::Shadow => format!("{} (shadow)", r.name),
+                Mode::Cache => r.name.to_string(),
+            };
             [
                 format!("{}", i + 1),
-                r.name.to_string(),
+                name,
                 format!("GET {}", r.template),
                 scope,
                 format!(

@@ -3,8 +3,8 @@
 //! collected before giving up (one test per rejection lives in `tests.rs`).
 //!
 //! A section per module: `upstream` (with `admin`), `cache` (with
-//! `cache.redis` and `cache.l1`), `routes`, `invalidate`, and `settings`
-//! (identity, warmup, limits, security, log).
+//! `cache.redis` and `cache.l1`), `routes` (with `shadow`), `invalidate`,
+//! and `settings` (identity, warmup, limits, security, log).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ mod invalidate;
 mod redis;
 mod routes;
 mod settings;
+mod shadow;
 mod tls;
 mod upstream;
 
@@ -157,6 +158,21 @@ fn nonzero<T: Copy + Default + PartialEq>(
         Some(v) => v.value,
         None => default,
     }
+}
+
+/// The header names of a list (`cache.tags.headers`, `shadow.headers`);
+/// each that is not one is a problem at `path`.
+fn header_names(list: &[Located<String>], path: &str, p: &mut Problems) -> Vec<http::HeaderName> {
+    list.iter()
+        .filter_map(|n| {
+            http::HeaderName::from_bytes(n.value.trim().as_bytes())
+                .map_err(|_| {
+                    let why = format!("`{}` is not a header name", n.value);
+                    p.at_loc(Some(n.loc), path, why);
+                })
+                .ok()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use http::Method;
 use prometheus::{Histogram, IntCounter};
 
 use super::Metrics;
+use super::shadow::{ShadowCounts, ShadowSeries};
 use crate::outcome::{CacheStatus, NoCacheReason};
 
 /// Values of the `method` label, by [`method_index`].
@@ -100,6 +101,7 @@ pub struct RouteMetrics {
     not_stored: [OnceLock<IntCounter>; NOT_STORED_REASONS],
     coalesced: OnceLock<IntCounter>,
     slow: OnceLock<IntCounter>,
+    shadow: OnceLock<ShadowSeries>,
 }
 
 /// Slots for `not_stored_total{reason}`, by `NoCacheReason as usize` (a
@@ -128,7 +130,18 @@ impl RouteMetrics {
             not_stored: Default::default(),
             coalesced: OnceLock::new(),
             slow: OnceLock::new(),
+            shadow: OnceLock::new(),
         }
+    }
+
+    /// The route's shadow series (`mode: shadow`), created at zero on first use.
+    pub(crate) fn shadow(&self, m: &Metrics) -> &ShadowSeries {
+        self.shadow.get_or_init(|| ShadowSeries::new(m, &self.name))
+    }
+
+    /// The route's shadow counts, once it has been in shadow mode.
+    pub(crate) fn shadow_counts(&self) -> Option<ShadowCounts> {
+        self.shadow.get().map(ShadowSeries::counts)
     }
 
     /// Creates the route's main series at zero, so that `rate()` and alerts

@@ -258,6 +258,7 @@ fn bypass_value(reason: BypassReason) -> HeaderValue {
         R::Invalid => const_value!(R::Invalid.cache_status()),
         R::Conditional => const_value!(R::Conditional.cache_status()),
         R::Upgrade => const_value!(R::Upgrade.cache_status()),
+        R::Shadow => const_value!(R::Shadow.cache_status()),
     }
 }
 

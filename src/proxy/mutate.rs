@@ -21,6 +21,7 @@ use crate::cache::{StoreError, Token};
 use crate::config::RuntimeConfig;
 use crate::outcome::{BypassReason, CacheOutcome};
 use crate::rules::normalize::{self, Normalized};
+use crate::rules::purge::Purge;
 use crate::rules::{Route, RouteTable};
 
 /// Forwards a mutation, then invalidates what it changed.
@@ -68,21 +69,34 @@ where
     };
     let status = response.status();
     if status.is_success() || status.is_redirection() {
-        let mut tokens = purge.tokens;
-        let mut rules = purge.rules;
-        let own = own_urls(&config.routes, target, response.headers());
-        if !own.is_empty() {
-            tokens.extend(own);
-            rules.push(Arc::from("self"));
-        }
-        if invalidate(core, &mut tokens, &rules, &purge.tag_rules)
-            .await
-            .is_err()
-        {
-            after_failed_purge(core, config, &tokens).await;
-        }
+        core.writes
+            .record(core.clock.now(), &parts.method, &target.path);
+        purge_after(core, config, purge, target, response.headers()).await;
     }
     Answer::new(response.map(Body::Stream), outcome)
+}
+
+/// After a write the app accepted: bumps what the rules name and its own
+/// URLs (RFC 9111 §4.4), before the client hears of it.
+async fn purge_after(
+    core: &Core,
+    config: &RuntimeConfig,
+    purge: Purge,
+    target: &Normalized,
+    headers: &http::HeaderMap,
+) {
+    let (mut tokens, mut rules) = (purge.tokens, purge.rules);
+    let own = own_urls(&config.routes, target, headers);
+    if !own.is_empty() {
+        tokens.extend(own);
+        rules.push(Arc::from("self"));
+    }
+    if invalidate(core, &mut tokens, &rules, &purge.tag_rules)
+        .await
+        .is_err()
+    {
+        after_failed_purge(core, config, &tokens).await;
+    }
 }
 
 /// Whether `cache.redis.on_purge_failure: refuse` turns writes away now:

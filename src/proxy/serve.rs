@@ -106,7 +106,11 @@ pub(super) fn decide(found: Option<&Found>, keyed: &Keyed, asks: &Asks, now: Sys
 
 /// The entry that belongs to this request, if any, and the `fwd` of a fill
 /// without it.
-fn usable(found: Option<&Found>, keyed: &Keyed, now: SystemTime) -> (Option<Arc<Entry>>, Fwd) {
+pub(super) fn usable(
+    found: Option<&Found>,
+    keyed: &Keyed,
+    now: SystemTime,
+) -> (Option<Arc<Entry>>, Fwd) {
     let Some(found) = found else {
         return (None, Fwd::Miss);
     };

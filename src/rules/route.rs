@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
+use super::shadow::{Mode, ShadowSpec};
 use super::tags::TagTemplate;
 use super::template::Template;
 use crate::cache::Token;
@@ -48,6 +49,10 @@ pub struct Route {
     pub store_private: bool,
     /// `scope: public` only: requests with credentials share the cache.
     pub share_authenticated: bool,
+    /// `mode`: serve from the cache, or only shadow it.
+    pub mode: Mode,
+    /// `shadow`: what shadow mode compares.
+    pub shadow: Arc<ShadowSpec>,
     /// `tags`: tags every entry of the route carries, from its captures;
     /// each adds a tag token to the route's keys.
     pub tags: Vec<TagTemplate>,

@@ -316,5 +316,6 @@ mod access_log;
 mod check;
 
 mod memory;
+mod shadow_log;
 
 mod traces;

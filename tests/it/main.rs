@@ -19,6 +19,7 @@ mod redis_server;
 mod redis_store;
 mod reload;
 mod semantics;
+mod shadow;
 mod shutdown;
 mod store_contract;
 mod support;

@@ -96,17 +96,7 @@ fn tags(c: &RawCache, p: &mut Problems) -> TagHeaders {
             .iter()
             .map(|n| HeaderName::from_static(n))
             .collect(),
-        Some(list) => list
-            .iter()
-            .filter_map(|n| {
-                HeaderName::from_bytes(n.value.trim().as_bytes())
-                    .map_err(|_| {
-                        let why = format!("`{}` is not a header name", n.value);
-                        p.at_loc(Some(n.loc), "cache.tags.headers", why);
-                    })
-                    .ok()
-            })
-            .collect(),
+        Some(list) => super::header_names(list, "cache.tags.headers", p),
     };
     let bound = |v: Option<&Located<u64>>, default: usize, key: &str, p: &mut Problems| match v {
         Some(l) if l.value == 0 => {

@@ -99,6 +99,8 @@ fn route(
         key: key?,
         store_private,
         share_authenticated,
+        mode: r.policy.mode.or(defaults.mode).unwrap_or_default(),
+        shadow: Arc::new(super::shadow::spec(r, path, defaults, p)),
         tags,
         binding_sets: Vec::new(),
         fingerprint: [0; 32],

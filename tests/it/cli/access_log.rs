@@ -24,7 +24,7 @@ async fn slow_upstream() -> wiremock::MockServer {
 
 /// cachecar run with the config at `path`, JSON logs piped from stderr,
 /// once its proxy `port` opens.
-async fn run_with_json_logs(path: &std::path::Path, port: u16) -> Child {
+pub(super) async fn run_with_json_logs(path: &std::path::Path, port: u16) -> Child {
     let child = bin()
         .args(["--log-format", "json", "--config"])
         .arg(path)
@@ -37,7 +37,7 @@ async fn run_with_json_logs(path: &std::path::Path, port: u16) -> Child {
 }
 
 /// Stops `child` with SIGTERM and returns what it wrote.
-async fn terminate_with_output(child: Child) -> std::process::Output {
+pub(super) async fn terminate_with_output(child: Child) -> std::process::Output {
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     tokio::task::spawn_blocking(move || child.wait_with_output())
@@ -47,7 +47,7 @@ async fn terminate_with_output(child: Child) -> std::process::Output {
 }
 
 /// The JSON log events of `target` in `stderr`.
-fn events_of(stderr: &[u8], target: &str) -> Vec<serde_json::Value> {
+pub(super) fn events_of(stderr: &[u8], target: &str) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(stderr)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

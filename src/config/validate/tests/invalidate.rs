@@ -1,6 +1,22 @@
-//! `tags`, `purge_tags` and `cache.tags`.
+//! `invalidate:` rules, `tags`, `purge_tags` and `cache.tags`.
 
 use super::*;
+
+#[test]
+fn rejects_safe_methods_and_empty_purges_in_invalidate() {
+    rejected(
+        &format!(
+            "{MINIMAL}routes:\n  - {{ name: a, match: GET /a }}\ninvalidate:\n  - {{ match: GET /a, purge: [GET /a] }}\n"
+        ),
+        "does not change anything",
+    );
+    rejected(
+        &format!(
+            "{MINIMAL}routes:\n  - {{ name: a, match: GET /a }}\ninvalidate:\n  - {{ match: PUT /a }}\n"
+        ),
+        "purge: required",
+    );
+}
 
 #[test]
 fn tags_name_captures_of_their_own_match() {
