@@ -16,6 +16,7 @@ use cachecar::demo::{self, DemoApi};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -99,9 +100,14 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     let command = cli.command.as_ref().unwrap_or(&Command::Run);
-    if !matches!(command, Command::Run) && init_tracing(cli.log_format, &cli.log_filter).is_err() {
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    // `run` starts its logs itself, once the config is read.
+    let _logs = match command {
+        Command::Run => None,
+        _ => match init_tracing(cli.log_format, &cli.log_filter) {
+            Ok(guard) => Some(guard),
+            Err(_) => return ExitCode::from(EXIT_CONFIG),
+        },
+    };
     match command {
         Command::Check => check(cli.config.as_deref()),
         Command::Run => run(&cli),
@@ -115,19 +121,42 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+fn init_tracing(format: LogFormat, filter: &str) -> anyhow::Result<WorkerGuard> {
     init_tracing_with(format, filter, None)
 }
 
+/// Log lines that may wait for the writer thread; past this they are
+/// dropped and counted (`cachecar_log_lines_dropped_total`), so a slow
+/// reader of stderr never holds up a request.
+const LOG_QUEUE_LINES: usize = 65_536;
+/// The writer thread's buffer: lines are written in batches of up to this
+/// much, one `write` for many lines.
+const LOG_BUFFER_BYTES: usize = 64 * 1024;
+
 /// The subscriber: logs to stderr under `filter`, and the spans of
-/// `cachecar::otel` to `otel` when traces are exported.
+/// `cachecar::otel` to `otel` when traces are exported. Lines are written
+/// by a thread of their own, off the request path; keep the guard until
+/// the end, which flushes what is queued.
 fn init_tracing_with(
     format: LogFormat,
     filter: &str,
     otel: Option<OtelLayer>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<WorkerGuard> {
     let filter = EnvFilter::try_new(filter)?;
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .lossy(true)
+        .thread_name("cachecar-log")
+        .finish(std::io::BufWriter::with_capacity(
+            LOG_BUFFER_BYTES,
+            std::io::stderr(),
+        ));
+    let dropped = writer.error_counter();
+    cachecar::metrics::count_log_drops(move || dropped.dropped_lines() as u64);
+    if matches!(format, LogFormat::Json) {
+        cachecar::proxy::write_access_log_to(writer.clone());
+    }
+    let logs = tracing_subscriber::fmt::layer().with_writer(writer);
     let logs = match format {
         LogFormat::Pretty => logs.boxed(),
         LogFormat::Json => logs.json().flatten_event(true).boxed(),
@@ -136,7 +165,7 @@ fn init_tracing_with(
         .with(otel.map(|layer| layer.with_filter(cachecar::telemetry::only_ours())))
         .with(logs.with_filter(filter))
         .try_init()?;
-    Ok(())
+    Ok(guard)
 }
 
 /// The trace layer, over the subscriber's registry.
@@ -160,7 +189,7 @@ fn run(cli: &Cli) -> ExitCode {
             Some((traces, layer)) => (Some(traces), Some(Box::new(layer) as OtelLayer)),
             None => (None, None),
         };
-        init_tracing_with(format, &filter, otel)
+        let _logs = init_tracing_with(format, &filter, otel)
             .map_err(|e| anyhow::anyhow!("invalid --log-filter / RUST_LOG: {e}"))?;
         if traces.is_some() {
             let t = &config.traces;

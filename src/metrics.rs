@@ -194,6 +194,9 @@ metrics! {
     trace_spans_dropped_total: IntCounter = process_wide(spans_dropped),
     /// Span export requests to the collector, by result (`ok`, `failed`).
     trace_exports_total: IntCounterVec = process_wide(exports),
+    /// Log lines dropped: the log writer's queue was full (stderr read too
+    /// slowly). Read from the writer when `/metrics` is rendered.
+    log_lines_dropped_total: IntCounter = log_drops(),
     /// Tunnels closed, by why (`closed`, `error`, `idle`, `lifetime`,
     /// `shutdown`).
     upgrade_tunnels_closed_total: IntCounterVec = counter(
@@ -243,6 +246,40 @@ where
     T: Clone,
 {
     Ok(field(trace_counters()).clone())
+}
+
+/// Where the count of dropped log lines is read: the binary's log writer.
+type DropSource = Box<dyn Fn() -> u64 + Send + Sync>;
+static LOG_DROP_SOURCE: std::sync::OnceLock<DropSource> = std::sync::OnceLock::new();
+
+/// Sets, once, where `log_lines_dropped_total` reads how many log lines
+/// the process's log writer has dropped.
+pub fn count_log_drops(source: impl Fn() -> u64 + Send + Sync + 'static) {
+    let _ = LOG_DROP_SOURCE.set(Box::new(source));
+}
+
+/// The process's `log_lines_dropped_total`, shared by every registry.
+fn log_drops(_name: &str) -> Result<IntCounter, prometheus::Error> {
+    static COUNTER: std::sync::OnceLock<IntCounter> = std::sync::OnceLock::new();
+    Ok(COUNTER
+        .get_or_init(|| {
+            let help = "Log lines dropped: the log writer's queue was full";
+            IntCounter::with_opts(Opts::new("log_lines_dropped_total", help).namespace("cachecar"))
+                .expect("a valid counter")
+        })
+        .clone())
+}
+
+impl Metrics {
+    /// Brings the counters read from elsewhere up to date, before `/metrics`
+    /// is rendered.
+    pub fn sync_process_counters(&self) {
+        if let Some(source) = LOG_DROP_SOURCE.get() {
+            let (now, seen) = (source(), self.log_lines_dropped_total.get());
+            self.log_lines_dropped_total
+                .inc_by(now.saturating_sub(seen));
+        }
+    }
 }
 
 fn spans_dropped(c: &TraceCounters) -> &IntCounter {

@@ -50,6 +50,7 @@ use crate::outcome::{BypassReason, CacheOutcome};
 use crate::rules::normalize::Normalized;
 use crate::rules::{Mode, Route};
 use interim::Interim;
+pub use log::write_access_log_to;
 
 pub(crate) mod body;
 mod cache_control;

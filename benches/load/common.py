@@ -2,8 +2,12 @@
 counts) share: the origin's body and cachecar's config."""
 
 import json
+import os
+import re
 import signal
 import subprocess
+import time
+import urllib.request
 
 # The origin's answer: 2 KiB of JSON.
 BODY = json.dumps({"id": 1, "items": [{"n": i, "text": "x" * 20} for i in range(60)]})[:2048]
@@ -37,3 +41,43 @@ def stop(p, timeout=30):
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
+
+
+def spawn_on(cpu, *args, stderr=subprocess.DEVNULL):
+    """`args` pinned to `cpu`, its output dropped (or stderr to `stderr`)."""
+    return subprocess.Popen(["taskset", "-c", cpu, *args], stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def wait_until_up(url, timeout=10.0):
+    """Polls `url` until it answers."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            urllib.request.urlopen(url).read()
+            return
+        except Exception:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not answer")
+
+
+def wrk_on(cpu, script, port, conns, duration):
+    """req/s and the p99 text of one wrk run of `script` against `port`."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run(["taskset", "-c", cpu, "wrk", "-t1", f"-c{conns}", f"-d{duration}", "--latency",
+                          "-s", os.path.join(here, script), f"http://127.0.0.1:{port}"],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"\s99%\s+(\S+)", out).group(1)
+    return rps, p99
+
+
+def start_origin(cpu, tmp, port):
+    """The nginx origin of origin.conf.in on `port`."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    conf = open(os.path.join(here, "origin.conf.in")).read()
+    conf = conf.replace("@DIR@", tmp).replace("@ORIGIN@", str(port)).replace("@BODY@", BODY)
+    path = os.path.join(tmp, "origin.conf")
+    open(path, "w").write(conf)
+    origin = spawn_on(cpu, "nginx", "-c", path, "-e", os.path.join(tmp, "origin-error.log"))
+    wait_until_up(f"http://127.0.0.1:{port}/")
+    return origin

@@ -6,19 +6,15 @@ floor any request to the app costs). Started by benches/shadow.sh.
 """
 
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BODY, stop  # noqa: E402
+from common import spawn_on, start_origin, stop, wait_until_up, wrk_on  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HERE = os.path.join(ROOT, "benches", "load")
 BIN = os.path.join(ROOT, "target", "release", "cachecar")
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = os.environ.get("DURATION", "5s")
@@ -30,34 +26,7 @@ tmp = tempfile.mkdtemp(prefix="cachecar-shadow-", dir="/dev/shm" if os.path.isdi
 os.chmod(tmp, 0o755)
 
 
-def spawn(cpu, *args):
-    return subprocess.Popen(["taskset", "-c", cpu, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_http(url, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            urllib.request.urlopen(url).read()
-            return
-        except Exception:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not answer")
-
-
-def wrk(script):
-    out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}", "--latency",
-                          "-s", os.path.join(HERE, script), f"http://127.0.0.1:{PROXY}"],
-                         capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = re.search(r"\s99%\s+(\S+)", out).group(1)
-    return rps, p99
-
-
 def main():
-    origin_conf = open(os.path.join(HERE, "origin.conf.in")).read()
-    origin_conf = origin_conf.replace("@DIR@", tmp).replace("@ORIGIN@", str(ORIGIN)).replace("@BODY@", BODY)
-    open(os.path.join(tmp, "origin.conf"), "w").write(origin_conf)
     config = os.path.join(tmp, "cachecar.yaml")
     open(config, "w").write(f"""listen: 127.0.0.1:{PROXY}
 upstream: {{ url: "http://127.0.0.1:{ORIGIN}", timeout: 10s }}
@@ -68,16 +37,16 @@ reload: {{ watch: false, poll_interval: 0s }}
 routes:
   - {{ name: hit, match: "GET /hit/{{*p}}", ttl: 1h, mode: shadow }}
 """)
-    procs = [spawn(LOAD_CPU, "nginx", "-c", os.path.join(tmp, "origin.conf"), "-e", os.path.join(tmp, "e.log"))]
-    procs.append(spawn(TARGET_CPU, BIN, "--log-filter", "warn", "run", "--config", config))
+    procs = [start_origin(LOAD_CPU, tmp, ORIGIN)]
+    procs.append(spawn_on(TARGET_CPU, BIN, "--log-filter", "warn", "run", "--config", config))
     try:
-        wait_http(f"http://127.0.0.1:{ADMIN}/readyz")
+        wait_until_up(f"http://127.0.0.1:{ADMIN}/readyz")
         for i in range(100):
             urllib.request.urlopen(f"http://127.0.0.1:{PROXY}/hit/{i}").read()
         results = {"shadow": [], "pass": []}
         for _ in range(ROUNDS):
-            results["shadow"].append(wrk("hit.lua"))
-            results["pass"].append(wrk("pass.lua"))
+            results["shadow"].append(wrk_on(LOAD_CPU, "hit.lua", PROXY, CONNS, DURATION))
+            results["pass"].append(wrk_on(LOAD_CPU, "pass.lua", PROXY, CONNS, DURATION))
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{ADMIN}/metrics").read().decode()
         compared = [l for l in metrics.splitlines() if l.startswith("cachecar_shadow_requests_total")]
         print(f"{ROUNDS} rounds of {DURATION}, {CONNS} connections, 2 KiB JSON; cachecar on core {TARGET_CPU}, "

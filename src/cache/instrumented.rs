@@ -251,8 +251,10 @@ impl Cache {
         self.purges.load(Ordering::Acquire)
     }
 
-    /// Refreshes the memory gauges; called before `/metrics` is rendered.
+    /// Refreshes the memory gauges and the counters read from elsewhere;
+    /// called before `/metrics` is rendered.
     pub fn refresh_gauges(&self) {
+        self.metrics.sync_process_counters();
         if let Some(usage) = self.store.usage() {
             self.metrics
                 .memory_store_bytes

@@ -55,3 +55,18 @@ fn the_dashboard_queries_only_exported_metrics() {
         );
     }
 }
+
+#[test]
+fn dropped_log_lines_are_read_from_the_writer_at_each_scrape() {
+    let m = Metrics::new(&Registry::new()).unwrap();
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let source = dropped.clone();
+    count_log_drops(move || source.load(std::sync::atomic::Ordering::Relaxed));
+    m.sync_process_counters();
+    let before = m.log_lines_dropped_total.get();
+    dropped.store(7, std::sync::atomic::Ordering::Relaxed);
+    m.sync_process_counters();
+    m.sync_process_counters();
+    assert_eq!(m.log_lines_dropped_total.get() - before, 7 - before.min(7));
+    assert_eq!(m.log_lines_dropped_total.get(), 7);
+}

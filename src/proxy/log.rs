@@ -13,10 +13,16 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, Request, Response, Uri, header};
 
+use tracing_appender::non_blocking::NonBlocking;
+
 use super::body::Body;
 use super::upstream::{RequestId, X_FORWARDED_FOR};
 use crate::config::{LogConfig, SecurityConfig};
 use crate::outcome::CacheOutcome;
+
+mod json;
+
+pub use json::write_access_log_to;
 
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
@@ -140,6 +146,9 @@ impl Line<'_> {
     }
 
     fn access(&self, log: &LogConfig) {
+        if let Some(writer) = json::writer() {
+            return self.access_json(writer, log);
+        }
         let cache = self.cache;
         let seen = self.seen;
         tracing::info!(
@@ -160,6 +169,28 @@ impl Line<'_> {
             store_us = self.store.map(|d| d.as_micros() as u64),
             bytes = body_length(self.response),
         );
+    }
+
+    /// The access line as the subscriber would write it, formatted here.
+    fn access_json(&self, writer: &NonBlocking, log: &LogConfig) {
+        let (cache, seen) = (self.cache, self.seen);
+        json::write_line(writer, |line| {
+            line.display("request_id", &seen.request_id);
+            line.opt_str("trace_id", seen.trace_id());
+            line.display("client", &seen.client(self.security));
+            line.opt_str("host", text(seen.host.as_ref()));
+            line.str("path", &seen.path(log));
+            line.opt_str("user_agent", text(seen.user_agent.as_ref()));
+            line.str("route", self.route);
+            line.str("method", self.method.as_str());
+            line.num("status", u64::from(self.response.status().as_u16()));
+            line.str("cache_status", cache.status.as_str());
+            line.opt_str("detail", cache.detail.map(|d| d.as_str()));
+            line.num("duration_us", self.took.as_micros() as u64);
+            line.opt_num("upstream_us", self.upstream.map(|d| d.as_micros() as u64));
+            line.opt_num("store_us", self.store.map(|d| d.as_micros() as u64));
+            line.opt_num("bytes", body_length(self.response));
+        });
     }
 
     fn slow_warning(&self) {
