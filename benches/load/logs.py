@@ -1,6 +1,7 @@
 """What the access log costs on the hit path: two cachecars from one build
 on core 0, one with its access log off, one logging every request as JSON
-to a pipe (read by `cat` on core 1, as a container runtime reads stderr);
+to a pipe (read by `cat` on core 1, as a container runtime reads stderr),
+and nginx `proxy_cache` with its access log on (`buffer=64k`, to tmpfs);
 interleaved rounds of the same 100 hot URLs. Started by benches/logs.sh.
 """
 
@@ -21,13 +22,37 @@ DURATION = os.environ.get("DURATION", "5s")
 CONNS = [int(c) for c in os.environ.get("CONNS", "16 64").split()]
 TARGET_CPU, LOAD_CPU = "0", "1"
 ORIGIN = 18000
-TARGETS = {"log off": (18080, 19090), "log on": (18081, 19091)}
+TARGETS = {"log off": (18080, 19090), "log on": (18081, 19091), "nginx log on": (18082, None)}
 
 tmp = tempfile.mkdtemp(prefix="cachecar-logs-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 os.chmod(tmp, 0o755)
 
 
+def start_nginx(procs):
+    """nginx as run.py sets it up, its access log on and buffered."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    conf = open(os.path.join(here, "nginx.conf.in")).read()
+    port = TARGETS["nginx log on"][0]
+    conf = conf.replace("@DIR@", tmp).replace("@ORIGIN@", str(ORIGIN)).replace("@NGINX@", str(port))
+    conf = conf.replace("access_log off;", f"access_log {tmp}/access.log combined buffer=64k;")
+    os.makedirs(os.path.join(tmp, "cache"), exist_ok=True)
+    os.chmod(os.path.join(tmp, "cache"), 0o777)
+    path = os.path.join(tmp, "nginx.conf")
+    open(path, "w").write(conf)
+    procs.append(spawn_on(TARGET_CPU, "nginx", "-c", path, "-e", os.path.join(tmp, "nginx-error.log")))
+    wait_until_up(f"http://127.0.0.1:{port}/pass/x")
+    warm(port)
+
+
+def warm(port):
+    for _ in range(2):
+        for i in range(100):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/hit/{i}").read()
+
+
 def start(name, procs):
+    if name == "nginx log on":
+        return start_nginx(procs)
     port, admin = TARGETS[name]
     yaml = cachecar_yaml(port, admin, ORIGIN)
     if name == "log on":
@@ -43,9 +68,7 @@ def start(name, procs):
     else:
         procs.append(spawn_on(TARGET_CPU, BIN, "--log-filter", "warn", "run", "--config", path))
     wait_until_up(f"http://127.0.0.1:{admin}/readyz")
-    for _ in range(2):
-        for i in range(100):
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/hit/{i}").read()
+    warm(port)
 
 
 def main():
@@ -64,8 +87,9 @@ def main():
             for name, rows in results.items():
                 medians[name] = statistics.median(r for r, _ in rows)
                 p99 = sorted(p for _, p in rows)[len(rows) // 2]
-                print(f"  {conns:4} conns  {name:8} {medians[name]:10.0f} req/s   p99 {p99}")
+                print(f"  {conns:4} conns  {name:12} {medians[name]:10.0f} req/s   p99 {p99}")
             print(f"  {conns:4} conns  log on / log off: {medians['log on'] / medians['log off']:.2f}")
+            print(f"  {conns:4} conns  log on / nginx log on: {medians['log on'] / medians['nginx log on']:.2f}")
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{TARGETS['log on'][1]}/metrics").read().decode()
         for line in metrics.splitlines():
             if line.startswith("cachecar_log_lines_dropped_total"):
