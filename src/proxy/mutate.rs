@@ -22,7 +22,7 @@ use crate::config::RuntimeConfig;
 use crate::outcome::{BypassReason, CacheOutcome};
 use crate::rules::normalize::{self, Normalized};
 use crate::rules::purge::Purge;
-use crate::rules::{Route, RouteTable};
+use crate::rules::{Mode, Route, RouteTable};
 
 /// Forwards a mutation, then invalidates what it changed.
 pub(super) async fn forward<B>(
@@ -69,8 +69,16 @@ where
     };
     let status = response.status();
     if status.is_success() || status.is_redirection() {
-        core.writes
-            .record(core.clock.now(), &parts.method, &target.path);
+        // Named by shadow mode's mismatch log; nothing to keep without it.
+        if config
+            .routes
+            .values()
+            .iter()
+            .any(|r| r.mode == Mode::Shadow)
+        {
+            core.writes
+                .record(core.clock.now(), &parts.method, &target.path);
+        }
         purge_after(core, config, purge, target, response.headers()).await;
     }
     Answer::new(response.map(Body::Stream), outcome)
