@@ -17,7 +17,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::redis_server::{RedisServer, free_port};
 use crate::support::{TestProxy, config, eventually, get, send, trace_init};
 
-const RULES: &str = "routes:\n  - { name: docs, match: \"GET /docs/{id}\", ttl: 1h }\n  - { name: broken, match: \"GET /broken/{id}\" }\ninvalidate:\n  - { match: \"PUT /docs/{id}\", purge: [\"GET /docs/{id}\"] }\n";
+const RULES: &str = "routes:\n  - { name: docs, match: \"GET /docs/{id}\", ttl: 1h }\n  - { name: broken, match: \"GET /broken/{id}\" }\n  - { name: preview, match: \"GET /preview/{id}\", ttl: 1h, mode: shadow }\ninvalidate:\n  - { match: \"PUT /docs/{id}\", purge: [\"GET /docs/{id}\"] }\n";
 
 /// A running Prometheus, stopped when dropped.
 struct Prometheus {
@@ -126,8 +126,8 @@ fn dashboard_queries() -> Vec<(String, String)> {
     out
 }
 
-/// The mixed workload: misses and hits, a purge, a pass-through and an
-/// upstream error, a few times over.
+/// The mixed workload: misses and hits, a purge, a pass-through, requests
+/// on a shadow route and an upstream error, a few times over.
 async fn workload(proxy: &TestProxy) {
     for round in 0..3 {
         for id in 0..5 {
@@ -142,6 +142,9 @@ async fn workload(proxy: &TestProxy) {
         )
         .await;
         get(&proxy.url("/unrouted"), &[]).await;
+        for _ in 0..3 {
+            get(&proxy.url("/preview/1"), &[]).await;
+        }
     }
     // Enough failing answers for the alert's traffic floor (0.1/s over 5m).
     for n in 0..40 {
@@ -199,6 +202,7 @@ async fn dashboard_evaluates(prometheus: &Prometheus) {
         "Invalidations by rule",
         "Store up / circuit open",
         "Store latency p99 by operation",
+        "Shadow routes: would-be hit ratio",
     ];
     let queries = dashboard_queries();
     assert!(
