@@ -53,7 +53,7 @@ pub struct Lookup {
     /// Current generation of each token of the key, in token order.
     pub generations: Vec<u64>,
     /// Current generation of each of the found response's tags, in its
-    /// tags' order; filled by `Cache::lookup` when the store left it empty.
+    /// tags' order.
     pub tag_generations: Vec<u64>,
     /// The current tag epoch ([`Token::tag_epoch`]), to stamp a fill with.
     pub tag_epoch: u64,
@@ -82,8 +82,8 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     /// Called on every cacheable request. Returns the entry stored under
-    /// `key.hash` (if any) and the current generation of every token of the
-    /// key. A token without a counter must get a fresh value that no entry
+    /// `key.hash` (if any), the current generation of every token of the
+    /// key and of the tags of the response found, and the tag epoch. A token without a counter must get a fresh value that no entry
     /// can carry (never restart from an old value), so entries filled before
     /// a counter was lost never match again.
     ///
@@ -101,7 +101,7 @@ pub trait Store: Send + Sync + 'static {
     async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), StoreError>;
 
     /// The current generations of `tokens`, creating absent counters as
-    /// `lookup` does: for a response's tags, and for stamping a fill's tags.
+    /// `lookup` does: for stamping a fill's tags.
     /// Read from where purges land (a tiered store asks Redis), in order.
     ///
     /// # Errors

@@ -210,8 +210,8 @@ fn entry_json(found: &Found, headers: &HeaderMap, credentials: bool, now: System
         "validators": { "etag": e.etag().is_some(), "last_modified": e.last_modified().is_some() },
         "body_bytes": e.body.len(),
         "filled_under_generations": e.generations,
-        "tags": e.tags.names.iter().zip(&e.tags.generations).zip(&found.tag_generations)
-            .map(|((tag, filled), now)| json!({ "tag": &**tag, "filled_under": filled, "generation": now }))
+        "tags": e.tags.names().zip(&e.tags.generations).zip(&found.tag_generations)
+            .map(|((tag, filled), now)| json!({ "tag": tag, "filled_under": filled, "generation": now }))
             .collect::<Vec<_>>(),
         "vary": e.vary.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
         "shareable_with_credentials": f.shareable_with_auth,

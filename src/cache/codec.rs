@@ -14,7 +14,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::headers::{SERVED_EXTRA, compact};
-use super::{Entry, Freshness, KeyHash, Record, Tags, Variants};
+use super::{Entry, Freshness, KeyHash, Record, Tags, Token, Variants};
 
 const MAGIC: &[u8; 2] = b"CC";
 /// Bumped whenever the layout changes; older values then read as misses.
@@ -73,8 +73,8 @@ fn encode_entry(e: &Entry, out: &mut BytesMut) {
     }
     // Tags, then their generations: an unstamped entry (which no store
     // should write) has fewer generations than tags and reads as a miss.
-    put_len(out, e.tags.names.len());
-    for tag in &e.tags.names {
+    put_len(out, e.tags.tokens.len());
+    for tag in e.tags.names() {
         put_bytes(out, tag.as_bytes());
     }
     put_len(out, e.tags.generations.len());
@@ -168,15 +168,12 @@ fn decode_entry(r: &mut Reader) -> Option<Entry> {
 }
 
 fn decode_tags(r: &mut Reader) -> Option<Tags> {
-    let names = (0..r.len()?)
-        .map(|_| {
-            let b = r.bytes()?;
-            Some(std::str::from_utf8(&b).ok()?.into())
-        })
-        .collect::<Option<Vec<Box<str>>>>()?;
+    let tokens = (0..r.len()?)
+        .map(|_| Some(Token::tag(std::str::from_utf8(&r.bytes()?).ok()?)))
+        .collect::<Option<Vec<Token>>>()?;
     let generations = (0..r.len()?).map(|_| r.u64()).collect::<Option<Vec<_>>>()?;
-    (generations.len() == names.len()).then_some(Tags {
-        names,
+    (generations.len() == tokens.len()).then_some(Tags {
+        tokens,
         generations,
         epoch: None,
     })
@@ -294,7 +291,7 @@ mod tests {
             ],
             generations: vec![1, u64::MAX, 42],
             tags: Tags {
-                names: vec!["user:7".into(), "docs".into()],
+                tokens: vec![Token::tag("docs"), Token::tag("user:7")],
                 generations: vec![3, 9],
                 epoch: None,
             },
@@ -329,7 +326,7 @@ mod tests {
     #[test]
     fn unstamped_tags_never_read_back() {
         let mut e = entry();
-        e.tags = Tags::pending(vec!["a".into()], 5);
+        e.tags = Tags::pending(&["a".into()], 5);
         let bytes = encode(&Record::Response(Arc::new(e)));
         assert!(decode(Bytes::from(bytes)).is_none());
     }

@@ -40,9 +40,10 @@ pub struct Entry {
 /// key tokens instead, known before the request is sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tags {
-    /// Tag values, sorted, without duplicates.
-    pub names: Vec<Box<str>>,
-    /// The generation of each tag's token when stored, in `names` order;
+    /// The tags' tokens (`t:{tag}`), sorted by tag, without duplicates:
+    /// made once, so a lookup reads their generations without allocating.
+    pub tokens: Vec<Token>,
+    /// The generation of each tag's token when stored, in `tokens` order;
     /// empty until stamped.
     pub generations: Vec<u64>,
     /// Until stamped: the tag epoch the fill's lookup read. The store stamps
@@ -51,10 +52,10 @@ pub struct Tags {
 }
 
 impl Tags {
-    /// Unstamped tags `names` of a fill whose lookup read `epoch`.
-    pub fn pending(names: Vec<Box<str>>, epoch: u64) -> Self {
+    /// Unstamped tags `names` (sorted) of a fill whose lookup read `epoch`.
+    pub fn pending(names: &[Box<str>], epoch: u64) -> Self {
         Self {
-            names,
+            tokens: names.iter().map(|n| Token::tag(n)).collect(),
             generations: Vec::new(),
             epoch: Some(epoch),
         }
@@ -62,17 +63,17 @@ impl Tags {
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.tokens.is_empty()
     }
 
-    /// The tokens of the tags, in `names` order.
-    pub fn tokens(&self) -> Vec<Token> {
-        self.names.iter().map(|n| Token::tag(n)).collect()
+    /// The tags, in `tokens` order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tokens.iter().filter_map(Token::tag_name)
     }
 
     /// The tag epoch to stamp against, while the tags await stamping.
     pub fn unstamped(&self) -> Option<u64> {
-        self.epoch.filter(|_| !self.names.is_empty())
+        self.epoch.filter(|_| !self.tokens.is_empty())
     }
 }
 
@@ -205,7 +206,7 @@ impl Entry {
             .chain(self.vary.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))))
             .map(|(k, v)| k.as_str().len() + v.len() + PER_HEADER)
             .sum();
-        let tags: usize = self.tags.names.iter().map(|t| t.len() + 24).sum();
+        let tags: usize = self.tags.tokens.iter().map(|t| t.as_str().len() + 24).sum();
         (PER_ENTRY + self.body.len() + headers + tags + self.generations.len() * 8) as u64
     }
 

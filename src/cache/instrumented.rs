@@ -167,16 +167,7 @@ impl Cache {
     /// As the store's, after counting it.
     pub async fn lookup(&self, key: &CacheKey) -> Result<Lookup, StoreError> {
         let start = Instant::now();
-        let mut result = self.store.lookup(key).await;
-        if let Ok(found) = &mut result
-            && let Some(Record::Response(e)) = &found.record
-            && found.tag_generations.len() != e.tags.names.len()
-        {
-            match self.store.current(&e.tags.tokens()).await {
-                Ok(generations) => found.tag_generations = generations,
-                Err(e) => result = Err(e),
-            }
-        }
+        let result = self.store.lookup(key).await;
         self.observe(Op::Lookup, start, result.as_ref().err());
         result
     }

@@ -86,6 +86,11 @@ impl Token {
         self.0.starts_with("t:")
     }
 
+    /// The tag of a tag's token (`user:7` of `t:user:7`).
+    pub fn tag_name(&self) -> Option<&str> {
+        self.0.strip_prefix("t:")
+    }
+
     /// The token's text.
     pub fn as_str(&self) -> &str {
         &self.0

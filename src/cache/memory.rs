@@ -151,7 +151,7 @@ impl Store for MemoryStore {
         // the generations newer than the entry's, which reads as a miss.
         let record = self.entries.get(&key.hash);
         let tag_generations = match &record {
-            Some(Record::Response(e)) if !e.tags.is_empty() => self.generations(&e.tags.tokens()),
+            Some(Record::Response(e)) if !e.tags.is_empty() => self.generations(&e.tags.tokens),
             _ => Vec::new(),
         };
         Ok(Lookup {

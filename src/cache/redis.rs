@@ -217,13 +217,16 @@ impl Store for RedisStore {
         }
         let mut generations = self.generations(&tokens, &values[1..]).await?;
         let tag_epoch = generations.pop().unwrap_or_default();
-        // A response's tags are only known once the entry is: `Cache::lookup`
-        // reads them (`current`) in a second call.
         let record = self.record(key, entry_key, values[0].take());
+        // A response's tags are only known once the entry is: a second call.
+        let tag_generations = match &record {
+            Some(Record::Response(e)) => self.current_generations(&e.tags.tokens).await?,
+            _ => Vec::new(),
+        };
         Ok(Lookup {
             record,
             generations,
-            tag_generations: Vec::new(),
+            tag_generations,
             tag_epoch,
         })
     }

@@ -147,7 +147,7 @@ impl L1 {
                 return None;
             }
             if !e.tags.is_empty() {
-                tag_generations = self.known_generations(&e.tags.tokens())?;
+                tag_generations = self.known_generations(&e.tags.tokens)?;
                 if tag_generations != e.tags.generations {
                     return None;
                 }
@@ -166,9 +166,9 @@ impl L1 {
         if !self.subscribed.load(Ordering::Acquire) || self.epoch.load(Ordering::Acquire) != epoch {
             return;
         }
-        let tags = match &lookup.record {
-            Some(Record::Response(e)) => e.tags.tokens(),
-            _ => Vec::new(),
+        let tags: &[Token] = match &lookup.record {
+            Some(Record::Response(e)) => &e.tags.tokens,
+            _ => &[],
         };
         self.tag_epoch.store(lookup.tag_epoch, Ordering::Release);
         let learned = (key.tokens.iter().zip(&lookup.generations))
@@ -220,12 +220,7 @@ impl Store for TieredStore {
             return Ok(hit);
         }
         let epoch = self.l1.epoch.load(Ordering::Acquire);
-        let mut lookup = self.redis.lookup(key).await?;
-        if let Some(Record::Response(e)) = &lookup.record
-            && !e.tags.is_empty()
-        {
-            lookup.tag_generations = self.redis.current(&e.tags.tokens()).await?;
-        }
+        let lookup = self.redis.lookup(key).await?;
         self.l1.learn(key, &lookup, epoch);
         Ok(lookup)
     }

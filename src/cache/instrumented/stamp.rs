@@ -25,7 +25,7 @@ impl Cache {
         let Some(epoch) = entry.tags.unstamped() else {
             return Ok(Some(record));
         };
-        let generations = self.store.current(&entry.tags.tokens()).await?;
+        let generations = self.store.current(&entry.tags.tokens).await?;
         let epoch_now = std::slice::from_ref(Token::tag_epoch());
         if self.store.current(epoch_now).await?.first() != Some(&epoch) {
             tracing::debug!(route = %key.route, "a tag purge raced this fill; not stored");

@@ -41,7 +41,7 @@ impl Fill {
         if read.tags.is_empty() {
             return Tags::default();
         }
-        Tags::pending(read.tags, self.tag_epoch)
+        Tags::pending(&read.tags, self.tag_epoch)
     }
 }
 
