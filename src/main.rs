@@ -276,23 +276,16 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> 
     }
 }
 
-/// Cancels `token` on SIGTERM/SIGINT.
-fn cancel_on_signal(token: CancellationToken) {
-    tokio::spawn(async move {
-        match cachecar::shutdown::signal().await {
-            Ok(name) => tracing::info!(signal = name, "shutting down"),
-            Err(e) => tracing::error!(cause = %e, "cannot listen for signals; stopping"),
-        }
-        token.cancel();
-    });
-}
-
 async fn serve(config: RuntimeConfig) -> anyhow::Result<()> {
-    let app = App::bind(config).await?;
+    // Every handler before the listeners open: a signal sent as soon as the
+    // port answers must not meet the default action (exit at once).
     let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
+    cachecar::shutdown::cancel_on_signal(shutdown.clone());
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
+    let app = App::bind(config).await?;
     if let Some(reloader) = app.reloader() {
-        reload_on_sighup(reloader)?;
+        reload_on_sighup(hangups, reloader);
     }
     app.run(shutdown).await;
     Ok(())
@@ -349,15 +342,15 @@ fn healthcheck(url: &str) -> ExitCode {
 }
 
 /// Reloads the config on every SIGHUP.
-fn reload_on_sighup(reloader: cachecar::reload::Reloader) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+fn reload_on_sighup(
+    mut hangups: tokio::signal::unix::Signal,
+    reloader: cachecar::reload::Reloader,
+) {
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             reloader.reload(cachecar::reload::Trigger::Signal).await;
         }
     });
-    Ok(())
 }
 
 async fn run_demo(listen: SocketAddr, admin: SocketAddr, latency: Duration) -> anyhow::Result<()> {
@@ -366,11 +359,11 @@ async fn run_demo(listen: SocketAddr, admin: SocketAddr, latency: Duration) -> a
         .context("cannot bind the demo API")?;
     let api_addr = api_listener.local_addr()?;
     let config = demo::demo_config(api_addr, listen, admin)?;
+    let shutdown = CancellationToken::new();
+    cachecar::shutdown::cancel_on_signal(shutdown.clone());
     let app = App::bind(config).await.context(
         "cannot start the proxy; is another cachecar demo running? (use --listen/--admin-listen)",
     )?;
-    let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
     let api = tokio::spawn(DemoApi::new(latency).serve(api_listener, shutdown.clone()));
     println!(
         "{}",
@@ -382,12 +375,12 @@ async fn run_demo(listen: SocketAddr, admin: SocketAddr, latency: Duration) -> a
 }
 
 async fn run_demo_api(listen: SocketAddr, latency: Duration) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    cachecar::shutdown::cancel_on_signal(shutdown.clone());
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, ?latency, "demo API ready");
-    let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
     DemoApi::new(latency).serve(listener, shutdown).await;
     Ok(())
 }

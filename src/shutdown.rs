@@ -8,6 +8,8 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::cache::Cache;
 
 /// How long background cache writes get to finish at shutdown: entries
@@ -63,26 +65,52 @@ impl ReadyState {
     }
 }
 
-/// Waits for SIGTERM or SIGINT and returns the signal's name.
+/// Waits for SIGTERM or SIGINT and returns the signal's name. The handlers
+/// are installed when this is called, not when the future is first polled:
+/// call it before the listeners open, so a signal that comes as soon as
+/// they do is never taken by the default handler (which kills the process
+/// without a drain).
 ///
 /// # Errors
 ///
 /// When the signal handlers cannot be installed.
-pub async fn signal() -> std::io::Result<&'static str> {
+pub fn signal() -> std::io::Result<impl Future<Output = &'static str> + Send> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => Ok("SIGTERM"),
-            _ = int.recv() => Ok("SIGINT"),
-        }
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await?;
-        Ok("Ctrl-C")
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        })
+    }
+}
+
+/// Cancels `token` on SIGTERM/SIGINT, with the handlers installed now:
+/// call it before the listeners open.
+pub fn cancel_on_signal(token: CancellationToken) {
+    match signal() {
+        Ok(signal) => {
+            tokio::spawn(async move {
+                let name = signal.await;
+                tracing::info!(signal = name, "shutting down");
+                token.cancel();
+            });
+        }
+        Err(e) => {
+            tracing::error!(cause = %e, "cannot listen for signals; stopping");
+            token.cancel();
+        }
     }
 }
 

@@ -56,13 +56,8 @@ impl TagTemplate {
     /// unclosed brace, or a capture that is not in `captures`.
     pub fn parse(text: &str, captures: &[&str]) -> Result<Self, PatternError> {
         let err = |why: String| Err(PatternError(format!("tag `{text}`: {why}")));
-        if text.is_empty() {
-            return err("is empty".into());
-        }
-        if let Some(c) = text.chars().find(|c| !is_tag_char(*c)) {
-            return err(format!(
-                "{c:?} cannot be in a tag (tags are visible ASCII, without spaces or commas)"
-            ));
+        if let Err(why) = check(text) {
+            return err(why);
         }
         let mut parts = Vec::new();
         let mut rest = text;
