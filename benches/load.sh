@@ -11,6 +11,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/need.sh
-need wrk:wrk nginx:nginx-light redis-server:redis-server
+need wrk:wrk nginx:nginx-light redis-server:redis-server varnishd:varnish
 cargo build --release --locked --quiet --bin cachecar --example bare_hyper
 exec python3 benches/load/run.py

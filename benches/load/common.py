@@ -14,10 +14,10 @@ BODY = json.dumps({"id": 1, "items": [{"n": i, "text": "x" * 20} for i in range(
 BODY = BODY + " " * (2048 - len(BODY))
 
 
-def cachecar_yaml(listen, admin, origin, store="memory", max_bytes="512MiB", redis=None):
+def cachecar_yaml(listen, admin, origin, store="memory", max_bytes="512MiB", redis=None, db=0):
     """cachecar in front of the origin on 127.0.0.1: no access log, no
     reloads, a `hit` and a `miss` route cached for an hour."""
-    redis_section = f"\n  redis: {{ url: \"redis://127.0.0.1:{redis}/0\" }}" if redis else ""
+    redis_section = f"\n  redis: {{ url: \"redis://127.0.0.1:{redis}/{db}\" }}" if redis else ""
     return f"""listen: 127.0.0.1:{listen}
 upstream: {{ url: "http://127.0.0.1:{origin}", timeout: 10s }}
 admin: {{ listen: 127.0.0.1:{admin} }}
