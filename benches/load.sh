@@ -12,5 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/need.sh
 need wrk:wrk nginx:nginx-light redis-server:redis-server varnishd:varnish
+# nginx + srcache + lua-resty-redis (benches/load/srcache.conf.in): modules,
+# not tools, so looked for by file.
+if [ ! -e /usr/lib/nginx/modules/ngx_http_srcache_filter_module.so ] || [ ! -e /usr/share/lua/5.1/nginx/redis.lua ]; then
+  [ "$(id -u)" -eq 0 ] && sudo="" || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libnginx-mod-http-lua libnginx-mod-http-ndk \
+    libnginx-mod-http-srcache-filter libnginx-mod-http-set-misc lua-nginx-redis >/dev/null
+fi
 cargo build --release --locked --quiet --bin cachecar --example bare_hyper
 exec python3 benches/load/run.py
