@@ -6,9 +6,8 @@ in each store mode, with its access log off and on."""
 import os
 import subprocess
 import time
-import urllib.request
 
-from common import BODY, cachecar_yaml
+from common import BODY, cachecar_yaml, wait_until_up
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -50,7 +49,7 @@ class Launcher:
     def origin_server(self):
         conf = self.render("origin.conf.in", DIR=self.tmp, ORIGIN=self.origin, BODY=BODY)
         self.spawn(self.load_cpu, "nginx", "-c", conf, "-e", os.path.join(self.tmp, "origin-error.log"))
-        wait_http(f"http://127.0.0.1:{self.origin}/x")
+        wait_until_up(f"http://127.0.0.1:{self.origin}/x")
 
     def redis_server(self):
         self.spawn(self.load_cpu, "redis-server", "--port", str(self.redis), "--bind", "127.0.0.1", "--save", "",
@@ -74,14 +73,14 @@ class Launcher:
             text = open(conf).read().replace("access_log off;", f"access_log {d}/access.log combined buffer=64k;")
             open(conf, "w").write(text)
         p = self.spawn(self.target_cpu, "nginx", "-c", conf, "-e", os.path.join(d, "error.log"))
-        wait_http(f"http://127.0.0.1:{port}/pass/x")
+        wait_until_up(f"http://127.0.0.1:{port}/pass/x")
         return p
 
     def srcache(self, port):
         d = os.path.join(self.tmp, f"srcache-{port}")
         conf = self.render("srcache.conf.in", d, DIR=d, ORIGIN=self.origin, PORT=port, REDIS=self.redis)
         p = self.spawn(self.target_cpu, "nginx", "-c", conf, "-e", os.path.join(d, "error.log"))
-        wait_http(f"http://127.0.0.1:{port}/pass/x")
+        wait_until_up(f"http://127.0.0.1:{port}/pass/x")
         return p
 
     def varnish(self, port):
@@ -90,7 +89,7 @@ class Launcher:
         os.chmod(d, 0o755)
         p = self.spawn(self.target_cpu, "varnishd", "-F", "-f", vcl, "-a", f"127.0.0.1:{port}",
                        "-n", os.path.join(d, "work"), "-s", "malloc,512m")
-        wait_http(f"http://127.0.0.1:{port}/pass/x", timeout=30)
+        wait_until_up(f"http://127.0.0.1:{port}/pass/x", timeout=30)
         return p
 
     def hyper(self, mode, port, binary):
@@ -100,7 +99,7 @@ class Launcher:
             p = self.spawn(self.target_cpu, binary, "serve", f"127.0.0.1:{port}", body)
         else:
             p = self.spawn(self.target_cpu, binary, "proxy", f"127.0.0.1:{port}", f"127.0.0.1:{self.origin}")
-        wait_http(f"http://127.0.0.1:{port}/pass/x")
+        wait_until_up(f"http://127.0.0.1:{port}/pass/x")
         return p
 
     def cachecar(self, binary, store, port, admin, db=0, log=False, max_bytes="512MiB"):
@@ -121,17 +120,6 @@ class Launcher:
             p = self.spawn(self.target_cpu, binary, *args, stderr=reader.stdin)
         else:
             p = self.spawn(self.target_cpu, binary, "--log-filter", "warn", "run", "--config", path)
-        wait_http(f"http://127.0.0.1:{admin}/readyz")
+        wait_until_up(f"http://127.0.0.1:{admin}/readyz")
         return p
 
-
-def wait_http(url, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not come up")
