@@ -23,7 +23,9 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// mimalloc: under the miss path's churn (entries of similar sizes
 /// allocated and evicted from several threads) glibc's per-thread arenas
-/// held about twice the live bytes (docs/benchmarks.md, "Memory").
+/// held about twice the live bytes (docs/benchmarks.md, "Memory"). Built
+/// with `no_thp`: asked for transparent huge pages, its arenas grew in
+/// 2 MiB pages, 21 MiB resident at idle against 12 MiB without.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -126,7 +126,18 @@ impl fmt::Display for Token {
 impl KeyHash {
     /// Lower-case hex, for Redis keys and `/admin/explain`.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        let mut s = String::with_capacity(64);
+        self.push_hex(&mut s);
+        s
+    }
+
+    /// Appends the lower-case hex to `s` (a Redis key is built in one buffer).
+    pub fn push_hex(&self, s: &mut String) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for b in self.0 {
+            s.push(DIGITS[usize::from(b >> 4)] as char);
+            s.push(DIGITS[usize::from(b & 0xf)] as char);
+        }
     }
 }
 
@@ -154,5 +165,15 @@ mod tests {
         assert_eq!(Token::url("/a/b").as_str(), "u:/a/b");
         assert_eq!(Token::tag("user:7").as_str(), "t:user:7");
         assert!(Token::tag("x").is_tag() && !Token::tag_epoch().is_tag());
+    }
+
+    #[test]
+    fn hex_is_two_lower_case_digits_per_byte() {
+        let mut bytes = [0u8; 32];
+        bytes[..4].copy_from_slice(&[0x00, 0x0f, 0xa0, 0xff]);
+        let hex = KeyHash(bytes).to_hex();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(&hex[..8], "000fa0ff");
+        assert!(hex[8..].bytes().all(|b| b == b'0'));
     }
 }

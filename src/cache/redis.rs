@@ -137,12 +137,26 @@ impl RedisStore {
         &self.inner.settings.key_prefix
     }
 
+    // Keys are built with `push_str`, not `format!`: a lookup builds one
+    // per token, and the formatting machinery showed in its profile.
     fn entry_key(&self, key: &CacheKey) -> String {
-        format!("{}e:{}:{}", self.prefix(), key.route, key.hash.to_hex())
+        let prefix = self.prefix();
+        let mut s = String::with_capacity(prefix.len() + key.route.len() + 67);
+        s.push_str(prefix);
+        s.push_str("e:");
+        s.push_str(&key.route);
+        s.push(':');
+        key.hash.push_hex(&mut s);
+        s
     }
 
     fn gen_key(&self, token: &Token) -> String {
-        format!("{}g:{}", self.prefix(), token.as_str())
+        let (prefix, token) = (self.prefix(), token.as_str());
+        let mut s = String::with_capacity(prefix.len() + token.len() + 2);
+        s.push_str(prefix);
+        s.push_str("g:");
+        s.push_str(token);
+        s
     }
 
     fn lock_key(&self, hash: &KeyHash) -> String {

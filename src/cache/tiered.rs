@@ -15,7 +15,14 @@
 //!   ever lost without the subscription noticing.
 //!
 //! A lookup that raced an invalidation (an epoch changed while it was in
-//! Redis) does not teach L1 anything. Writes go to both tiers.
+//! Redis) does not teach L1 anything.
+//!
+//! L1 is filled by reads, not by writes: a new entry goes to Redis only,
+//! and the first lookup that finds it there copies it into L1 (a write that
+//! replaces an entry L1 holds replaces it there too). A URL asked
+//! for once (the long tail of a miss-heavy load) then costs L1 nothing, no
+//! insertion and no eviction of a hot entry, and a miss costs what it costs
+//! the redis store; a hot entry is in L1 from its second read on.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -166,25 +173,42 @@ impl L1 {
         if !self.subscribed.load(Ordering::Acquire) || self.epoch.load(Ordering::Acquire) != epoch {
             return;
         }
-        let tags: &[Token] = match &lookup.record {
-            Some(Record::Response(e)) => &e.tags.tokens,
-            _ => &[],
+        // Generations are only worth knowing with an entry to serve under
+        // them: a miss teaches nothing, and its fill does not go to L1.
+        let (record, tags): (&Record, &[Token]) = match &lookup.record {
+            Some(r @ Record::Response(e)) => {
+                if e.generations != lookup.generations
+                    || e.tags.generations != lookup.tag_generations
+                {
+                    return;
+                }
+                (r, &e.tags.tokens)
+            }
+            Some(r @ Record::Variants(_)) => (r, &[]),
+            None => return,
         };
         self.tag_epoch.store(lookup.tag_epoch, Ordering::Release);
         let learned = (key.tokens.iter().zip(&lookup.generations))
             .chain(tags.iter().zip(&lookup.tag_generations));
+        let mut inserted = Vec::new();
         for (t, g) in learned {
-            self.known.insert(self.token_id(t.as_str()), *g);
-        }
-        let valid = match &lookup.record {
-            Some(Record::Response(e)) => {
-                e.generations == lookup.generations && e.tags.generations == lookup.tag_generations
+            let id = self.token_id(t.as_str());
+            // Most tokens (a route's) are shared by many keys and already
+            // known: a read is far cheaper than moka's write path.
+            if self.known.get(&id) != Some(*g) {
+                self.known.insert(id, *g);
+                inserted.push(id);
             }
-            Some(Record::Variants(_)) => true,
-            None => false,
-        };
-        if let (true, Some(record)) = (valid, &lookup.record) {
-            self.entries.insert(key.hash, record.clone());
+        }
+        self.entries.insert(key.hash, record.clone());
+        // An invalidation that began after the check above may have
+        // forgotten a token before it was inserted here: take back what
+        // this lookup taught (the invalidation moves the epoch first).
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            self.tag_epoch.store(UNKNOWN, Ordering::Release);
+            for id in inserted {
+                self.known.invalidate(&id);
+            }
         }
     }
 }
@@ -232,7 +256,11 @@ impl Store for TieredStore {
     }
 
     async fn insert(&self, key: &CacheKey, record: Record) -> Result<(), StoreError> {
-        if self.subscribed() {
+        // A new entry does not go into L1: the first lookup that finds it
+        // in Redis puts it there (module docs). One that replaces what L1
+        // holds (a refresh, a revalidation) does, or L1 would go on
+        // serving the old one.
+        if self.subscribed() && self.l1.entries.contains_key(&key.hash) {
             self.l1.entries.insert(key.hash, record.clone());
         }
         self.redis.insert(key, record).await

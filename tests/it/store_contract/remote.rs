@@ -197,7 +197,8 @@ async fn round_trips_are_what_the_docs_say_and_nothing_scans() {
     stop.cancel();
 }
 
-/// The tiered store answers a hot key from L1: no round trip.
+/// The tiered store answers a hot key from L1: no round trip. A fill goes
+/// to Redis only; the first read that finds it there fills L1.
 #[tokio::test]
 async fn tiered_hits_on_hot_keys_cost_no_round_trip() {
     let redis = RedisServer::start().await;
@@ -209,6 +210,13 @@ async fn tiered_hits_on_hot_keys_cost_no_round_trip() {
         .insert(&key(9), entry(&key(9), g9, "z", Duration::from_secs(60)))
         .await
         .unwrap();
+    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]).await;
+    assert!(tiered.lookup(&key(9)).await.unwrap().record.is_some());
+    assert_eq!(
+        command_calls(&redis).await,
+        calls(&[("mget", 1)]),
+        "the read after a fill finds the entry in Redis, not in L1"
+    );
     let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]).await;
     for _ in 0..10 {
         assert!(tiered.lookup(&key(9)).await.unwrap().record.is_some());
