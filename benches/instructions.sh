@@ -4,6 +4,7 @@
 #   benches/instructions.sh
 #   CACHECAR_BIN=/path/to/other/cachecar PATHS="hit miss" benches/instructions.sh
 #   REFERENCES=1 benches/instructions.sh   # also hyper alone (examples/bare_hyper.rs)
+#   LOG=1 PATHS=hit benches/instructions.sh # with the access log on
 # Installs valgrind, wrk and nginx (the origin) with apt-get if missing;
 # builds the release binary unless CACHECAR_BIN names one.
 set -euo pipefail

@@ -11,7 +11,8 @@ however busy the other core is; it moves by a few hundred between runs
 (where moka's table growth falls, on the miss path). KEEP=DIR keeps the
 callgrind profiles there, for `callgrind_annotate`. REFERENCES=1 also
 counts hyper alone (examples/bare_hyper.rs) the same way: `serve` on the
-hit path, `proxy` on the pass-through path.
+hit path, `proxy` on the pass-through path. LOG=1 turns cachecar's JSON
+access log on for every request (the writer thread's instructions count).
 """
 
 import os
@@ -31,6 +32,7 @@ PATHS = os.environ.get("PATHS", "hit miss pass").split()
 DURATION = os.environ.get("DURATION", "4s")
 TARGET_CPU, LOAD_CPU = os.environ.get("TARGET_CPU", "0"), os.environ.get("LOAD_CPU", "1")
 REFERENCES = os.environ.get("REFERENCES", "0") == "1"
+LOG = os.environ.get("LOG", "0") == "1"
 HYPER_BIN = os.environ.get("HYPER_BIN", os.path.join(ROOT, "target", "release", "examples", "bare_hyper"))
 ORIGIN, CACHECAR, ADMIN = 18100, 18180, 19190
 sys.path.insert(0, HERE)
@@ -78,12 +80,16 @@ def origin():
 
 def config():
     path = os.path.join(tmp, "cachecar.yaml")
-    open(path, "w").write(cachecar_yaml(CACHECAR, ADMIN, ORIGIN))
+    yaml = cachecar_yaml(CACHECAR, ADMIN, ORIGIN)
+    if LOG:
+        yaml = yaml.replace("access_sample: 0.0", "access_sample: 1.0")
+    open(path, "w").write(yaml)
     return path
 
 
 def cachecar():
-    return [BIN, "--log-filter", "warn", "run", "--config", config()], f"http://127.0.0.1:{ADMIN}/readyz"
+    logs = ["--log-format", "json", "--log-filter", "info"] if LOG else ["--log-filter", "warn"]
+    return [BIN, *logs, "run", "--config", config()], f"http://127.0.0.1:{ADMIN}/readyz"
 
 
 def hyper_alone(mode):

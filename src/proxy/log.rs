@@ -175,9 +175,9 @@ impl Line<'_> {
     fn access_json(&self, writer: &NonBlocking, log: &LogConfig) {
         let (cache, seen) = (self.cache, self.seen);
         json::write_line(writer, |line| {
-            line.display("request_id", &seen.request_id);
+            seen.request_id.with_text(|id| line.str("request_id", id));
             line.opt_str("trace_id", seen.trace_id());
-            line.display("client", &seen.client(self.security));
+            line.ip("client", seen.client(self.security));
             line.opt_str("host", text(seen.host.as_ref()));
             line.str("path", &seen.path(log));
             line.opt_str("user_agent", text(seen.user_agent.as_ref()));

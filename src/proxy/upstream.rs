@@ -306,12 +306,20 @@ impl RequestId {
     }
 }
 
+impl RequestId {
+    /// `f` of the id as text, without the formatting machinery (the
+    /// access log writes one per request).
+    pub(crate) fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            RequestId::Sent(v) => f(v.to_str().unwrap_or("?")),
+            RequestId::Made(words) => f(std::str::from_utf8(&hex(*words)).unwrap_or("?")),
+        }
+    }
+}
+
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RequestId::Sent(v) => f.write_str(v.to_str().unwrap_or("?")),
-            RequestId::Made(words) => f.write_str(std::str::from_utf8(&hex(*words)).unwrap_or("?")),
-        }
+        self.with_text(|text| f.write_str(text))
     }
 }
 
