@@ -5,12 +5,13 @@
 #   CACHECAR_BIN=/path/to/other/cachecar PATHS="hit miss" benches/instructions.sh
 #   REFERENCES=1 benches/instructions.sh   # also hyper alone (examples/bare_hyper.rs)
 #   LOG=1 PATHS=hit benches/instructions.sh # with the access log on
-# Installs valgrind, wrk and nginx (the origin) with apt-get if missing;
-# builds the release binary unless CACHECAR_BIN names one.
+#   STORE=redis benches/instructions.sh     # the Redis store (Redis on the load core)
+# Installs valgrind, wrk, nginx (the origin) and redis-server with apt-get
+# if missing; builds the release binary unless CACHECAR_BIN names one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/need.sh
-need valgrind:valgrind wrk:wrk nginx:nginx-light
+need valgrind:valgrind wrk:wrk nginx:nginx-light redis-server:redis-server
 [ -n "${CACHECAR_BIN:-}" ] || cargo build --release --locked --quiet --bin cachecar
 [ "${REFERENCES:-0}" != 1 ] || cargo build --release --locked --quiet --example bare_hyper
 exec python3 benches/load/instructions.py

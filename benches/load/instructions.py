@@ -12,7 +12,8 @@ however busy the other core is; it moves by a few hundred between runs
 callgrind profiles there, for `callgrind_annotate`. REFERENCES=1 also
 counts hyper alone (examples/bare_hyper.rs) the same way: `serve` on the
 hit path, `proxy` on the pass-through path. LOG=1 turns cachecar's JSON
-access log on for every request (the writer thread's instructions count).
+access log on for every request (the writer thread's instructions count);
+STORE=redis or tiered runs that store, with a Redis on the load core.
 """
 
 import os
@@ -33,6 +34,10 @@ DURATION = os.environ.get("DURATION", "4s")
 TARGET_CPU, LOAD_CPU = os.environ.get("TARGET_CPU", "0"), os.environ.get("LOAD_CPU", "1")
 REFERENCES = os.environ.get("REFERENCES", "0") == "1"
 LOG = os.environ.get("LOG", "0") == "1"
+# The store cachecar runs with; `redis` and `tiered` get a Redis of their
+# own on the load core (its instructions are not counted).
+STORE = os.environ.get("STORE", "memory")
+REDIS = 16398
 HYPER_BIN = os.environ.get("HYPER_BIN", os.path.join(ROOT, "target", "release", "examples", "bare_hyper"))
 ORIGIN, CACHECAR, ADMIN = 18100, 18180, 19190
 sys.path.insert(0, HERE)
@@ -80,7 +85,8 @@ def origin():
 
 def config():
     path = os.path.join(tmp, "cachecar.yaml")
-    yaml = cachecar_yaml(CACHECAR, ADMIN, ORIGIN)
+    redis = REDIS if STORE != "memory" else None
+    yaml = cachecar_yaml(CACHECAR, ADMIN, ORIGIN, store=STORE, redis=redis)
     if LOG:
         yaml = yaml.replace("access_sample: 0.0", "access_sample: 1.0")
     open(path, "w").write(yaml)
@@ -136,9 +142,13 @@ def main():
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing (benches/instructions.sh installs it)")
     o = origin()
+    r = None
+    if STORE != "memory":
+        r = spawn(LOAD_CPU, "redis-server", "--port", str(REDIS), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no")
     try:
         get(f"http://127.0.0.1:{ORIGIN}/")
-        print(f"instructions per request ({BIN}, wrk -c16 -d{DURATION}):")
+        print(f"instructions per request ({BIN}, {STORE} store, wrk -c16 -d{DURATION}):")
         for path in PATHS:
             ir, n = measure(path, cachecar())
             print(f"  {path:5} {ir:>8,} ({n} requests)", flush=True)
@@ -148,8 +158,10 @@ def main():
                 ir, n = measure(path, hyper_alone(mode))
                 print(f"  {path:5} {ir:>8,} ({n} requests, {mode})", flush=True)
     finally:
-        o.send_signal(signal.SIGTERM)
-        o.wait(timeout=10)
+        for p in (o, r):
+            if p:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
