@@ -6,11 +6,13 @@
 //! all of that (deadpool-redis' builders cannot pass certificates to the
 //! Cluster and Sentinel clients).
 
+use std::time::Duration;
+
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, RedisResult,
-    TlsCertificates, TlsMode,
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
+    RedisResult, TlsCertificates, TlsMode,
 };
 
 use super::conn::Conn;
@@ -112,12 +114,24 @@ impl Clients {
         })
     }
 
-    /// A new multiplexed connection.
-    pub(super) async fn connect(&self) -> RedisResult<Conn> {
+    /// A new multiplexed connection. Every call on it is bounded by the
+    /// store's own `timeout` (`conn.rs`); redis-rs' per-command timer (500 ms
+    /// unless told otherwise) would add a timer to each command and cut a
+    /// longer `timeout` short, so it is off.
+    pub(super) async fn connect(&self, timeout: Duration) -> RedisResult<Conn> {
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(timeout));
         Ok(match self {
-            Clients::Single(c) => Conn::Single(c.get_multiplexed_async_connection().await?),
+            Clients::Single(c) => Conn::Single(
+                c.get_multiplexed_async_connection_with_config(&config)
+                    .await?,
+            ),
             Clients::Cluster(c) => Conn::Cluster(c.get_async_connection().await?),
-            Clients::Sentinel(c) => Conn::Single(c.lock().await.get_async_connection().await?),
+            Clients::Sentinel(c) => {
+                let mut sentinel = c.lock().await;
+                Conn::Single(sentinel.get_async_connection_with_config(&config).await?)
+            }
         })
     }
 
@@ -228,16 +242,16 @@ fn sentinel(
     builder.build()
 }
 
-/// Makes the store's connections: the pool's only job, as each is taken
-/// out of it at once to serve as a lane.
-pub(super) struct Manager(pub(super) Clients);
+/// Makes the store's connections (with its clients, under its timeout): the
+/// pool's only job, as each is taken out of it at once to serve as a lane.
+pub(super) struct Manager(pub(super) Clients, pub(super) Duration);
 
 impl deadpool::managed::Manager for Manager {
     type Type = Conn;
     type Error = RedisError;
 
     async fn create(&self) -> Result<Conn, RedisError> {
-        self.0.connect().await
+        self.0.connect(self.1).await
     }
 
     async fn recycle(

@@ -53,7 +53,7 @@ pub(super) fn pool(settings: &RedisSettings) -> Result<client::Pool, StoreError>
         |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("invalid redis settings: {e}"));
     let clients = client::Clients::new(settings).map_err(|e| invalid(&e))?;
     let t = Some(settings.timeout);
-    client::Pool::builder(client::Manager(clients))
+    client::Pool::builder(client::Manager(clients, settings.timeout))
         .max_size(settings.pool_size)
         .timeouts(deadpool::managed::Timeouts {
             wait: t,

@@ -226,3 +226,31 @@ async fn tiered_hits_on_hot_keys_cost_no_round_trip() {
     assert!(!info.contains("cmdstat_keys") && !info.contains("cmdstat_scan"));
     stop.cancel();
 }
+
+/// A store's `timeout` is the only bound on a command: a Redis that
+/// answers after 800 ms (frozen, then thawed) is waited for under a 3 s
+/// timeout, where redis-rs' own default would give up at 500 ms.
+#[tokio::test]
+async fn a_slow_answer_within_the_configured_timeout_is_waited_for() {
+    let redis = RedisServer::start().await;
+    let stop = CancellationToken::new();
+    let settings = RedisSettings {
+        timeout: Duration::from_secs(3),
+        ..settings(RedisNodes::Single(redis.url()))
+    };
+    let store = RedisStore::new(settings, &metrics(), "redis", stop.child_token()).unwrap();
+    let a = key(1);
+    store.lookup(&a).await.expect("connected");
+    redis.freeze();
+    let started = std::time::Instant::now();
+    let lookup = tokio::spawn({
+        let store = store.clone();
+        async move { store.lookup(&key(1)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    redis.thaw();
+    let answered = lookup.await.unwrap();
+    assert!(answered.is_ok(), "{answered:?}");
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    stop.cancel();
+}
